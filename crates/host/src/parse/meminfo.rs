@@ -1,0 +1,48 @@
+//! `/proc/meminfo`: `Key:   value kB` lines (proc(5)).
+
+use std::collections::BTreeMap;
+
+use crate::ParseError;
+
+/// Parses meminfo into bytes per key (`kB` values are multiplied out; `HugePages_*` counts are
+/// kept as counts). Lines that do not fit the shape are skipped: new kernels add keys.
+pub fn parse(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let Some(Ok(value)) = words.next().map(str::parse::<u64>) else {
+            continue;
+        };
+        let value = match words.next() {
+            Some("kB") => value.saturating_mul(1024),
+            _ => value,
+        };
+        out.insert(key.trim().to_owned(), value);
+    }
+    if out.is_empty() {
+        return Err(ParseError::new("meminfo", text, "no `Key: value` lines"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn real_contents() {
+        let text = "MemTotal:       24634564 kB\nMemFree:        20338880 kB\n\
+                    MemAvailable:   23551012 kB\nHugePages_Total:       0\n\
+                    Hugepagesize:       2048 kB\nDirectMap1G:    23068672 kB\n";
+        let m = super::parse(text).unwrap();
+        assert_eq!(m["MemTotal"], 24_634_564 * 1024);
+        assert_eq!(m["HugePages_Total"], 0);
+        assert_eq!(m["Hugepagesize"], 2048 * 1024);
+    }
+
+    #[test]
+    fn empty_is_an_error() {
+        assert!(super::parse("").is_err());
+    }
+}

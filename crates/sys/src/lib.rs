@@ -1,0 +1,114 @@
+//! Safe wrappers over the operating-system calls that osml makes directly.
+//!
+//! This is the only crate of the workspace allowed to contain `unsafe`; each wrapper names the
+//! system call it makes and returns owned values or RAII types. Today it holds:
+//!
+//! - [`allowed_cpus`]: `sched_getaffinity(2)` for the calling thread;
+//! - [`statvfs`]: `statvfs(3)`, the size and use of a mounted filesystem;
+//! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring.
+//!
+//! ```
+//! let cpus = osml_sys::allowed_cpus().expect("sched_getaffinity");
+//! assert!(!cpus.is_empty());
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Errors from the wrappers: which call failed, on what, and the OS error.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// A system call failed; `path` is set when the call was about a file.
+    #[error("{call}{} failed: {source}", path.as_ref().map(|p| format!(" on {}", p.display())).unwrap_or_default())]
+    Call {
+        call: &'static str,
+        path: Option<PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The CPUs the calling thread may run on, ascending: `sched_getaffinity(2)`.
+///
+/// See <https://man7.org/linux/man-pages/man2/sched_getaffinity.2.html>.
+pub fn allowed_cpus() -> Result<Vec<usize>, SysError> {
+    let set = rustix::thread::sched_getaffinity(None).map_err(|e| SysError::Call {
+        call: "sched_getaffinity",
+        path: None,
+        source: e.into(),
+    })?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect())
+}
+
+/// Size and use of a mounted filesystem, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsUsage {
+    /// Total size of the filesystem.
+    pub total_bytes: u64,
+    /// Bytes free for an unprivileged user.
+    pub available_bytes: u64,
+    /// Bytes in use (`total - free`, where free includes root's reserve).
+    pub used_bytes: u64,
+}
+
+/// `statvfs(3)` on `path`: how big the filesystem holding it is and how full.
+///
+/// See <https://man7.org/linux/man-pages/man3/statvfs.3.html>.
+pub fn statvfs(path: &Path) -> Result<FsUsage, SysError> {
+    let st = rustix::fs::statvfs(path).map_err(|e| SysError::Call {
+        call: "statvfs",
+        path: Some(path.to_path_buf()),
+        source: e.into(),
+    })?;
+    let block = st.f_frsize;
+    Ok(FsUsage {
+        total_bytes: st.f_blocks.saturating_mul(block),
+        available_bytes: st.f_bavail.saturating_mul(block),
+        used_bytes: st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(block),
+    })
+}
+
+/// Whether this process can create an io_uring instance: `io_uring_setup(2)` with two entries.
+///
+/// A kernel built without io_uring, `kernel.io_uring_disabled`, or a seccomp filter (Docker's
+/// default profile blocks it) each make this fail; the error says which errno came back.
+/// See <https://man7.org/linux/man-pages/man2/io_uring_setup.2.html>.
+pub fn probe_io_uring() -> Result<(), SysError> {
+    io_uring::IoUring::new(2)
+        .map(drop)
+        .map_err(|source| SysError::Call {
+            call: "io_uring_setup",
+            path: None,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_cpus_are_sorted_and_within_online_count() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        assert!(cpus.windows(2).all(|w| w[0] < w[1]));
+        let online = std::thread::available_parallelism().unwrap().get();
+        assert!(cpus.len() >= online.min(1));
+    }
+
+    #[test]
+    fn statvfs_of_root_is_consistent() {
+        let usage = statvfs(Path::new("/")).unwrap();
+        assert!(usage.total_bytes > 0);
+        assert!(usage.used_bytes <= usage.total_bytes);
+        assert!(usage.available_bytes <= usage.total_bytes);
+    }
+
+    #[test]
+    fn statvfs_names_the_missing_path() {
+        let err = statvfs(Path::new("/nonexistent/osml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("statvfs on /nonexistent/osml"), "{msg}");
+    }
+}
