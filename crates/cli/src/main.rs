@@ -1,1 +1,39 @@
-fn main(){}
+//! `osml`: the operating-system layer for machine learning.
+//!
+//! The binary is thin: it parses arguments, calls the library crates and renders what they
+//! return. Exit codes are documented in README.md: 0 success, 1 a failed check (or drift for
+//! `compare`), 2 a usage or internal error.
+
+mod archive;
+mod cli;
+mod doctor;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            // Writing into a closed pipe (`osml doctor | head`) is not an error.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("osml: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Doctor(args) => doctor::run(args),
+    }
+}

@@ -1,0 +1,118 @@
+//! `osml doctor`: gather, judge, render; `--capture`; `compare`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use osml_doctor::compare::{compare, HostFindings};
+use osml_doctor::{diagnose, Profile, CHECKS};
+use osml_host::{HostRoot, HostSnapshot};
+
+use crate::archive;
+use crate::cli::{DoctorArgs, DoctorCommand};
+use crate::output::{self, Style};
+
+pub fn run(args: DoctorArgs) -> Result<ExitCode> {
+    let style = Style::detect();
+    let mut out = std::io::stdout().lock();
+    if let Some(DoctorCommand::Compare { reports, json }) = &args.command {
+        return run_compare(reports, *json, style, &mut out);
+    }
+    if args.list {
+        for c in CHECKS {
+            writeln!(out, "{:<20} {}", c.info.id, c.info.title)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let profile = Profile::by_name(&args.profile)
+        .with_context(|| format!("unknown profile {} (known: {})", args.profile, Profile::names().join(", ")))?;
+
+    let opened = args.root.as_deref().map(archive::open_root).transpose()?;
+    let live;
+    let mut root = match &opened {
+        Some(o) => &o.root,
+        None => {
+            live = HostRoot::live();
+            &live
+        }
+    };
+    let recording;
+    if args.capture.is_some() {
+        recording = match &opened {
+            Some(o) => HostRoot::at(o.root.base()).recording(),
+            None => HostRoot::live().recording(),
+        };
+        root = &recording;
+    }
+    let mut host = HostSnapshot::gather(root);
+    if let Some(dir) = &args.root {
+        // Report the path the user gave, not a temporary unpack directory.
+        host.root = dir.display().to_string();
+    }
+    if let Some(dest) = &args.capture {
+        let n = archive::write_capture(dest, &root.recorded())?;
+        eprintln!("osml: wrote {n} entries to {} (read it back with --root)", dest.display());
+    }
+    let report = diagnose(host, profile, &args.only)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        output::human::write_report(&mut out, &report, args.verbose, style)?;
+    }
+    out.flush()?;
+    Ok(if report.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_compare(
+    paths: &[std::path::PathBuf],
+    json: bool,
+    style: Style,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let reports = paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(HostFindings::from_json(&label(p), &text)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let drift = compare(&reports);
+    if json {
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &serde_json::json!({
+                "schema_version": osml_doctor::SCHEMA_VERSION,
+                "hosts": reports.iter().map(|r| r.host.clone()).collect::<Vec<_>>(),
+                "drift": drift,
+            }),
+        )?;
+        writeln!(out)?;
+    } else {
+        output::compare::write(out, &reports, &drift, style)?;
+    }
+    Ok(if drift.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn label(p: &Path) -> String {
+    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+impl Style {
+    /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
+    pub fn detect() -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            color: std::io::stdout().is_terminal() && !no_color,
+        }
+    }
+}

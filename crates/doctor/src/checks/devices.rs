@@ -1,0 +1,156 @@
+//! GPUs and RDMA: locality and readiness.
+
+use std::collections::BTreeMap;
+
+use osml_host::{CpuList, Fact, PciKind};
+
+use super::{check, Check, Ctx, Verdict};
+use crate::Status;
+
+pub const GPU_NUMA: Check = check!(
+    "gpu.numa", "GPU NUMA locality", gpu_numa,
+    why: "Each rank should run on CPUs of its GPU's NUMA node, so host-to-device copies and pinned buffers stay off the inter-socket link; a GPU whose node is unknown (-1) gets bound to node 0 by torchrun, wrongly for half of the GPUs.",
+    source: "torch numa/binding.py (-1 mapped to 0); nvidia-smi topo -m (CPU and NUMA affinity)",
+    evidence: ["/sys/bus/pci/devices/*/class", "/sys/bus/pci/devices/*/numa_node", "/sys/bus/pci/devices/*/local_cpulist", "/sys/devices/system/node/node*/cpulist", "/proc/self/status"],
+);
+
+fn gpu_numa(cx: &Ctx<'_>) -> Verdict {
+    if let Fact::Unknown { unknown } = &cx.host.pci_devices {
+        return Verdict::skip(format!("PCI devices unknown: {unknown}"));
+    }
+    let gpus = cx.host.pci_of(PciKind::Gpu);
+    if gpus.is_empty() {
+        return Verdict::skip("no GPU on the PCI bus");
+    }
+    let multi = cx.host.cpu_nodes().len() > 1;
+    let allowed = cx.host.cpu.allowed.known();
+    let node_cpus = |node: i64| -> Option<CpuList> {
+        let nodes = cx.host.numa.known()?;
+        nodes.iter().find(|n| i64::try_from(n.id).ok() == Some(node)).map(|n| n.cpus.clone())
+    };
+    let mut by_node: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    let mut unreachable = Vec::new();
+    for g in &gpus {
+        let node = g.numa_node.known().copied().unwrap_or(-1);
+        let key = if node < 0 { "unknown".to_owned() } else { format!("node{node}") };
+        by_node.entry(key).or_default().push(&g.address);
+        if node < 0 {
+            unknown.push(g.address.as_str());
+        }
+        let local = g.local_cpus.known().cloned().filter(|l| !l.is_empty()).or_else(|| node_cpus(node));
+        if let (Some(local), Some(allowed)) = (local, allowed) {
+            if local.intersection(allowed).is_empty() {
+                unreachable.push(format!("{} (local CPUs {local})", g.address));
+            }
+        }
+    }
+    let observed = format!(
+        "{} GPU(s): {}",
+        gpus.len(),
+        by_node
+            .iter()
+            .map(|(n, a)| format!("{n}: {}", a.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let expected = "every GPU on a known node, with allowed CPUs on that node";
+    if !unreachable.is_empty() {
+        return Verdict::new(
+            Status::Fail,
+            format!("{observed}; no allowed CPU is local to {}", unreachable.join(", ")),
+            expected,
+        )
+        .fix(
+            "run the job with CPUs of each GPU's node in its affinity (taskset/numactl, or the scheduler's CPU binding)",
+            "widen the job's cpuset (Slurm --cpu-bind, Kubernetes CPU manager policy) to include each GPU's local CPUs",
+        );
+    }
+    if multi && !unknown.is_empty() {
+        return Verdict::new(Status::Warn, observed, expected)
+            .fix(
+                "bind ranks by the GPU's local_cpulist instead of numa_node, or pass the CPU list explicitly",
+                "enable ACPI _PXM / SRAT reporting in the BIOS (\"NUMA per socket\"), or a kernel that exposes numa_node for these devices",
+            );
+    }
+    Verdict::new(Status::Pass, observed, expected)
+}
+
+pub const RDMA_PORTS: Check = check!(
+    "rdma.ports", "RDMA ports", rdma_ports,
+    why: "NCCL spreads inter-node traffic over every RDMA port it finds; a port that is down or trained to a lower rate slows every collective to its speed, or makes NCCL fall back to TCP sockets.",
+    source: "NHC check_hw_ib (state ACTIVE, phys_state LinkUp, rate); azurehpc-health-checks conf (400 Gb/s per port)",
+    evidence: ["/sys/class/infiniband/*/ports/*/state", "/sys/class/infiniband/*/ports/*/phys_state", "/sys/class/infiniband/*/ports/*/rate", "/sys/class/infiniband/*/ports/*/link_layer"],
+);
+
+fn rdma_ports(cx: &Ctx<'_>) -> Verdict {
+    let ports = match &cx.host.rdma.ports {
+        Fact::Known(p) if !p.is_empty() => p,
+        Fact::Known(_) => return Verdict::skip("no RDMA devices (/sys/class/infiniband is empty or absent)"),
+        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    };
+    let show = |f: &Fact<String>| f.known().cloned().unwrap_or_else(|| "?".into());
+    let observed = ports
+        .iter()
+        .map(|p| format!("{}/{} {} {} {}", p.device, p.port, show(&p.state), show(&p.phys_state), show(&p.rate)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let down: Vec<String> = ports
+        .iter()
+        .filter(|p| {
+            !p.state.known().is_some_and(|s| s.contains("ACTIVE"))
+                || !p.phys_state.known().is_some_and(|s| s.contains("LinkUp"))
+        })
+        .map(|p| format!("{}/{}", p.device, p.port))
+        .collect();
+    let expected = "every port ACTIVE / LinkUp at one rate";
+    if !down.is_empty() {
+        return Verdict::new(Status::Fail, observed, expected).fix(
+            format!("check cabling and the subnet manager for {}: `ibstat`, `ibv_devinfo`, `sminfo`", down.join(", ")),
+            "bring the links up at the switch or the subnet manager (opensm); drain the node until then",
+        );
+    }
+    let mut rates: Vec<String> = ports.iter().filter_map(|p| p.rate.known().cloned()).collect();
+    rates.sort();
+    rates.dedup();
+    if rates.len() > 1 {
+        return Verdict::new(Status::Warn, observed, expected)
+            .why("Ports trained at different rates: collectives run at the pace of the slowest port.")
+            .fix("`ibstat` on each port; reseat or replace the cable of the slow one", "none at run time: a hardware or switch fix");
+    }
+    Verdict::new(Status::Pass, observed, expected)
+}
+
+pub const RDMA_PEERMEM: Check = check!(
+    "rdma.peermem", "GPUDirect RDMA (nvidia_peermem)", rdma_peermem,
+    why: "Without the nvidia_peermem module the NIC cannot read GPU memory directly, so NCCL stages every inter-node transfer through host memory, costing PCIe bandwidth and latency.",
+    source: "NCCL GPUDirect RDMA troubleshooting; NVIDIA GPUDirect RDMA docs (nvidia-peermem)",
+    evidence: ["/proc/modules", "/sys/class/infiniband", "/sys/bus/pci/devices/*/class", "/proc/cmdline"],
+);
+
+fn rdma_peermem(cx: &Ctx<'_>) -> Verdict {
+    let nvidia_gpus = cx.host.pci_of(PciKind::Gpu).iter().filter(|g| g.vendor == 0x10de).count();
+    let rdma = cx.host.rdma.ports.known().map_or(0, Vec::len);
+    if nvidia_gpus == 0 || rdma == 0 {
+        return Verdict::skip(format!("needs NVIDIA GPUs and RDMA ports (found {nvidia_gpus} and {rdma})"));
+    }
+    let modules = match &cx.host.kernel.modules {
+        Fact::Known(m) => m,
+        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    };
+    let loaded = |name: &str| modules.iter().any(|m| m == name);
+    let iommu = cx.host.kernel.params.iommu.as_deref();
+    let observed = format!(
+        "nvidia {}, nvidia_peermem {}{}",
+        if loaded("nvidia") { "loaded" } else { "not loaded" },
+        if loaded("nvidia_peermem") || loaded("nv_peer_mem") { "loaded" } else { "not loaded" },
+        iommu.map_or_else(String::new, |i| format!(", iommu={i}"))
+    );
+    if loaded("nvidia_peermem") || loaded("nv_peer_mem") {
+        return Verdict::new(Status::Pass, observed, "nvidia_peermem loaded");
+    }
+    Verdict::new(Status::Warn, observed, "nvidia_peermem loaded").fix(
+        "modprobe nvidia_peermem",
+        "echo nvidia_peermem > /etc/modules-load.d/nvidia-peermem.conf",
+    )
+}
