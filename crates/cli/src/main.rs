@@ -18,7 +18,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // Writing into a closed pipe (`osml doctor | head`) is not an error.
-            if err
+            if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                || err
                 .chain()
                 .filter_map(|e| e.downcast_ref::<std::io::Error>())
                 .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)

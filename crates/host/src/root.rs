@@ -72,6 +72,11 @@ impl HostRoot {
         self.live
     }
 
+    /// Whether reads are being recorded for a capture.
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
     /// The directory this root stands for (`/` when live).
     pub fn base(&self) -> &Path {
         &self.base

@@ -430,6 +430,10 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
             Err(_) => Fact::unknown(e.to_string()),
         },
     };
+    if root.is_live() && root.is_recording() {
+        // A capture keeps the affinity as text, where a replay finds it.
+        let _ = root.read("/proc/self/status");
+    }
     let allowed = if root.is_live() {
         osml_sys::allowed_cpus()
             .map(|c| c.into_iter().collect())
@@ -550,7 +554,7 @@ fn gather_cpufreq(root: &HostRoot, online: &CpuList) -> Fact<Vec<CpuFreqGroup>> 
     if groups.is_empty() {
         return Fact::unknown(first_error.map_or_else(
             || "no online CPUs".to_owned(),
-            |e| format!("no cpufreq ({e}): common in virtual machines"),
+            |e| format!("no cpufreq ({e}): no frequency driver is loaded, as in most virtual machines"),
         ));
     }
     Fact::Known(

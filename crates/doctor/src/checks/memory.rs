@@ -127,13 +127,14 @@ fn swap(cx: &Ctx<'_>) -> Verdict {
     let devices = m
         .swaps
         .known()
-        .map(|s| s.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" ({})", s.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", ")))
         .unwrap_or_default();
     if total == 0 {
         return Verdict::new(Status::Pass, "no swap", "no swap, or swap that stays unused");
     }
     let used = total.saturating_sub(free);
-    let observed = format!("{} of swap ({devices}), {} in use", human_bytes(total), human_bytes(used));
+    let observed = format!("{} of swap{devices}, {} in use", human_bytes(total), human_bytes(used));
     let fix = ("swapoff -a   (moves swapped pages back to RAM; needs enough free memory)", "comment out the swap lines in /etc/fstab (and mask any systemd swap units)");
     if used >= 64 << 20 {
         Verdict::new(Status::Warn, observed, "no swap in use").fix(fix.0, fix.1)

@@ -100,7 +100,9 @@ fn shm(cx: &Ctx<'_>) -> Verdict {
         .memory
         .total_bytes
         .known()
-        .map_or(16 << 30, |t| (t / 4).max(p.shm_warn_below));
+        // A quarter of RAM, capped at 64 GiB: room for many workers' batches without letting
+        // a runaway job pin half the machine in tmpfs.
+        .map_or(16 << 30, |t| (t / 4).clamp(p.shm_warn_below, 64 << 30));
     let gib = suggest.div_ceil(1 << 30);
     let fix = (
         format!("mount -o remount,size={gib}g /dev/shm"),
