@@ -8,11 +8,12 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use osml_host::{HostRoot, Recorded};
+use osml_host::Recorded;
 
 /// A root opened from a path; holds the temporary directory an archive was unpacked into.
 pub struct OpenedRoot {
-    pub root: HostRoot,
+    /// The directory that stands for `/`.
+    pub base: PathBuf,
     _unpacked: Option<tempfile::TempDir>,
 }
 
@@ -21,11 +22,14 @@ pub struct OpenedRoot {
 /// there.
 pub fn open_root(path: &Path) -> Result<OpenedRoot> {
     let meta = std::fs::metadata(path).with_context(|| {
-        format!("--root {}: cannot open it (a directory or a .tar[.gz|.bz2] archive is expected)", path.display())
+        format!(
+            "--root {}: cannot open it (a directory or a .tar[.gz|.bz2] archive is expected)",
+            path.display()
+        )
     })?;
     if meta.is_dir() {
         return Ok(OpenedRoot {
-            root: HostRoot::at(path),
+            base: path.to_path_buf(),
             _unpacked: None,
         });
     }
@@ -35,7 +39,9 @@ pub fn open_root(path: &Path) -> Result<OpenedRoot> {
         .context("creating a temporary directory to unpack the capture")?;
     let mut magic = [0u8; 3];
     let mut file = File::open(path).with_context(|| format!("--root {}", path.display()))?;
-    let n = file.read(&mut magic).with_context(|| format!("reading {}", path.display()))?;
+    let n = file
+        .read(&mut magic)
+        .with_context(|| format!("reading {}", path.display()))?;
     let file = File::open(path).with_context(|| format!("--root {}", path.display()))?;
     let reader: Box<dyn Read> = match &magic[..n] {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(BufReader::new(file))),
@@ -47,11 +53,14 @@ pub fn open_root(path: &Path) -> Result<OpenedRoot> {
     archive.set_preserve_mtime(false);
     // `unpack` refuses entries that would land outside `dir` (`..`, absolute paths).
     archive.unpack(dir.path()).with_context(|| {
-        format!("--root {}: not a readable tar archive (plain, gzip or bzip2)", path.display())
+        format!(
+            "--root {}: not a readable tar archive (plain, gzip or bzip2)",
+            path.display()
+        )
     })?;
     let base = single_top_dir(dir.path())?;
     Ok(OpenedRoot {
-        root: HostRoot::at(base),
+        base,
         _unpacked: Some(dir),
     })
 }
@@ -79,7 +88,13 @@ pub fn write_capture(dest: &Path, recorded: &BTreeMap<String, Recorded>) -> Resu
     let tmp = tempfile::Builder::new()
         .prefix(".osml-capture-")
         .tempfile_in(parent)
-        .with_context(|| format!("--capture {}: cannot create a file in {}", dest.display(), parent.display()))?;
+        .with_context(|| {
+            format!(
+                "--capture {}: cannot create a file in {}",
+                dest.display(),
+                parent.display()
+            )
+        })?;
     let gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mut count = 0;

@@ -18,11 +18,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // Writing into a closed pipe (`osml doctor | head`) is not an error.
-            if err.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
                 || err
-                .chain()
-                .filter_map(|e| e.downcast_ref::<std::io::Error>())
-                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                    .chain()
+                    .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                    .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 return ExitCode::SUCCESS;
             }
@@ -35,6 +37,6 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Doctor(args) => doctor::run(args),
+        cli::Command::Doctor(args) => doctor::run(&args),
     }
 }

@@ -74,13 +74,23 @@ pub fn compare(reports: &[HostFindings]) -> Vec<Drift> {
             }
         }
     }
-    let order = |id: &str| crate::CHECKS.iter().position(|c| c.info.id == id).unwrap_or(usize::MAX);
+    let order = |id: &str| {
+        crate::CHECKS
+            .iter()
+            .position(|c| c.info.id == id)
+            .unwrap_or(usize::MAX)
+    };
     ids.sort_by_key(|id| (order(id), (*id).clone()));
     let mut out = Vec::new();
     for id in ids {
         let values: Vec<(String, String)> = reports
             .iter()
-            .map(|r| r.findings.get(id).cloned().unwrap_or_else(|| ("absent".into(), "(not checked)".into())))
+            .map(|r| {
+                r.findings
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| ("absent".into(), "(not checked)".into()))
+            })
             .collect();
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, obs) in &values {
@@ -128,11 +138,20 @@ mod tests {
 
     #[test]
     fn marks_the_odd_one_out() {
-        let r = [report("a", "madvise", "no swap"), report("b", "madvise", "no swap"), report("c", "always", "no swap")];
+        let r = [
+            report("a", "madvise", "no swap"),
+            report("b", "madvise", "no swap"),
+            report("c", "always", "no swap"),
+        ];
         let d = compare(&r);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].id, "mem.thp");
-        let odd: Vec<&str> = d[0].hosts.iter().filter(|h| h.odd).map(|h| h.host.as_str()).collect();
+        let odd: Vec<&str> = d[0]
+            .hosts
+            .iter()
+            .filter(|h| h.odd)
+            .map(|h| h.host.as_str())
+            .collect();
         assert_eq!(odd, ["c"]);
     }
 

@@ -122,7 +122,11 @@ pub fn diagnose(
         if !CHECKS.iter().any(|c| c.info.id == id) {
             return Err(DoctorError::UnknownCheck {
                 id: id.clone(),
-                known: CHECKS.iter().map(|c| c.info.id).collect::<Vec<_>>().join(", "),
+                known: CHECKS
+                    .iter()
+                    .map(|c| c.info.id)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }

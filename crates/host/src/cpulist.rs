@@ -29,12 +29,11 @@ impl CpuList {
                 Some((r, s)) => (r, parse_id(s.split('/').next().unwrap_or(s))?),
                 None => (part, 1),
             };
-            let (lo, hi) = match range.split_once('-') {
-                Some((a, b)) => (parse_id(a)?, parse_id(b)?),
-                None => {
-                    let v = parse_id(range)?;
-                    (v, v)
-                }
+            let (lo, hi) = if let Some((a, b)) = range.split_once('-') {
+                (parse_id(a)?, parse_id(b)?)
+            } else {
+                let v = parse_id(range)?;
+                (v, v)
             };
             if lo > hi || stride == 0 {
                 return Err(ParseError::new("cpu list", part, "range runs backwards"));
@@ -87,13 +86,25 @@ impl CpuList {
     /// The numbers present in both lists.
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
-        Self(self.0.iter().copied().filter(|&c| other.contains(c)).collect())
+        Self(
+            self.0
+                .iter()
+                .copied()
+                .filter(|&c| other.contains(c))
+                .collect(),
+        )
     }
 
     /// The numbers of `self` missing from `other`.
     #[must_use]
     pub fn difference(&self, other: &Self) -> Self {
-        Self(self.0.iter().copied().filter(|&c| !other.contains(c)).collect())
+        Self(
+            self.0
+                .iter()
+                .copied()
+                .filter(|&c| !other.contains(c))
+                .collect(),
+        )
     }
 }
 
@@ -172,7 +183,11 @@ mod tests {
             ("0-7:2", vec![0, 2, 4, 6]),
         ];
         for (text, want) in table {
-            assert_eq!(CpuList::parse(text).unwrap().ids(), want.as_slice(), "{text:?}");
+            assert_eq!(
+                CpuList::parse(text).unwrap().ids(),
+                want.as_slice(),
+                "{text:?}"
+            );
         }
     }
 
@@ -185,7 +200,10 @@ mod tests {
 
     #[test]
     fn parses_masks() {
-        assert_eq!(CpuList::parse_mask("0000000f").unwrap().ids(), &[0, 1, 2, 3]);
+        assert_eq!(
+            CpuList::parse_mask("0000000f").unwrap().ids(),
+            &[0, 1, 2, 3]
+        );
         assert_eq!(
             CpuList::parse_mask("00000001,00000003\n").unwrap().ids(),
             &[0, 1, 32]

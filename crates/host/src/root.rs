@@ -86,7 +86,11 @@ impl HostRoot {
     pub fn recorded(&self) -> BTreeMap<String, Recorded> {
         self.recorder
             .as_ref()
-            .map(|r| r.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            .map(|r| {
+                r.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
             .unwrap_or_default()
     }
 
@@ -273,11 +277,13 @@ mod tests {
         let dir = fixture();
         let root = HostRoot::at(dir.path());
         assert_eq!(
-            root.canonicalize("/sys/bus/pci/devices/0000:01:00.0").unwrap(),
+            root.canonicalize("/sys/bus/pci/devices/0000:01:00.0")
+                .unwrap(),
             "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0"
         );
         assert_eq!(
-            root.read_trimmed("/sys/bus/pci/devices/0000:01:00.0/class").unwrap(),
+            root.read_trimmed("/sys/bus/pci/devices/0000:01:00.0/class")
+                .unwrap(),
             "0x030200"
         );
     }
@@ -303,7 +309,8 @@ mod tests {
         let dir = fixture();
         let root = HostRoot::at(dir.path()).recording();
         root.list("/sys/bus/pci/devices").unwrap();
-        root.canonicalize("/sys/bus/pci/devices/0000:01:00.0").unwrap();
+        root.canonicalize("/sys/bus/pci/devices/0000:01:00.0")
+            .unwrap();
         root.read("/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/class")
             .unwrap();
         let rec = root.recorded();

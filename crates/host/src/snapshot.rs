@@ -481,9 +481,12 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
     };
 
     Cpu {
-        model: info
-            .as_ref()
-            .and_then(|i| i.model.clone().map_or_else(|| Fact::unknown("/proc/cpuinfo names no model"), Fact::Known)),
+        model: info.as_ref().and_then(|i| {
+            i.model.clone().map_or_else(
+                || Fact::unknown("/proc/cpuinfo names no model"),
+                Fact::Known,
+            )
+        }),
         frequency: online.as_ref().and_then(|o| gather_cpufreq(root, o)),
         online,
         allowed,
@@ -501,6 +504,8 @@ fn count_topology(topology: &Fact<Vec<CpuTopology>>, info: &Fact<cpuinfo::CpuInf
     use std::collections::BTreeSet;
     let from_sysfs = topology.known().and_then(|t| {
         let mut packages = BTreeSet::new();
+        // A core is a set of hardware-thread siblings. `core_id` alone is not unique within a
+        // package on multi-die parts (AMD Opteron 6100: two dies, each numbering cores 0-3).
         let mut cores = BTreeSet::new();
         let mut threads = 1;
         for c in t {
@@ -508,10 +513,13 @@ fn count_topology(topology: &Fact<Vec<CpuTopology>>, info: &Fact<cpuinfo::CpuInf
                 return None;
             };
             packages.insert(p);
-            cores.insert((p, core));
+            match &c.siblings {
+                Some(sib) => cores.insert((p, sib.ids().first().copied().unwrap_or(c.cpu))),
+                None => cores.insert((p, core + (1 << 32))),
+            };
             threads = threads.max(c.siblings.as_ref().map_or(1, CpuList::len));
         }
-        (!t.is_empty()).then(|| (packages.len(), cores.len(), threads))
+        (!t.is_empty()).then_some((packages.len(), cores.len(), threads))
     });
     let from_cpuinfo = || {
         info.known().and_then(|i| {
@@ -525,12 +533,11 @@ fn count_topology(topology: &Fact<Vec<CpuTopology>>, info: &Fact<cpuinfo::CpuInf
             (!cores.is_empty()).then(|| (packages.len(), cores.len(), n.div_ceil(cores.len())))
         })
     };
-    match from_sysfs.or_else(from_cpuinfo) {
-        Some((s, c, t)) => (Fact::Known(s), Fact::Known(c), Fact::Known(t)),
-        None => {
-            let why = "neither cpu*/topology nor /proc/cpuinfo give package and core ids";
-            (Fact::unknown(why), Fact::unknown(why), Fact::unknown(why))
-        }
+    if let Some((s, c, t)) = from_sysfs.or_else(from_cpuinfo) {
+        (Fact::Known(s), Fact::Known(c), Fact::Known(t))
+    } else {
+        let why = "neither cpu*/topology nor /proc/cpuinfo give package and core ids";
+        (Fact::unknown(why), Fact::unknown(why), Fact::unknown(why))
     }
 }
 
@@ -554,7 +561,11 @@ fn gather_cpufreq(root: &HostRoot, online: &CpuList) -> Fact<Vec<CpuFreqGroup>> 
     if groups.is_empty() {
         return Fact::unknown(first_error.map_or_else(
             || "no online CPUs".to_owned(),
-            |e| format!("no cpufreq ({e}): no frequency driver is loaded, as in most virtual machines"),
+            |e| {
+                format!(
+                    "no cpufreq ({e}): no frequency driver is loaded, as in most virtual machines"
+                )
+            },
         ));
     }
     Fact::Known(
@@ -599,19 +610,7 @@ fn gather_numa(root: &HostRoot) -> Fact<Vec<NumaNode>> {
                         .and_then(|t| CpuList::parse(&t).ok())
                         .unwrap_or_default(),
                     // "Node 0 MemTotal:       24634564 kB"
-                    memory_bytes: fact(root, &format!("{base}/meminfo"), |t| {
-                        let stripped: String = t
-                            .lines()
-                            .filter_map(|l| l.split_once(':').map(|(k, v)| (k, v)))
-                            .map(|(k, v)| {
-                                format!("{}:{v}\n", k.split_whitespace().last().unwrap_or(k))
-                            })
-                            .collect();
-                        meminfo::parse(&stripped)?
-                            .get("MemTotal")
-                            .copied()
-                            .ok_or_else(|| ParseError::new("node meminfo", t, "no MemTotal"))
-                    }),
+                    memory_bytes: fact(root, &format!("{base}/meminfo"), meminfo::parse_node_total),
                     distances: fact(root, &format!("{base}/distance"), |t| {
                         t.split_whitespace()
                             .map(|d| {
@@ -662,13 +661,19 @@ fn gather_hugetlb(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Fact<Vec<HugeP
         Err(e) => return Fact::unknown(format!("{e} (kernel without hugetlbfs?)")),
     };
     let count = |path: String| -> Option<u64> {
-        root.read(&path).ok().and_then(|t| sysfs::parse_u64(&t).ok())
+        root.read(&path)
+            .ok()
+            .and_then(|t| sysfs::parse_u64(&t).ok())
     };
     Fact::Known(
         dirs.iter()
             .filter_map(|d| {
                 // hugepages-2048kB
-                let kb: u64 = d.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+                let kb: u64 = d
+                    .strip_prefix("hugepages-")?
+                    .strip_suffix("kB")?
+                    .parse()
+                    .ok()?;
                 let per_node = numa
                     .known()
                     .map(|nodes| {
@@ -701,10 +706,14 @@ fn gather_hugetlb(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Fact<Vec<HugeP
 fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
     let mount = mounts.as_ref().and_then(|m| {
         // The last mount on a path is the one in effect.
-        m.iter().rev().find(|m| m.target == "/dev/shm").cloned().map_or_else(
-            || Fact::unknown("nothing is mounted on /dev/shm"),
-            Fact::Known,
-        )
+        m.iter()
+            .rev()
+            .find(|m| m.target == "/dev/shm")
+            .cloned()
+            .map_or_else(
+                || Fact::unknown("nothing is mounted on /dev/shm"),
+                Fact::Known,
+            )
     });
     let usage = if root.is_live() {
         osml_sys::statvfs(std::path::Path::new("/dev/shm")).map_err(|e| e.to_string())
@@ -726,7 +735,9 @@ fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
     Shm {
         mount,
         size_bytes,
-        used_bytes: usage.map(|u| u.used_bytes).map_or_else(Fact::unknown, Fact::Known),
+        used_bytes: usage
+            .map(|u| u.used_bytes)
+            .map_or_else(Fact::unknown, Fact::Known),
     }
 }
 
@@ -769,7 +780,8 @@ fn is_pci_address(s: &str) -> bool {
         && b[b.len() - 2] == b'.'
         && b[b.len() - 5] == b':'
         && b[b.len() - 8] == b':'
-        && s.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
 fn classify(class: u32, vendor: u16) -> PciKind {
@@ -916,15 +928,19 @@ fn hierarchy_for(
     cpuset_path: Option<&str>,
 ) -> Option<Hierarchy> {
     // A v1 hierarchy carrying the controller wins; else the unified one, if it has a path.
-    if let Some(m) = mounts
-        .iter()
-        .find(|m| (m.fstype == "cgroup" && m.has_option(controller)) || (controller == "cpuset" && m.fstype == "cpuset"))
-    {
+    if let Some(m) = mounts.iter().find(|m| {
+        (m.fstype == "cgroup" && m.has_option(controller))
+            || (controller == "cpuset" && m.fstype == "cpuset")
+    }) {
         let path = memberships
             .iter()
             .find(|r| r.controllers.iter().any(|c| c == controller))
             .map(|r| r.path.clone())
-            .or_else(|| (controller == "cpuset").then(|| cpuset_path.map(str::to_owned)).flatten())
+            .or_else(|| {
+                (controller == "cpuset")
+                    .then(|| cpuset_path.map(str::to_owned))
+                    .flatten()
+            })
             .unwrap_or_else(|| "/".into());
         return Some(Hierarchy {
             mount: m.target.clone(),
@@ -949,7 +965,9 @@ fn hierarchy_for(
 }
 
 fn missing_controller<T>(c: &str) -> Fact<T> {
-    Fact::unknown(format!("no mounted cgroup hierarchy has the {c} controller"))
+    Fact::unknown(format!(
+        "no mounted cgroup hierarchy has the {c} controller"
+    ))
 }
 
 fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
@@ -965,10 +983,12 @@ fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
             cpuset: Fact::unknown(why),
         };
     };
-    let memberships = read_with(root, "/proc/self/cgroup", cgroup::parse_proc_self_cgroup)
-        .unwrap_or_default();
+    let memberships =
+        read_with(root, "/proc/self/cgroup", cgroup::parse_proc_self_cgroup).unwrap_or_default();
     let cpuset_path = root.read_trimmed("/proc/self/cpuset").ok();
-    let has_v1 = mounts.iter().any(|m| m.fstype == "cgroup" || m.fstype == "cpuset");
+    let has_v1 = mounts
+        .iter()
+        .any(|m| m.fstype == "cgroup" || m.fstype == "cpuset");
     let has_v2 = mounts.iter().any(|m| m.fstype == "cgroup2");
     let version = match (has_v1, has_v2) {
         (true, true) => Fact::Known("hybrid".to_owned()),
@@ -978,87 +998,11 @@ fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
     };
     let find = |c: &str| hierarchy_for(c, &memberships, mounts, cpuset_path.as_deref());
 
-    let memory = find("memory").map_or_else(
-        || missing_controller("memory"),
-        |h| {
-            let file = if h.v2 { "memory.max" } else { "memory.limit_in_bytes" };
-            let dirs = h.dirs(root);
-            let mut limit: Option<Option<u64>> = None;
-            for dir in &dirs {
-                if let Ok(l) = read_with(root, &format!("{dir}/{file}"), cgroup::parse_limit) {
-                    limit = Some(match (limit.flatten(), l) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    });
-                }
-            }
-            match limit {
-                Some(limit_bytes) => Fact::Known(CgroupMemory {
-                    path: dirs[0].clone(),
-                    limit_bytes,
-                }),
-                None => Fact::unknown(format!("{}/{file} is absent", dirs[0])),
-            }
-        },
-    );
-
-    let cpu = find("cpu").map_or_else(
-        || missing_controller("cpu"),
-        |h| {
-            let dirs = h.dirs(root);
-            let mut seen = false;
-            let mut tightest: Option<(u64, u64)> = None;
-            for dir in &dirs {
-                let quota = if h.v2 {
-                    read_with(root, &format!("{dir}/cpu.max"), cgroup::parse_cpu_max)
-                } else {
-                    read_with(root, &format!("{dir}/cpu.cfs_quota_us"), cgroup::parse_limit).and_then(
-                        |q| {
-                            let p = read_with(root, &format!("{dir}/cpu.cfs_period_us"), sysfs::parse_u64)?;
-                            Ok(q.filter(|_| p > 0).map(|q| (q, p)))
-                        },
-                    )
-                };
-                if let Ok(q) = quota {
-                    seen = true;
-                    if let Some((q, p)) = q {
-                        let tighter = tightest
-                            .is_none_or(|(tq, tp)| u128::from(q) * u128::from(tp) < u128::from(tq) * u128::from(p));
-                        if tighter {
-                            tightest = Some((q, p));
-                        }
-                    }
-                }
-            }
-            if seen {
-                Fact::Known(CgroupCpu {
-                    path: dirs[0].clone(),
-                    quota: tightest,
-                })
-            } else {
-                Fact::unknown(format!("no CPU quota file under {}", dirs[0]))
-            }
-        },
-    );
-
-    let cpuset = find("cpuset").map_or_else(
-        || missing_controller("cpuset"),
-        |h| {
-            let dir = h.dirs(root).swap_remove(0);
-            let (cpus, mems) = if h.v2 {
-                ("cpuset.cpus.effective", "cpuset.mems.effective")
-            } else if h.noprefix {
-                ("cpus", "mems")
-            } else {
-                ("cpuset.cpus", "cpuset.mems")
-            };
-            Fact::Known(CgroupCpuset {
-                cpus: fact(root, &format!("{dir}/{cpus}"), CpuList::parse),
-                mems: fact(root, &format!("{dir}/{mems}"), CpuList::parse),
-                path: dir,
-            })
-        },
-    );
+    let memory =
+        find("memory").map_or_else(|| missing_controller("memory"), |h| cgroup_memory(root, &h));
+    let cpu = find("cpu").map_or_else(|| missing_controller("cpu"), |h| cgroup_cpu(root, &h));
+    let cpuset =
+        find("cpuset").map_or_else(|| missing_controller("cpuset"), |h| cgroup_cpuset(root, &h));
 
     Cgroup {
         version,
@@ -1066,6 +1010,89 @@ fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
         cpu,
         cpuset,
     }
+}
+
+/// The memory limit: the smallest on the way from this process's cgroup to the root.
+fn cgroup_memory(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupMemory> {
+    let file = if h.v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let dirs = h.dirs(root);
+    let mut limit: Option<Option<u64>> = None;
+    for dir in &dirs {
+        if let Ok(l) = read_with(root, &format!("{dir}/{file}"), cgroup::parse_limit) {
+            limit = Some(match (limit.flatten(), l) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+        }
+    }
+    match limit {
+        Some(limit_bytes) => Fact::Known(CgroupMemory {
+            path: dirs[0].clone(),
+            limit_bytes,
+        }),
+        None => Fact::unknown(format!("{}/{file} is absent", dirs[0])),
+    }
+}
+
+/// The CPU quota: the tightest on the way to the root.
+fn cgroup_cpu(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupCpu> {
+    let dirs = h.dirs(root);
+    let mut seen = false;
+    let mut tightest: Option<(u64, u64)> = None;
+    for dir in &dirs {
+        let quota = if h.v2 {
+            read_with(root, &format!("{dir}/cpu.max"), cgroup::parse_cpu_max)
+        } else {
+            read_with(
+                root,
+                &format!("{dir}/cpu.cfs_quota_us"),
+                cgroup::parse_limit,
+            )
+            .and_then(|q| {
+                let p = read_with(root, &format!("{dir}/cpu.cfs_period_us"), sysfs::parse_u64)?;
+                Ok(q.filter(|_| p > 0).map(|q| (q, p)))
+            })
+        };
+        if let Ok(q) = quota {
+            seen = true;
+            if let Some((q, p)) = q {
+                let tighter = tightest.is_none_or(|(tq, tp)| {
+                    u128::from(q) * u128::from(tp) < u128::from(tq) * u128::from(p)
+                });
+                if tighter {
+                    tightest = Some((q, p));
+                }
+            }
+        }
+    }
+    if seen {
+        Fact::Known(CgroupCpu {
+            path: dirs[0].clone(),
+            quota: tightest,
+        })
+    } else {
+        Fact::unknown(format!("no CPU quota file under {}", dirs[0]))
+    }
+}
+
+fn cgroup_cpuset(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupCpuset> {
+    let dir = h.dirs(root).swap_remove(0);
+    let (cpus, mems) = if h.v2 {
+        ("cpuset.cpus.effective", "cpuset.mems.effective")
+    } else if h.noprefix {
+        ("cpus", "mems")
+    } else {
+        ("cpuset.cpus", "cpuset.mems")
+    };
+    Fact::Known(CgroupCpuset {
+        cpus: fact(root, &format!("{dir}/{cpus}"), CpuList::parse),
+        mems: fact(root, &format!("{dir}/{mems}"), CpuList::parse),
+        path: dir,
+    })
 }
 
 #[cfg(test)]

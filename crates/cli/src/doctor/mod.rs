@@ -13,7 +13,7 @@ use crate::archive;
 use crate::cli::{DoctorArgs, DoctorCommand};
 use crate::output::{self, Style};
 
-pub fn run(args: DoctorArgs) -> Result<ExitCode> {
+pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let style = Style::detect();
     let mut out = std::io::stdout().lock();
     if let Some(DoctorCommand::Compare { reports, json }) = &args.command {
@@ -25,34 +25,35 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let profile = Profile::by_name(&args.profile)
-        .with_context(|| format!("unknown profile {} (known: {})", args.profile, Profile::names().join(", ")))?;
+    let profile = Profile::by_name(&args.profile).with_context(|| {
+        format!(
+            "unknown profile {} (known: {})",
+            args.profile,
+            Profile::names().join(", ")
+        )
+    })?;
 
     let opened = args.root.as_deref().map(archive::open_root).transpose()?;
-    let live;
-    let mut root = match &opened {
-        Some(o) => &o.root,
-        None => {
-            live = HostRoot::live();
-            &live
-        }
+    let root = match &opened {
+        Some(o) => HostRoot::at(&o.base),
+        None => HostRoot::live(),
     };
-    let recording;
-    if args.capture.is_some() {
-        recording = match &opened {
-            Some(o) => HostRoot::at(o.root.base()).recording(),
-            None => HostRoot::live().recording(),
-        };
-        root = &recording;
-    }
-    let mut host = HostSnapshot::gather(root);
+    let root = if args.capture.is_some() {
+        root.recording()
+    } else {
+        root
+    };
+    let mut host = HostSnapshot::gather(&root);
     if let Some(dir) = &args.root {
         // Report the path the user gave, not a temporary unpack directory.
         host.root = dir.display().to_string();
     }
     if let Some(dest) = &args.capture {
         let n = archive::write_capture(dest, &root.recorded())?;
-        eprintln!("osml: wrote {n} entries to {} (read it back with --root)", dest.display());
+        eprintln!(
+            "osml: wrote {n} entries to {} (read it back with --root)",
+            dest.display()
+        );
     }
     let report = diagnose(host, profile, &args.only)?;
     if args.json {
@@ -78,8 +79,11 @@ fn run_compare(
     let reports = paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok(HostFindings::from_json(&label(p), &text)?)
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(HostFindings::from_json(
+                &label(p),
+                &String::from_utf8_lossy(&bytes),
+            )?)
         })
         .collect::<Result<Vec<_>>>()?;
     let drift = compare(&reports);
@@ -104,7 +108,10 @@ fn run_compare(
 }
 
 fn label(p: &Path) -> String {
-    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+    p.file_stem().map_or_else(
+        || p.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 impl Style {

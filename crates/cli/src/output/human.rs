@@ -23,11 +23,20 @@ fn area_name(area: &str) -> &str {
     }
 }
 
-pub fn write_report(out: &mut impl Write, r: &Report, verbose: bool, style: Style) -> io::Result<()> {
+pub fn write_report(
+    out: &mut impl Write,
+    r: &Report,
+    verbose: bool,
+    style: Style,
+) -> io::Result<()> {
     let h = &r.host;
     let name = h.hostname.known().map_or("unknown host", String::as_str);
     let release = h.kernel.release.known().map_or("?", String::as_str);
-    let source = if h.live { String::new() } else { format!(", read from {}", h.root) };
+    let source = if h.live {
+        String::new()
+    } else {
+        format!(", read from {}", h.root)
+    };
     writeln!(
         out,
         "{} {name} (Linux {release}{source}) · profile {}",
@@ -44,7 +53,8 @@ pub fn write_report(out: &mut impl Write, r: &Report, verbose: bool, style: Styl
         write_finding(out, f, verbose, style)?;
     }
     let s = r.summary;
-    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     writeln!(out)?;
     writeln!(
         out,
@@ -57,7 +67,11 @@ pub fn write_report(out: &mut impl Write, r: &Report, verbose: bool, style: Styl
         s.info
     )?;
     if !verbose {
-        writeln!(out, "{}", style.dim("-v shows every check in full; --json for machines."))?;
+        writeln!(
+            out,
+            "{}",
+            style.dim("-v shows every check in full; --json for machines.")
+        )?;
     }
     Ok(())
 }
@@ -68,7 +82,12 @@ fn write_finding(out: &mut impl Write, f: &Finding, verbose: bool, style: Style)
     } else {
         f.observed.clone()
     };
-    writeln!(out, "  {} {:<34} {observed}", style.status(f.status), f.title)?;
+    writeln!(
+        out,
+        "  {} {:<34} {observed}",
+        style.status(f.status),
+        f.title
+    )?;
     let full = verbose || matches!(f.status, Status::Warn | Status::Fail);
     if !full {
         return Ok(());

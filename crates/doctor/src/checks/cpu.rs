@@ -49,8 +49,14 @@ pub const SMT: Check = check!(
 
 fn smt(cx: &Ctx<'_>) -> Verdict {
     let cpu = &cx.host.cpu;
-    let shape = match (cpu.sockets.known(), cpu.cores.known(), cpu.threads_per_core.known()) {
-        (Some(s), Some(c), Some(t)) => format!("{s} socket(s), {c} core(s), {t} thread(s) per core"),
+    let shape = match (
+        cpu.sockets.known(),
+        cpu.cores.known(),
+        cpu.threads_per_core.known(),
+    ) {
+        (Some(s), Some(c), Some(t)) => {
+            format!("{s} socket(s), {c} core(s), {t} thread(s) per core")
+        }
         _ => "topology unknown".to_owned(),
     };
     let observed = match &cpu.smt {
@@ -65,7 +71,11 @@ fn smt(cx: &Ctx<'_>) -> Verdict {
         ),
         Fact::Unknown { .. } => format!("SMT control not exposed; {shape}"),
     };
-    Verdict::new(Status::Info, observed, "known, so that threads are placed on distinct cores")
+    Verdict::new(
+        Status::Info,
+        observed,
+        "known, so that threads are placed on distinct cores",
+    )
 }
 
 pub const ISOLATION: Check = check!(
@@ -83,7 +93,10 @@ fn isolation(cx: &Ctx<'_>) -> Verdict {
     match (&p.isolcpus, &p.nohz_full) {
         (None, None) => Verdict::new(Status::Pass, "no isolcpus or nohz_full", "known isolation"),
         (iso, nohz) => {
-            let show = |l: &Option<CpuList>| l.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string);
+            let show = |l: &Option<CpuList>| {
+                l.as_ref()
+                    .map_or_else(|| "none".to_owned(), ToString::to_string)
+            };
             let observed = format!("isolcpus={} nohz_full={}", show(iso), show(nohz));
             let allowed = cx.host.cpu.allowed.known();
             let in_reach = iso
@@ -152,18 +165,27 @@ pub const CGROUP_MEMORY: Check = check!(
 fn cgroup_memory(cx: &Ctx<'_>) -> Verdict {
     let mem = match &cx.host.cgroup.memory {
         Fact::Known(m) => m,
-        Fact::Unknown { unknown } => return Verdict::skip(format!("no memory controller: {unknown}")),
+        Fact::Unknown { unknown } => {
+            return Verdict::skip(format!("no memory controller: {unknown}"))
+        }
     };
     let total = cx.host.memory.total_bytes.known().copied();
     let Some(limit) = mem.limit_bytes.filter(|&l| total.is_none_or(|t| l < t)) else {
-        return Verdict::new(Status::Pass, format!("no memory limit below RAM ({})", mem.path), "a limit that leaves room for data and /dev/shm");
+        return Verdict::new(
+            Status::Pass,
+            format!("no memory limit below RAM ({})", mem.path),
+            "a limit that leaves room for data and /dev/shm",
+        );
     };
     let shm = cx.host.shm.size_bytes.known().copied();
     let observed = format!(
         "limit {} in {}{}",
         human_bytes(limit),
         mem.path,
-        total.map_or_else(String::new, |t| format!(" ({:.0}% of RAM)", 100.0 * limit as f64 / t as f64))
+        total.map_or_else(String::new, |t| format!(
+            " ({:.0}% of RAM)",
+            100.0 * limit as f64 / t as f64
+        ))
     );
     match shm {
         Some(s) if s > limit => Verdict::new(

@@ -26,19 +26,31 @@ fn gpu_numa(cx: &Ctx<'_>) -> Verdict {
     let allowed = cx.host.cpu.allowed.known();
     let node_cpus = |node: i64| -> Option<CpuList> {
         let nodes = cx.host.numa.known()?;
-        nodes.iter().find(|n| i64::try_from(n.id).ok() == Some(node)).map(|n| n.cpus.clone())
+        nodes
+            .iter()
+            .find(|n| i64::try_from(n.id).ok() == Some(node))
+            .map(|n| n.cpus.clone())
     };
     let mut by_node: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut unknown = Vec::new();
     let mut unreachable = Vec::new();
     for g in &gpus {
         let node = g.numa_node.known().copied().unwrap_or(-1);
-        let key = if node < 0 { "unknown".to_owned() } else { format!("node{node}") };
+        let key = if node < 0 {
+            "unknown".to_owned()
+        } else {
+            format!("node{node}")
+        };
         by_node.entry(key).or_default().push(&g.address);
         if node < 0 {
             unknown.push(g.address.as_str());
         }
-        let local = g.local_cpus.known().cloned().filter(|l| !l.is_empty()).or_else(|| node_cpus(node));
+        let local = g
+            .local_cpus
+            .known()
+            .cloned()
+            .filter(|l| !l.is_empty())
+            .or_else(|| node_cpus(node));
         if let (Some(local), Some(allowed)) = (local, allowed) {
             if local.intersection(allowed).is_empty() {
                 unreachable.push(format!("{} (local CPUs {local})", g.address));
@@ -86,13 +98,24 @@ pub const RDMA_PORTS: Check = check!(
 fn rdma_ports(cx: &Ctx<'_>) -> Verdict {
     let ports = match &cx.host.rdma.ports {
         Fact::Known(p) if !p.is_empty() => p,
-        Fact::Known(_) => return Verdict::skip("no RDMA devices (/sys/class/infiniband is empty or absent)"),
+        Fact::Known(_) => {
+            return Verdict::skip("no RDMA devices (/sys/class/infiniband is empty or absent)")
+        }
         f @ Fact::Unknown { .. } => return Verdict::unknown(f),
     };
     let show = |f: &Fact<String>| f.known().cloned().unwrap_or_else(|| "?".into());
     let observed = ports
         .iter()
-        .map(|p| format!("{}/{} {} {} {}", p.device, p.port, show(&p.state), show(&p.phys_state), show(&p.rate)))
+        .map(|p| {
+            format!(
+                "{}/{} {} {} {}",
+                p.device,
+                p.port,
+                show(&p.state),
+                show(&p.phys_state),
+                show(&p.rate)
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let down: Vec<String> = ports
@@ -110,7 +133,10 @@ fn rdma_ports(cx: &Ctx<'_>) -> Verdict {
             "bring the links up at the switch or the subnet manager (opensm); drain the node until then",
         );
     }
-    let mut rates: Vec<String> = ports.iter().filter_map(|p| p.rate.known().cloned()).collect();
+    let mut rates: Vec<String> = ports
+        .iter()
+        .filter_map(|p| p.rate.known().cloned())
+        .collect();
     rates.sort();
     rates.dedup();
     if rates.len() > 1 {
@@ -129,10 +155,17 @@ pub const RDMA_PEERMEM: Check = check!(
 );
 
 fn rdma_peermem(cx: &Ctx<'_>) -> Verdict {
-    let nvidia_gpus = cx.host.pci_of(PciKind::Gpu).iter().filter(|g| g.vendor == 0x10de).count();
+    let nvidia_gpus = cx
+        .host
+        .pci_of(PciKind::Gpu)
+        .iter()
+        .filter(|g| g.vendor == 0x10de)
+        .count();
     let rdma = cx.host.rdma.ports.known().map_or(0, Vec::len);
     if nvidia_gpus == 0 || rdma == 0 {
-        return Verdict::skip(format!("needs NVIDIA GPUs and RDMA ports (found {nvidia_gpus} and {rdma})"));
+        return Verdict::skip(format!(
+            "needs NVIDIA GPUs and RDMA ports (found {nvidia_gpus} and {rdma})"
+        ));
     }
     let modules = match &cx.host.kernel.modules {
         Fact::Known(m) => m,
@@ -142,8 +175,16 @@ fn rdma_peermem(cx: &Ctx<'_>) -> Verdict {
     let iommu = cx.host.kernel.params.iommu.as_deref();
     let observed = format!(
         "nvidia {}, nvidia_peermem {}{}",
-        if loaded("nvidia") { "loaded" } else { "not loaded" },
-        if loaded("nvidia_peermem") || loaded("nv_peer_mem") { "loaded" } else { "not loaded" },
+        if loaded("nvidia") {
+            "loaded"
+        } else {
+            "not loaded"
+        },
+        if loaded("nvidia_peermem") || loaded("nv_peer_mem") {
+            "loaded"
+        } else {
+            "not loaded"
+        },
         iommu.map_or_else(String::new, |i| format!(", iommu={i}"))
     );
     if loaded("nvidia_peermem") || loaded("nv_peer_mem") {

@@ -60,7 +60,10 @@ fn thp_defrag(cx: &Ctx<'_>) -> Verdict {
     }
     Verdict::new(Status::Warn, observed, ok.join(", ")).fix(
         format!("echo {} > {THP_DIR}/defrag", ok[0]),
-        format!("echo 'w {THP_DIR}/defrag - - - - {}' > /etc/tmpfiles.d/osml-thp-defrag.conf", ok[0]),
+        format!(
+            "echo 'w {THP_DIR}/defrag - - - - {}' > /etc/tmpfiles.d/osml-thp-defrag.conf",
+            ok[0]
+        ),
     )
 }
 
@@ -78,24 +81,60 @@ fn hugetlb(cx: &Ctx<'_>) -> Verdict {
     };
     let used: Vec<_> = pools.iter().filter(|p| p.total > 0).collect();
     if used.is_empty() {
-        let sizes: Vec<String> = pools.iter().map(|p| human_bytes(p.page_size_bytes)).collect();
+        let sizes: Vec<String> = pools
+            .iter()
+            .map(|p| human_bytes(p.page_size_bytes))
+            .collect();
         return Verdict::new(
             Status::Pass,
-            format!("no pages reserved (sizes available: {})", if sizes.is_empty() { "none".into() } else { sizes.join(", ") }),
+            format!(
+                "no pages reserved (sizes available: {})",
+                if sizes.is_empty() {
+                    "none".into()
+                } else {
+                    sizes.join(", ")
+                }
+            ),
             "no pool, or a pool that is in use",
         );
     }
     let describe = |p: &osml_host::HugePool| {
         let nodes = if p.per_node.len() > 1 {
-            format!(" [{}]", p.per_node.iter().map(|(n, t, _)| format!("node{n}: {t}")).collect::<Vec<_>>().join(", "))
+            format!(
+                " [{}]",
+                p.per_node
+                    .iter()
+                    .map(|(n, t, _)| format!("node{n}: {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         } else {
             String::new()
         };
-        format!("{} x {} = {}, {} free{nodes}", p.total, human_bytes(p.page_size_bytes), human_bytes(p.total * p.page_size_bytes), p.free)
+        format!(
+            "{} x {} = {}, {} free{nodes}",
+            p.total,
+            human_bytes(p.page_size_bytes),
+            human_bytes(p.total * p.page_size_bytes),
+            p.free
+        )
     };
-    let observed = used.iter().map(|p| describe(p)).collect::<Vec<_>>().join("; ");
-    let idle: u64 = used.iter().map(|p| p.free.saturating_sub(p.reserved.unwrap_or(0)) * p.page_size_bytes).sum();
-    let total = cx.host.memory.total_bytes.known().copied().unwrap_or(u64::MAX);
+    let observed = used
+        .iter()
+        .map(|p| describe(p))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let idle: u64 = used
+        .iter()
+        .map(|p| p.free.saturating_sub(p.reserved.unwrap_or(0)) * p.page_size_bytes)
+        .sum();
+    let total = cx
+        .host
+        .memory
+        .total_bytes
+        .known()
+        .copied()
+        .unwrap_or(u64::MAX);
     if idle >= (1 << 30) || idle > total / 20 {
         let p = used[0];
         return Verdict::new(
@@ -121,21 +160,41 @@ pub const SWAP: Check = check!(
 
 fn swap(cx: &Ctx<'_>) -> Verdict {
     let m = &cx.host.memory;
-    let (Some(&total), Some(&free)) = (m.swap_total_bytes.known(), m.swap_free_bytes.known()) else {
+    let (Some(&total), Some(&free)) = (m.swap_total_bytes.known(), m.swap_free_bytes.known())
+    else {
         return Verdict::unknown(&m.swap_total_bytes);
     };
     let devices = m
         .swaps
         .known()
         .filter(|s| !s.is_empty())
-        .map(|s| format!(" ({})", s.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", ")))
+        .map(|s| {
+            format!(
+                " ({})",
+                s.iter()
+                    .map(|d| d.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
         .unwrap_or_default();
     if total == 0 {
-        return Verdict::new(Status::Pass, "no swap", "no swap, or swap that stays unused");
+        return Verdict::new(
+            Status::Pass,
+            "no swap",
+            "no swap, or swap that stays unused",
+        );
     }
     let used = total.saturating_sub(free);
-    let observed = format!("{} of swap{devices}, {} in use", human_bytes(total), human_bytes(used));
-    let fix = ("swapoff -a   (moves swapped pages back to RAM; needs enough free memory)", "comment out the swap lines in /etc/fstab (and mask any systemd swap units)");
+    let observed = format!(
+        "{} of swap{devices}, {} in use",
+        human_bytes(total),
+        human_bytes(used)
+    );
+    let fix = (
+        "swapoff -a   (moves swapped pages back to RAM; needs enough free memory)",
+        "comment out the swap lines in /etc/fstab (and mask any systemd swap units)",
+    );
     if used >= 64 << 20 {
         Verdict::new(Status::Warn, observed, "no swap in use").fix(fix.0, fix.1)
     } else {
@@ -160,7 +219,11 @@ fn swappiness(cx: &Ctx<'_>) -> Verdict {
         return Verdict::new(Status::Pass, v.to_string(), expected);
     }
     if cx.host.memory.swap_total_bytes.known() == Some(&0) {
-        return Verdict::new(Status::Pass, format!("{v} (no swap, so it has no effect)"), expected);
+        return Verdict::new(
+            Status::Pass,
+            format!("{v} (no swap, so it has no effect)"),
+            expected,
+        );
     }
     let (now, persist) = sysctl_fix("vm.swappiness", max);
     Verdict::new(Status::Warn, v.to_string(), expected).fix(now, persist)
@@ -248,7 +311,10 @@ fn dirty(cx: &Ctx<'_>) -> Verdict {
         _ => "unknown".to_owned(),
     };
     let (r, rb) = (t("vm.dirty_ratio"), t("vm.dirty_bytes"));
-    let (b, bb) = (t("vm.dirty_background_ratio"), t("vm.dirty_background_bytes"));
+    let (b, bb) = (
+        t("vm.dirty_background_ratio"),
+        t("vm.dirty_background_bytes"),
+    );
     if r.is_none() && rb.is_none() {
         return Verdict::unknown(&cx.host.tunables["vm.dirty_ratio"]);
     }

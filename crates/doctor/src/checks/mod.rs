@@ -87,10 +87,7 @@ impl Verdict {
 
     /// A verdict on a fact that could not be read.
     pub fn unknown<T>(fact: &Fact<T>) -> Self {
-        Self::skip(format!(
-            "unknown: {}",
-            fact.reason().unwrap_or("not read")
-        ))
+        Self::skip(format!("unknown: {}", fact.reason().unwrap_or("not read")))
     }
 
     #[must_use]
@@ -184,7 +181,11 @@ mod tests {
         assert_eq!(ids.len(), n, "duplicate check id");
         for c in CHECKS {
             assert!(c.info.id.contains('.'), "{}", c.info.id);
-            assert!(c.info.why.ends_with('.'), "why of {} is not a sentence", c.info.id);
+            assert!(
+                c.info.why.ends_with('.'),
+                "why of {} is not a sentence",
+                c.info.id
+            );
             assert!(!c.info.source.is_empty(), "{} has no source", c.info.id);
             assert!(!c.info.evidence.is_empty(), "{} has no evidence", c.info.id);
         }

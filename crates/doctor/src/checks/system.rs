@@ -22,11 +22,28 @@ fn numa_balancing(cx: &Ctx<'_>) -> Verdict {
     };
     let observed = format!("{v} on {nodes} node(s) with CPUs");
     if v == 0 || nodes <= 1 || !cx.profile.numa_balancing_off {
-        let status = if v != 0 && nodes > 1 { Status::Info } else { Status::Pass };
-        return Verdict::new(status, observed, if nodes > 1 && cx.profile.numa_balancing_off { "0" } else { "any (one node, or unpinned workload)" });
+        let status = if v != 0 && nodes > 1 {
+            Status::Info
+        } else {
+            Status::Pass
+        };
+        return Verdict::new(
+            status,
+            observed,
+            if nodes > 1 && cx.profile.numa_balancing_off {
+                "0"
+            } else {
+                "any (one node, or unpinned workload)"
+            },
+        );
     }
     let (now, persist) = sysctl_fix("kernel.numa_balancing", 0);
-    Verdict::new(Status::Warn, observed, "0 when ranks are pinned to their GPU's node").fix(now, persist)
+    Verdict::new(
+        Status::Warn,
+        observed,
+        "0 when ranks are pinned to their GPU's node",
+    )
+    .fix(now, persist)
 }
 
 pub const NUMA_TOPOLOGY: Check = check!(
@@ -44,8 +61,15 @@ fn numa_topology(cx: &Ctx<'_>) -> Verdict {
     let describe = nodes
         .iter()
         .map(|n| {
-            let cpus = if n.cpus.is_empty() { "no CPUs".to_owned() } else { format!("CPUs {}", n.cpus) };
-            let mem = n.memory_bytes.known().map_or_else(|| "memory ?".to_owned(), |&b| human_bytes(b));
+            let cpus = if n.cpus.is_empty() {
+                "no CPUs".to_owned()
+            } else {
+                format!("CPUs {}", n.cpus)
+            };
+            let mem = n
+                .memory_bytes
+                .known()
+                .map_or_else(|| "memory ?".to_owned(), |&b| human_bytes(b));
             format!("node{}: {cpus}, {mem}", n.id)
         })
         .collect::<Vec<_>>()
@@ -60,7 +84,11 @@ fn numa_topology(cx: &Ctx<'_>) -> Verdict {
             .why(format!("{} have CPUs but no memory, so every allocation of threads running there is remote; check the DIMM population or BIOS NUMA settings.", memless.join(", ")));
     }
     let cpuless = nodes.iter().filter(|n| n.cpus.is_empty()).count();
-    let expected = if cpuless > 0 { "threads placed only on nodes with CPUs" } else { "ranks placed on their GPU's node" };
+    let expected = if cpuless > 0 {
+        "threads placed only on nodes with CPUs"
+    } else {
+        "ranks placed on their GPU's node"
+    };
     Verdict::new(Status::Info, describe, expected)
 }
 
@@ -207,7 +235,15 @@ fn readahead(cx: &Ctx<'_>) -> Verdict {
     };
     let observed = devs
         .iter()
-        .map(|d| format!("{} {}", d.name, d.read_ahead_kb.known().map_or_else(|| "?".to_owned(), |k| format!("{k} KiB"))))
+        .map(|d| {
+            format!(
+                "{} {}",
+                d.name,
+                d.read_ahead_kb
+                    .known()
+                    .map_or_else(|| "?".to_owned(), |k| format!("{k} KiB"))
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let Some(min) = cx.profile.readahead_min_kb else {
@@ -247,7 +283,13 @@ fn io_scheduler(cx: &Ctx<'_>) -> Verdict {
     };
     let observed = devs
         .iter()
-        .map(|d| format!("{} {}", d.name, d.scheduler.known().map_or("?", String::as_str)))
+        .map(|d| {
+            format!(
+                "{} {}",
+                d.name,
+                d.scheduler.known().map_or("?", String::as_str)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let slow: Vec<&str> = devs
@@ -349,7 +391,9 @@ fn pressure(cx: &Ctx<'_>, psi: &Fact<Psi>, resource: &str) -> Verdict {
     let psi = match psi {
         Fact::Known(p) => p,
         Fact::Unknown { unknown } => {
-            return Verdict::skip(format!("no pressure stall information ({unknown}; needs 4.20+ and not psi=0)"));
+            return Verdict::skip(format!(
+                "no pressure stall information ({unknown}; needs 4.20+ and not psi=0)"
+            ));
         }
     };
     let warn = cx.profile.pressure_full_warn;
@@ -359,7 +403,10 @@ fn pressure(cx: &Ctx<'_>, psi: &Fact<Psi>, resource: &str) -> Verdict {
         psi.some.avg10,
         psi.some.avg60,
         psi.some.avg300,
-        psi.full.map_or_else(|| "n/a".to_owned(), |f| format!("{:.2}/{:.2}/{:.2}%", f.avg10, f.avg60, f.avg300))
+        psi.full.map_or_else(
+            || "n/a".to_owned(),
+            |f| format!("{:.2}/{:.2}/{:.2}%", f.avg10, f.avg60, f.avg300)
+        )
     );
     let expected = format!("full avg10 and avg60 < {warn}%");
     if full >= warn {
@@ -368,7 +415,8 @@ fn pressure(cx: &Ctx<'_>, psi: &Fact<Psi>, resource: &str) -> Verdict {
         } else {
             "find who reads: `iostat -x 1`, `cat /proc/pressure/io`; check io.readahead and the dataset's page-cache residency"
         };
-        return Verdict::new(Status::Warn, observed, expected).fix(hint, "none: pressure is a symptom; fix its cause");
+        return Verdict::new(Status::Warn, observed, expected)
+            .fix(hint, "none: pressure is a symptom; fix its cause");
     }
     Verdict::new(Status::Pass, observed, expected)
 }
@@ -400,7 +448,10 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(super::release_version("6.18.0-osml"), Some((6, 18)));
-        assert_eq!(super::release_version("2.6.32-754.el6.x86_64"), Some((2, 6)));
+        assert_eq!(
+            super::release_version("2.6.32-754.el6.x86_64"),
+            Some((2, 6))
+        );
         assert_eq!(super::release_version("weird"), None);
     }
 }

@@ -33,7 +33,11 @@ pub fn parse_proc_self_cgroup(text: &str) -> Result<Vec<Membership>, ParseError>
         })
         .collect();
     if rows.is_empty() {
-        return Err(ParseError::new("cgroup", text, "no `id:controllers:path` lines"));
+        return Err(ParseError::new(
+            "cgroup",
+            text,
+            "no `id:controllers:path` lines",
+        ));
     }
     Ok(rows)
 }
@@ -87,7 +91,8 @@ mod tests {
 
     #[test]
     fn v1_and_v2_memberships() {
-        let t = "11:memory:/\n7:cpuset:/jjh\n1:name=systemd:/user.slice\n0::/system.slice/x.service\n";
+        let t =
+            "11:memory:/\n7:cpuset:/jjh\n1:name=systemd:/user.slice\n0::/system.slice/x.service\n";
         let m = parse_proc_self_cgroup(t).unwrap();
         assert_eq!(m[1].controllers, ["cpuset"]);
         assert_eq!(m[1].path, "/jjh");
@@ -101,7 +106,10 @@ mod tests {
         assert_eq!(parse_limit("9223372036854771712\n").unwrap(), None);
         assert_eq!(parse_limit("536870912").unwrap(), Some(512 << 20));
         assert_eq!(parse_cpu_max("max 100000\n").unwrap(), None);
-        assert_eq!(parse_cpu_max("200000 100000").unwrap(), Some((200_000, 100_000)));
+        assert_eq!(
+            parse_cpu_max("200000 100000").unwrap(),
+            Some((200_000, 100_000))
+        );
         assert!(parse_cpu_max("1 0").is_err());
     }
 }

@@ -37,7 +37,9 @@ impl KernelParams {
             match key.replace('-', "_").as_str() {
                 "isolcpus" => {
                     // Flags such as `domain,managed_irq,` precede the list.
-                    let list = value.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ',');
+                    let list = value.trim_start_matches(|c: char| {
+                        c.is_ascii_alphabetic() || c == '_' || c == ','
+                    });
                     p.isolcpus = CpuList::parse(list).ok();
                 }
                 "nohz_full" => p.nohz_full = CpuList::parse(value).ok(),

@@ -40,10 +40,10 @@ pub fn parse(text: &str) -> Result<CpuInfo, ParseError> {
                     c.2 = value.parse().ok();
                 }
             }
-            "model name" | "cpu" | "Processor" | "cpu model" if info.model.is_none() => {
-                if !value.is_empty() {
-                    info.model = Some(value.to_owned());
-                }
+            "model name" | "cpu" | "Processor" | "cpu model"
+                if info.model.is_none() && !value.is_empty() =>
+            {
+                info.model = Some(value.to_owned());
             }
             "CPU part" | "vendor_id" if fallback_model.is_none() => {
                 fallback_model = Some(value.to_owned());
@@ -69,12 +69,16 @@ mod tests {
                     physical id\t: 0\ncore id\t\t: 1\n";
         let c = super::parse(text).unwrap();
         assert_eq!(c.model.as_deref(), Some("AMD EPYC 7B13"));
-        assert_eq!(c.processors, vec![(0, Some(0), Some(0)), (1, Some(0), Some(1))]);
+        assert_eq!(
+            c.processors,
+            vec![(0, Some(0), Some(0)), (1, Some(0), Some(1))]
+        );
     }
 
     #[test]
     fn power9() {
-        let text = "processor\t: 0\ncpu\t\t: POWER9, altivec supported\nclock\t\t: 3800.000000MHz\n\n\
+        let text =
+            "processor\t: 0\ncpu\t\t: POWER9, altivec supported\nclock\t\t: 3800.000000MHz\n\n\
                     timebase\t: 512000000\nplatform\t: PowerNV\n";
         let c = super::parse(text).unwrap();
         assert_eq!(c.model.as_deref(), Some("POWER9, altivec supported"));

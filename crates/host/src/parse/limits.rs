@@ -87,9 +87,12 @@ pub fn parse(text: &str) -> Result<Limits, ParseError> {
             .find(|l| l.starts_with(name))
             .ok_or_else(|| ParseError::new("limits", text, "row missing"))?;
         let rest: Vec<&str> = line[name.len()..].split_whitespace().collect();
-        let (soft, hard) = match rest.as_slice() {
-            [soft, hard, ..] => (soft, hard),
-            _ => return Err(ParseError::new("limits", line, "row has no soft/hard values")),
+        let [soft, hard, ..] = rest.as_slice() else {
+            return Err(ParseError::new(
+                "limits",
+                line,
+                "row has no soft/hard values",
+            ));
         };
         Ok(Limit {
             soft: LimitValue::parse(soft)
@@ -128,7 +131,10 @@ Max realtime timeout      unlimited            unlimited            us
     fn unlimited_round_trips_through_json() {
         let v = serde_json::to_string(&LimitValue::Unlimited).unwrap();
         assert_eq!(v, "\"unlimited\"");
-        assert_eq!(serde_json::from_str::<LimitValue>(&v).unwrap(), LimitValue::Unlimited);
+        assert_eq!(
+            serde_json::from_str::<LimitValue>(&v).unwrap(),
+            LimitValue::Unlimited
+        );
     }
 
     #[test]

@@ -28,6 +28,20 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
     Ok(out)
 }
 
+/// The `MemTotal` of a node's `meminfo` (`Node 0 MemTotal:  24634564 kB`), in bytes.
+pub fn parse_node_total(text: &str) -> Result<u64, ParseError> {
+    text.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            if key.split_whitespace().last() != Some("MemTotal") {
+                return None;
+            }
+            let kb: u64 = value.split_whitespace().next()?.parse().ok()?;
+            Some(kb.saturating_mul(1024))
+        })
+        .ok_or_else(|| ParseError::new("node meminfo", text, "no MemTotal line"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,6 +53,13 @@ mod tests {
         assert_eq!(m["MemTotal"], 24_634_564 * 1024);
         assert_eq!(m["HugePages_Total"], 0);
         assert_eq!(m["Hugepagesize"], 2048 * 1024);
+    }
+
+    #[test]
+    fn node_total() {
+        let t = "Node 1 MemTotal:       16777216 kB\nNode 1 MemFree:        1024 kB\n";
+        assert_eq!(super::parse_node_total(t).unwrap(), 16 << 30);
+        assert!(super::parse_node_total("Node 1 MemFree: 3 kB").is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod never_panic {
             let _ = super::cpuinfo::parse(&s);
             let _ = super::limits::parse(&s);
             let _ = super::meminfo::parse(&s);
+            let _ = super::meminfo::parse_node_total(&s);
             let _ = super::modules::parse(&s);
             let _ = super::mounts::parse(&s);
             let _ = super::pressure::parse(&s);

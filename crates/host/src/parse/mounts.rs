@@ -54,7 +54,10 @@ fn unescape(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 4 <= bytes.len() {
             let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'3').contains(&oct[0]) && (b'0'..=b'7').contains(b)) {
+            if oct
+                .iter()
+                .all(|b| (b'0'..=b'3').contains(&oct[0]) && (b'0'..=b'7').contains(b))
+            {
                 out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
                 i += 4;
                 continue;

@@ -40,7 +40,11 @@ pub fn parse(text: &str) -> Result<Psi, ParseError> {
             }
         }
         let parsed = match avg {
-            [Some(avg10), Some(avg60), Some(avg300)] => Some(PsiAverages { avg10, avg60, avg300 }),
+            [Some(avg10), Some(avg60), Some(avg300)] => Some(PsiAverages {
+                avg10,
+                avg60,
+                avg300,
+            }),
             _ => None,
         };
         match kind {

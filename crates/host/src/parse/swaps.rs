@@ -51,7 +51,9 @@ mod tests {
     fn none_and_one() {
         let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
         assert!(super::parse(header).unwrap().is_empty());
-        let one = format!("{header}/swapfile                               file\t\t8388604\t\t1024\t\t-2\n");
+        let one = format!(
+            "{header}/swapfile                               file\t\t8388604\t\t1024\t\t-2\n"
+        );
         let s = super::parse(&one).unwrap();
         assert_eq!(s[0].size_bytes, 8_388_604 * 1024);
         assert_eq!(s[0].used_bytes, 1024 * 1024);
