@@ -635,3 +635,17 @@ fn live_host_report_agrees_with_other_tools() {
         assert_eq!(h["kernel"]["release"], uname.trim());
     }
 }
+
+#[test]
+fn readme_example_is_what_osml_prints() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let cmd = "$ osml doctor --root tests/fixtures/gpu-server --only ipc.shm,gpu.numa\n";
+    let start = readme.find(cmd).expect("README example") + cmd.len();
+    let shown = &readme[start..start + readme[start..].find("...\n").unwrap()];
+    let out = osml()
+        .args(["doctor", "--root", "tests/fixtures/gpu-server", "--only", "ipc.shm,gpu.numa"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.starts_with(shown), "README shows:\n{shown}\nosml prints:\n{printed}");
+}
