@@ -25,7 +25,12 @@ fn stats(mut v: Vec<Duration>) -> Stats {
     let median = v[v.len() / 2];
     let mut dev: Vec<Duration> = v.iter().map(|d| d.abs_diff(median)).collect();
     dev.sort();
-    Stats { median, min: v[0], max: v[v.len() - 1], mad: dev[dev.len() / 2] }
+    Stats {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+        mad: dev[dev.len() / 2],
+    }
 }
 
 fn time(mut f: impl FnMut()) -> Stats {
@@ -40,7 +45,12 @@ fn time(mut f: impl FnMut()) -> Stats {
 }
 
 fn run(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let status = Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.code().is_some(), "{cmd} was killed");
 }
 
@@ -53,12 +63,21 @@ fn main() {
     let osml = env!("CARGO_BIN_EXE_osml");
     let rows = [
         ("`sysctl -a` (baseline)", time(|| run("sysctl", &["-a"]))),
-        ("`osml doctor --json` (process)", time(|| run(osml, &["doctor", "--json"]))),
-        ("`osml doctor` (process, human report)", time(|| run(osml, &["doctor"]))),
-        ("gather + diagnose (in process)", time(|| {
-            let host = HostSnapshot::gather(&HostRoot::live());
-            std::hint::black_box(diagnose(host, &TRAINING, &[]).unwrap());
-        })),
+        (
+            "`osml doctor --json` (process)",
+            time(|| run(osml, &["doctor", "--json"])),
+        ),
+        (
+            "`osml doctor` (process, human report)",
+            time(|| run(osml, &["doctor"])),
+        ),
+        (
+            "gather + diagnose (in process)",
+            time(|| {
+                let host = HostSnapshot::gather(&HostRoot::live());
+                std::hint::black_box(diagnose(host, &TRAINING, &[]).unwrap());
+            }),
+        ),
     ];
     let base = rows[0].1.median.as_secs_f64();
     println!("| what | median ms | MAD ms | min–max ms | × sysctl -a |");
@@ -66,11 +85,20 @@ fn main() {
     for (name, s) in &rows {
         println!(
             "| {name} | {} | {} | {}–{} | {:.2} |",
-            ms(s.median), ms(s.mad), ms(s.min), ms(s.max), s.median.as_secs_f64() / base
+            ms(s.median),
+            ms(s.mad),
+            ms(s.min),
+            ms(s.max),
+            s.median.as_secs_f64() / base
         );
         if s.mad.as_secs_f64() > 0.25 * s.median.as_secs_f64() {
-            println!("|   ↳ unreliable: spread above 25% of the median (a noisy machine) | | | | |");
+            println!(
+                "|   ↳ unreliable: spread above 25% of the median (a noisy machine) | | | | |"
+            );
         }
     }
-    println!("\n{RUNS} runs each after one warm-up; {} CPUs online.", std::thread::available_parallelism().map_or(0, usize::from));
+    println!(
+        "\n{RUNS} runs each after one warm-up; {} CPUs online.",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
 }

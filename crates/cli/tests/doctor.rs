@@ -643,9 +643,18 @@ fn readme_example_is_what_osml_prints() {
     let start = readme.find(cmd).expect("README example") + cmd.len();
     let shown = &readme[start..start + readme[start..].find("...\n").unwrap()];
     let out = osml()
-        .args(["doctor", "--root", "tests/fixtures/gpu-server", "--only", "ipc.shm,gpu.numa"])
+        .args([
+            "doctor",
+            "--root",
+            "tests/fixtures/gpu-server",
+            "--only",
+            "ipc.shm,gpu.numa",
+        ])
         .output()
         .unwrap();
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.starts_with(shown), "README shows:\n{shown}\nosml prints:\n{printed}");
+    assert!(
+        printed.starts_with(shown),
+        "README shows:\n{shown}\nosml prints:\n{printed}"
+    );
 }
