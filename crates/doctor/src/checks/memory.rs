@@ -210,8 +210,9 @@ pub const SWAPPINESS: Check = check!(
 );
 
 fn swappiness(cx: &Ctx<'_>) -> Verdict {
-    let Some(v) = cx.host.tunable_u64("vm.swappiness") else {
-        return Verdict::unknown(&cx.host.tunables["vm.swappiness"]);
+    let v = match super::tunable(cx, "vm.swappiness") {
+        Ok(v) => v,
+        Err(v) => return v,
     };
     let max = cx.profile.swappiness_max;
     let expected = format!("<= {max}");
@@ -237,8 +238,9 @@ pub const OVERCOMMIT: Check = check!(
 );
 
 fn overcommit(cx: &Ctx<'_>) -> Verdict {
-    let Some(mode) = cx.host.tunable_u64("vm.overcommit_memory") else {
-        return Verdict::unknown(&cx.host.tunables["vm.overcommit_memory"]);
+    let mode = match super::tunable(cx, "vm.overcommit_memory") {
+        Ok(v) => v,
+        Err(v) => return v,
     };
     let ratio = cx.host.tunable_u64("vm.overcommit_ratio");
     let observed = match (mode, ratio) {
@@ -262,8 +264,9 @@ pub const MAX_MAP_COUNT: Check = check!(
 );
 
 fn max_map_count(cx: &Ctx<'_>) -> Verdict {
-    let Some(v) = cx.host.tunable_u64("vm.max_map_count") else {
-        return Verdict::unknown(&cx.host.tunables["vm.max_map_count"]);
+    let v = match super::tunable(cx, "vm.max_map_count") {
+        Ok(v) => v,
+        Err(v) => return v,
     };
     let min = cx.profile.max_map_count_min;
     if v >= min {
@@ -281,8 +284,9 @@ pub const ZONE_RECLAIM: Check = check!(
 );
 
 fn zone_reclaim(cx: &Ctx<'_>) -> Verdict {
-    let Some(v) = cx.host.tunable_u64("vm.zone_reclaim_mode") else {
-        return Verdict::unknown(&cx.host.tunables["vm.zone_reclaim_mode"]);
+    let v = match super::tunable(cx, "vm.zone_reclaim_mode") {
+        Ok(v) => v,
+        Err(v) => return v,
     };
     if v == 0 {
         return Verdict::new(Status::Pass, "0", "0");

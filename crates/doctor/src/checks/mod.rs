@@ -109,6 +109,19 @@ impl Verdict {
     }
 }
 
+/// A tunable as an integer, or the skip verdict saying why it is unknown.
+// The error is the finding itself, built once per check: no hot path to keep small.
+#[allow(clippy::result_large_err)]
+pub(crate) fn tunable(cx: &Ctx<'_>, name: &str) -> Result<u64, Verdict> {
+    cx.host
+        .tunable_u64(name)
+        .ok_or_else(|| match cx.host.tunables.get(name) {
+            Some(f @ Fact::Unknown { .. }) => Verdict::unknown(f),
+            Some(Fact::Known(v)) => Verdict::skip(format!("{name} = {v:?} is not an integer")),
+            None => Verdict::skip(format!("{name} is not read by osml-host")),
+        })
+}
+
 /// The fix for a sysctl: set it now, and keep it in a drop-in file read at boot.
 pub(crate) fn sysctl_fix(name: &str, value: impl std::fmt::Display) -> (String, String) {
     (

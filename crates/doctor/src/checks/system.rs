@@ -227,11 +227,20 @@ pub const READAHEAD: Check = check!(
     evidence: ["/sys/block/*/queue/read_ahead_kb", "/sys/block/*/queue/rotational"],
 );
 
+/// The block devices, or the verdict when there are none or they are unknown.
+#[allow(clippy::result_large_err)] // see `super::tunable`
+fn block_devices<'a>(cx: &Ctx<'a>) -> Result<&'a [osml_host::BlockDevice], Verdict> {
+    match &cx.host.block_devices {
+        Fact::Known(d) if !d.is_empty() => Ok(d),
+        Fact::Known(_) => Err(Verdict::skip("no block devices")),
+        f @ Fact::Unknown { .. } => Err(Verdict::unknown(f)),
+    }
+}
+
 fn readahead(cx: &Ctx<'_>) -> Verdict {
-    let devs = match &cx.host.block_devices {
-        Fact::Known(d) if !d.is_empty() => d,
-        Fact::Known(_) => return Verdict::skip("no block devices"),
-        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    let devs = match block_devices(cx) {
+        Ok(d) => d,
+        Err(v) => return v,
     };
     let observed = devs
         .iter()
@@ -276,10 +285,9 @@ pub const SCHEDULER: Check = check!(
 );
 
 fn io_scheduler(cx: &Ctx<'_>) -> Verdict {
-    let devs = match &cx.host.block_devices {
-        Fact::Known(d) if !d.is_empty() => d,
-        Fact::Known(_) => return Verdict::skip("no block devices"),
-        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    let devs = match block_devices(cx) {
+        Ok(d) => d,
+        Err(v) => return v,
     };
     let observed = devs
         .iter()
