@@ -219,6 +219,31 @@ fn dev_vm_capture() {
     insta::assert_snapshot!("dev_vm", human("tests/fixtures/dev-vm"));
 }
 
+#[test]
+fn h100_vm_capture() {
+    // Captured with `osml doctor --capture` on a one-GPU H100 virtual machine.
+    let r = doctor_json("tests/fixtures/h100-vm");
+    let gpus: Vec<&Value> = r["host"]["pci_devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "gpu")
+        .collect();
+    assert_eq!(gpus.len(), 1);
+    assert_eq!(gpus[0]["address"], "0000:00:06.0");
+    assert_eq!(gpus[0]["vendor"], 0x10de);
+    assert_eq!(gpus[0]["class"], 0x030200);
+    let s = statuses(&r);
+    assert_eq!(
+        s["gpu.numa"], "pass",
+        "one node: numa_node -1 does not matter"
+    );
+    assert_eq!(s["rdma.peermem"], "skip");
+    let modules = r["host"]["kernel"]["modules"].as_array().unwrap();
+    assert!(modules.iter().any(|m| m == "nvidia"));
+    insta::assert_snapshot!("h100_vm", human("tests/fixtures/h100-vm"));
+}
+
 /// Counts of hwloc objects in its expected output (`.console` or `.xml`).
 fn oracle_counts(name: &str) -> BTreeMap<&'static str, usize> {
     let base = repo().join("../shared/fixtures/hwloc-linux");

@@ -66,6 +66,11 @@ fn gpu_numa(cx: &Ctx<'_>) -> Verdict {
             .collect::<Vec<_>>()
             .join("; ")
     );
+    let observed = if multi || unknown.is_empty() {
+        observed
+    } else {
+        format!("{observed} (one NUMA node: every CPU is local)")
+    };
     let expected = "every GPU on a known node, with allowed CPUs on that node";
     if !unreachable.is_empty() {
         return Verdict::new(
