@@ -5,14 +5,19 @@
 //!
 //! - [`allowed_cpus`]: `sched_getaffinity(2)` for the calling thread;
 //! - [`statvfs`]: `statvfs(3)`, the size and use of a mounted filesystem;
-//! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring.
+//! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring;
+//! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`.
 //!
 //! ```
 //! let cpus = osml_sys::allowed_cpus().expect("sched_getaffinity");
 //! assert!(!cpus.is_empty());
 //! ```
 
+mod mmap;
+
 use std::path::{Path, PathBuf};
+
+pub use mmap::{page_size, Access, MappedFile};
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,91 @@
+//! Flat token arrays: nanoGPT's headerless `.bin` and numpy's `.npy`.
+
+use std::path::Path;
+
+use osml_sys::MappedFile;
+
+use crate::{DType, DataError};
+
+/// A mapped file holding one array of tokens after an optional header.
+#[derive(Debug)]
+pub struct FlatTokens {
+    map: MappedFile,
+    dtype: DType,
+    /// Bytes before the first token (the `.npy` header).
+    offset: usize,
+    tokens: u64,
+}
+
+impl FlatTokens {
+    /// A raw token file of `dtype`: its size must be a whole number of tokens.
+    pub fn open_raw(path: &Path, dtype: DType) -> Result<Self, DataError> {
+        let map = MappedFile::open(path)?;
+        let bad = |r: String| DataError::invalid(path, "raw token (.bin)", r);
+        if map.is_empty() {
+            return Err(bad("the file is empty: no tokens".into()));
+        }
+        if map.len() % dtype.size() != 0 {
+            return Err(bad(format!(
+                "{} bytes is not a whole number of {dtype} tokens ({} bytes each): truncated, or another dtype (--dtype)",
+                map.len(),
+                dtype.size()
+            )));
+        }
+        let tokens = (map.len() / dtype.size()) as u64;
+        Ok(Self {
+            map,
+            dtype,
+            offset: 0,
+            tokens,
+        })
+    }
+
+    /// A `.npy` file holding a 1-D little-endian integer array (header versions 1 to 3).
+    pub fn open_npy(path: &Path) -> Result<Self, DataError> {
+        let map = MappedFile::open(path)?;
+        let header = crate::npy::parse_header(map.bytes())
+            .map_err(|r| DataError::invalid(path, ".npy", r))?;
+        let data = map.len() - header.data_offset;
+        let want = header.len.checked_mul(header.dtype.size());
+        if want != Some(data) {
+            return Err(DataError::invalid(
+                path,
+                ".npy",
+                format!(
+                    "the header says {} {} values ({} bytes) but {data} bytes follow it{}",
+                    header.len,
+                    header.dtype,
+                    want.map_or_else(|| "too many".into(), |w| w.to_string()),
+                    if want.is_some_and(|w| w > data) {
+                        " (truncated?)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(Self {
+            map,
+            dtype: header.dtype,
+            offset: header.data_offset,
+            tokens: header.len as u64,
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// The token bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.map.bytes()[self.offset..]
+    }
+
+    pub(crate) fn map(&self) -> &MappedFile {
+        &self.map
+    }
+}

@@ -1,0 +1,41 @@
+//! Token datasets in the formats people already have, memory-mapped and validated on open.
+//!
+//! - [`TokenDataset::open`] reads Megatron `.bin` + `.idx` ([`MegatronDataset`]), nanoGPT's
+//!   headerless `.bin` and `.npy`, all through one trait, [`TokenSource`]: dtype, token and
+//!   document counts, a document's tokens, and a window at any global offset.
+//! - [`write`] has atomic writers for Megatron and raw files; [`pack`] tokenizes text into
+//!   them in parallel; [`inspect`] and [`verify`] describe and check a dataset.
+//!
+//! ```
+//! use osml_data::{write::MegatronWriter, DType, OpenOptions, TokenDataset, TokenSource};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let prefix = dir.path().join("corpus");
+//! let mut w = MegatronWriter::create(&prefix, DType::U16).unwrap();
+//! w.add_document(&[5, 6, 7]).unwrap();
+//! w.add_document(&[8]).unwrap();
+//! w.finish().unwrap();
+//!
+//! let ds = TokenDataset::open(&prefix, OpenOptions::default()).unwrap();
+//! assert_eq!((ds.num_tokens(), ds.num_documents()), (4, 2));
+//! assert_eq!(ds.window(2, 2).unwrap().to_vec(), [7, 8]); // crosses a document boundary
+//! ```
+
+mod dtype;
+mod error;
+mod flat;
+pub mod inspect;
+mod megatron;
+mod npy;
+pub mod pack;
+mod source;
+mod tokens;
+pub mod verify;
+pub mod write;
+
+pub use dtype::DType;
+pub use error::DataError;
+pub use flat::FlatTokens;
+pub use megatron::MegatronDataset;
+pub use source::{Format, OpenOptions, TokenDataset, TokenSource};
+pub use tokens::Tokens;

@@ -1,0 +1,534 @@
+//! `pack`: text in, token dataset out.
+//!
+//! Inputs are read in order and cut into batches of whole documents (about
+//! [`PackOptions::batch_bytes`] of text each). Each batch is parsed and tokenized by a pool
+//! of worker threads and written in input order, so the output bytes depend only on the
+//! inputs and options, never on the number of workers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::write::{MegatronWriter, RawWriter, Written};
+use crate::{DType, DataError};
+
+/// A tokenizer that carries its vocabulary in the binary (no download).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tokenizer {
+    /// GPT-2's BPE (`r50k_base`), 50257 ids, end of document 50256.
+    Gpt2,
+    /// `cl100k_base`, 100277 ids, end of document 100257.
+    Cl100kBase,
+    /// `o200k_base`, 200019 ids, end of document 199999.
+    O200kBase,
+    /// UTF-8 bytes as ids 0-255, end of document 256.
+    Bytes,
+}
+
+impl Tokenizer {
+    pub const NAMES: [&'static str; 4] = ["gpt2", "cl100k_base", "o200k_base", "bytes"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gpt2" | "r50k_base" => Some(Self::Gpt2),
+            "cl100k_base" => Some(Self::Cl100kBase),
+            "o200k_base" => Some(Self::O200kBase),
+            "bytes" => Some(Self::Bytes),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2",
+            Self::Cl100kBase => "cl100k_base",
+            Self::O200kBase => "o200k_base",
+            Self::Bytes => "bytes",
+        }
+    }
+
+    /// Ids in the vocabulary, special tokens included (tiktoken's `n_vocab`).
+    pub fn vocab_size(self) -> usize {
+        match self {
+            Self::Gpt2 => 50_257,
+            Self::Cl100kBase => 100_277,
+            Self::O200kBase => 200_019,
+            Self::Bytes => 257,
+        }
+    }
+
+    /// The `<|endoftext|>` id appended after each document.
+    pub fn eod(self) -> u32 {
+        match self {
+            Self::Gpt2 => 50_256,
+            Self::Cl100kBase => 100_257,
+            Self::O200kBase => 199_999,
+            Self::Bytes => 256,
+        }
+    }
+
+    /// Encodes text as ordinary text: a literal `<|endoftext|>` in a document is not special.
+    pub fn encode(self, text: &str) -> Vec<u32> {
+        match self {
+            Self::Gpt2 => tiktoken_rs::r50k_base_singleton().encode_ordinary(text),
+            Self::Cl100kBase => tiktoken_rs::cl100k_base_singleton().encode_ordinary(text),
+            Self::O200kBase => tiktoken_rs::o200k_base_singleton().encode_ordinary(text),
+            Self::Bytes => text.bytes().map(u32::from).collect(),
+        }
+    }
+}
+
+/// What counts as a document in a `.txt` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxtDocuments {
+    /// The whole file is one document.
+    #[default]
+    File,
+    /// Each line is a document (without its newline); empty lines are skipped.
+    Line,
+    /// Paragraphs separated by blank lines are documents (inner newlines kept).
+    Paragraph,
+}
+
+/// The output format of `pack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Megatron,
+    Bin,
+}
+
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    pub tokenizer: Tokenizer,
+    pub format: OutputFormat,
+    /// The JSON field holding the text of a `.jsonl` line.
+    pub field: String,
+    /// Append the end-of-document token to every document.
+    pub eod: bool,
+    /// Tokenizer threads (at least 1).
+    pub workers: usize,
+    pub txt_documents: TxtDocuments,
+    /// Text per batch handed to the workers; part of the output's definition only through
+    /// the order it preserves, so any value gives the same bytes.
+    pub batch_bytes: usize,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        Self {
+            tokenizer: Tokenizer::Gpt2,
+            format: OutputFormat::Megatron,
+            field: "text".into(),
+            eod: true,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            txt_documents: TxtDocuments::File,
+            batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Progress so far, passed to the caller after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Bytes read from the input files (compressed bytes for `.gz`).
+    pub input_bytes: u64,
+    /// Bytes of all inputs.
+    pub total_bytes: u64,
+    pub documents: u64,
+    pub tokens: u64,
+}
+
+/// The result of a pack.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackSummary {
+    pub tokenizer: Tokenizer,
+    pub dtype: DType,
+    pub format: OutputFormat,
+    pub inputs: Vec<PathBuf>,
+    /// Bytes of text tokenized (after decompression).
+    pub text_bytes: u64,
+    pub written: Written,
+    pub seconds: f64,
+}
+
+enum Kind {
+    Txt,
+    Jsonl { gz: bool },
+}
+
+fn kind_of(path: &Path) -> Result<Kind, DataError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let has = |suffix: &str| name.ends_with(suffix);
+    if has(".jsonl.gz") || has(".json.gz") {
+        Ok(Kind::Jsonl { gz: true })
+    } else if has(".jsonl") || has(".json") {
+        Ok(Kind::Jsonl { gz: false })
+    } else if has(".txt") {
+        Ok(Kind::Txt)
+    } else {
+        Err(DataError::Usage(format!(
+            "{}: unknown input type; pack reads .txt, .jsonl and .jsonl.gz",
+            path.display()
+        )))
+    }
+}
+
+/// One document waiting to be tokenized: raw text, or a JSON line to parse first.
+enum Unit {
+    Text(String),
+    Json { line: String, number: u64 },
+}
+
+/// Counts bytes read from the file beneath any decompressor.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+enum Writer {
+    Megatron(MegatronWriter),
+    Bin(RawWriter),
+}
+
+impl Writer {
+    fn add(&mut self, tokens: &[u32]) -> Result<(), DataError> {
+        match self {
+            Self::Megatron(w) => w.add_document(tokens),
+            Self::Bin(w) => w.add_document(tokens),
+        }
+    }
+
+    fn finish(self) -> Result<Written, DataError> {
+        match self {
+            Self::Megatron(w) => w.finish(),
+            Self::Bin(w) => w.finish(),
+        }
+    }
+}
+
+struct Packer<'a> {
+    opts: &'a PackOptions,
+    pool: rayon::ThreadPool,
+    writer: Writer,
+    batch: Vec<Unit>,
+    batch_len: usize,
+    documents: u64,
+    tokens: u64,
+    text_bytes: u64,
+    read: Arc<AtomicU64>,
+    total: u64,
+    path: PathBuf,
+}
+
+impl Packer<'_> {
+    fn push(&mut self, unit: Unit, progress: &mut dyn FnMut(Progress)) -> Result<(), DataError> {
+        self.batch_len += match &unit {
+            Unit::Text(t) => t.len(),
+            Unit::Json { line, .. } => line.len(),
+        };
+        self.batch.push(unit);
+        if self.batch_len >= self.opts.batch_bytes {
+            self.flush(progress)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<(), DataError> {
+        let batch = std::mem::take(&mut self.batch);
+        self.text_bytes += self.batch_len as u64;
+        self.batch_len = 0;
+        let (opts, path) = (self.opts, &self.path);
+        let encoded: Vec<Result<Vec<u32>, DataError>> = self.pool.install(|| {
+            batch
+                .par_iter()
+                .map(|unit| {
+                    let mut ids = match unit {
+                        Unit::Text(t) => opts.tokenizer.encode(t),
+                        Unit::Json { line, number } => {
+                            let text = json_text(line, &opts.field).map_err(|reason| {
+                                DataError::Input {
+                                    path: path.clone(),
+                                    line: Some(*number),
+                                    reason,
+                                }
+                            })?;
+                            opts.tokenizer.encode(&text)
+                        }
+                    };
+                    if opts.eod {
+                        ids.push(opts.tokenizer.eod());
+                    }
+                    Ok(ids)
+                })
+                .collect()
+        });
+        for ids in encoded {
+            let ids = ids?;
+            self.writer.add(&ids)?;
+            self.documents += 1;
+            self.tokens += ids.len() as u64;
+        }
+        progress(Progress {
+            input_bytes: self.read.load(Ordering::Relaxed),
+            total_bytes: self.total,
+            documents: self.documents,
+            tokens: self.tokens,
+        });
+        Ok(())
+    }
+
+    fn read_input(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), DataError> {
+        let kind = kind_of(path)?;
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(DataError::io(path, std::io::Error::from_raw_os_error(21)));
+        }
+        self.path = path.to_path_buf();
+        let counted = Counting {
+            inner: file,
+            count: Arc::clone(&self.read),
+        };
+        let reader: Box<dyn Read> = match kind {
+            // Multi-member gzip (concatenated .gz files) is common for corpora.
+            Kind::Jsonl { gz: true } => Box::new(flate2::read::MultiGzDecoder::new(counted)),
+            _ => Box::new(counted),
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let io = |e: std::io::Error| DataError::io(path, e);
+        match kind {
+            Kind::Jsonl { .. } => {
+                let mut number = 0u64;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader
+                        .read_line(&mut line)
+                        .map_err(|e| invalid_text(path, number + 1, e))?
+                        == 0
+                    {
+                        break;
+                    }
+                    number += 1;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    self.push(
+                        Unit::Json {
+                            line: std::mem::take(&mut line),
+                            number,
+                        },
+                        progress,
+                    )?;
+                }
+            }
+            Kind::Txt => match self.opts.txt_documents {
+                TxtDocuments::File => {
+                    let mut text = String::new();
+                    reader
+                        .read_to_string(&mut text)
+                        .map_err(|e| invalid_text(path, 0, e))?;
+                    self.push(Unit::Text(text), progress)?;
+                }
+                TxtDocuments::Line | TxtDocuments::Paragraph => {
+                    let paragraph = self.opts.txt_documents == TxtDocuments::Paragraph;
+                    let mut doc = String::new();
+                    for (number, line) in (1u64..).zip(reader.lines()) {
+                        let line = line.map_err(|e| {
+                            if e.kind() == std::io::ErrorKind::InvalidData {
+                                invalid_text(path, number, e)
+                            } else {
+                                io(e)
+                            }
+                        })?;
+                        if !paragraph {
+                            if !line.trim().is_empty() {
+                                self.push(Unit::Text(line), progress)?;
+                            }
+                        } else if line.trim().is_empty() {
+                            if !doc.is_empty() {
+                                self.push(Unit::Text(std::mem::take(&mut doc)), progress)?;
+                            }
+                        } else {
+                            if !doc.is_empty() {
+                                doc.push('\n');
+                            }
+                            doc.push_str(&line);
+                        }
+                    }
+                    if !doc.is_empty() {
+                        self.push(Unit::Text(doc), progress)?;
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn invalid_text(path: &Path, line: u64, e: std::io::Error) -> DataError {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        DataError::Input {
+            path: path.to_path_buf(),
+            line: (line > 0).then_some(line),
+            reason: "not valid UTF-8 text".into(),
+        }
+    } else {
+        DataError::io(path, e)
+    }
+}
+
+/// The text of `field` in one JSON line.
+fn json_text(line: &str, field: &str) -> Result<String, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    match v.get_mut(field).map(serde_json::Value::take) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "field \"{field}\" is {}, not a string",
+            kind_name(&other)
+        )),
+        None if v.is_object() => Err(format!(
+            "no field \"{field}\" (use --field to name the text field)"
+        )),
+        None => Err("not a JSON object".into()),
+    }
+}
+
+fn kind_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Tokenizes `inputs` into a dataset at `output` (a prefix: `output.bin` and, for Megatron,
+/// `output.idx`). `progress` is called after every batch.
+pub fn pack(
+    inputs: &[PathBuf],
+    output: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PackSummary, DataError> {
+    let start = Instant::now();
+    if inputs.is_empty() {
+        return Err(DataError::Usage("no inputs".into()));
+    }
+    let mut total = 0;
+    for p in inputs {
+        kind_of(p)?;
+        let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
+        if meta.is_dir() {
+            return Err(DataError::io(p, std::io::Error::from_raw_os_error(21)));
+        }
+        total += meta.len();
+    }
+    let dtype = DType::for_vocab(opts.tokenizer.vocab_size());
+    let writer = match opts.format {
+        OutputFormat::Megatron => Writer::Megatron(MegatronWriter::create(output, dtype)?),
+        OutputFormat::Bin => {
+            let path = if output.extension().is_some_and(|e| e == "bin") {
+                output.to_path_buf()
+            } else {
+                let mut p = output.as_os_str().to_owned();
+                p.push(".bin");
+                PathBuf::from(p)
+            };
+            Writer::Bin(RawWriter::create(&path, dtype)?)
+        }
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.workers.max(1))
+        .thread_name(|i| format!("osml-pack-{i}"))
+        .build()
+        .map_err(|e| DataError::Usage(format!("cannot start tokenizer threads: {e}")))?;
+    let mut packer = Packer {
+        opts,
+        pool,
+        writer,
+        batch: Vec::new(),
+        batch_len: 0,
+        documents: 0,
+        tokens: 0,
+        text_bytes: 0,
+        read: Arc::new(AtomicU64::new(0)),
+        total,
+        path: PathBuf::new(),
+    };
+    for p in inputs {
+        packer.read_input(p, progress)?;
+    }
+    packer.flush(progress)?;
+    let text_bytes = packer.text_bytes;
+    let written = packer.writer.finish()?;
+    Ok(PackSummary {
+        tokenizer: opts.tokenizer,
+        dtype,
+        format: opts.format,
+        inputs: inputs.to_vec(),
+        text_bytes,
+        written,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_matches_known_ids() {
+        assert_eq!(Tokenizer::Gpt2.encode("hello world"), [31_373, 995]);
+        // A literal special token is ordinary text.
+        assert_ne!(Tokenizer::Gpt2.encode("<|endoftext|>"), [50_256]);
+        assert_eq!(Tokenizer::Bytes.encode("hé"), [104, 195, 169]);
+    }
+
+    #[test]
+    fn json_fields() {
+        assert_eq!(
+            json_text(r#"{"text": "a\nb", "id": 3}"#, "text").unwrap(),
+            "a\nb"
+        );
+        assert!(json_text(r#"{"body": "x"}"#, "text")
+            .unwrap_err()
+            .contains("--field"));
+        assert!(json_text(r#"{"text": 5}"#, "text")
+            .unwrap_err()
+            .contains("a number"));
+        assert!(json_text("[1]", "text")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(json_text("{oops", "text")
+            .unwrap_err()
+            .contains("not a JSON object"));
+    }
+}

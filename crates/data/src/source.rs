@@ -1,0 +1,184 @@
+//! [`TokenSource`], the one view over every format, and [`TokenDataset`], which opens any of
+//! them by path.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::flat::FlatTokens;
+use crate::megatron::{self, MegatronDataset};
+use crate::{DType, DataError, Tokens};
+
+/// A token dataset: one stream of tokens in which documents lie end to end.
+pub trait TokenSource {
+    fn dtype(&self) -> DType;
+    /// Tokens in the whole stream.
+    fn num_tokens(&self) -> u64;
+    /// Documents (a flat `.bin` or `.npy` is one document: it records no boundaries).
+    fn num_documents(&self) -> usize;
+    /// Token range `[start, end)` of document `i`, or `None` past the last document.
+    fn document_range(&self, i: usize) -> Option<(u64, u64)>;
+    /// `len` tokens from global offset `start`, across document boundaries as GPT training
+    /// concatenates them; `None` when the window runs past the end.
+    fn window(&self, start: u64, len: usize) -> Option<Tokens<'_>>;
+
+    /// The tokens of document `i`.
+    fn document(&self, i: usize) -> Option<Tokens<'_>> {
+        let (s, e) = self.document_range(i)?;
+        self.window(s, usize::try_from(e - s).ok()?)
+    }
+}
+
+/// The file formats osml reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Megatron-LM / GPT-NeoX `.bin` + `.idx`.
+    Megatron,
+    /// A headerless token array, as nanoGPT's `train.bin`.
+    Bin,
+    /// A 1-D `.npy` array.
+    Npy,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Megatron => "megatron",
+            Self::Bin => "bin",
+            Self::Npy => "npy",
+        }
+    }
+}
+
+/// How to open a path whose format or dtype cannot be told from it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Force a format instead of guessing from the extension.
+    pub format: Option<Format>,
+    /// The dtype of a raw `.bin` (default `uint16`, nanoGPT's).
+    pub dtype: Option<DType>,
+}
+
+/// Any dataset osml reads, opened and validated.
+#[derive(Debug)]
+pub enum TokenDataset {
+    Megatron(MegatronDataset),
+    Flat { format: Format, tokens: FlatTokens },
+}
+
+impl TokenDataset {
+    /// Opens `path`: a Megatron prefix, `.idx` or `.bin` beside an `.idx`; a `.npy`; or any other
+    /// file as a raw token array of `options.dtype` (default uint16).
+    pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DataError> {
+        let format = options.format.unwrap_or_else(|| Self::guess_format(path));
+        Ok(match format {
+            Format::Megatron => Self::Megatron(MegatronDataset::open(path)?),
+            Format::Npy => Self::Flat {
+                format,
+                tokens: FlatTokens::open_npy(path)?,
+            },
+            Format::Bin => Self::Flat {
+                format,
+                tokens: FlatTokens::open_raw(path, options.dtype.unwrap_or(DType::U16))?,
+            },
+        })
+    }
+
+    /// The format a path suggests: `.npy`; Megatron when an `.idx` is at the path or beside it.
+    pub fn guess_format(path: &Path) -> Format {
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some("npy") {
+            return Format::Npy;
+        }
+        let (idx, _) = megatron::paths(path);
+        if ext == Some("idx") || idx.exists() {
+            Format::Megatron
+        } else {
+            Format::Bin
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        match self {
+            Self::Megatron(_) => Format::Megatron,
+            Self::Flat { format, .. } => *format,
+        }
+    }
+
+    /// The files behind the dataset, data first.
+    pub fn files(&self) -> Vec<&osml_sys::MappedFile> {
+        match self {
+            Self::Megatron(m) => vec![m.bin(), m.idx()],
+            Self::Flat { tokens, .. } => vec![tokens.map()],
+        }
+    }
+
+    /// Paths of [`TokenDataset::files`].
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files()
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .collect()
+    }
+
+    /// The Megatron reader, for sequence-level access.
+    pub fn as_megatron(&self) -> Option<&MegatronDataset> {
+        match self {
+            Self::Megatron(m) => Some(m),
+            Self::Flat { .. } => None,
+        }
+    }
+
+    /// The bytes of the token stream (the `.bin`, or the array after the `.npy` header).
+    pub fn stream_bytes(&self) -> &[u8] {
+        match self {
+            Self::Megatron(m) => m.bin().bytes(),
+            Self::Flat { tokens, .. } => tokens.data(),
+        }
+    }
+}
+
+impl TokenSource for TokenDataset {
+    fn dtype(&self) -> DType {
+        match self {
+            Self::Megatron(m) => m.dtype(),
+            Self::Flat { tokens, .. } => tokens.dtype(),
+        }
+    }
+
+    fn num_tokens(&self) -> u64 {
+        match self {
+            Self::Megatron(m) => m.tokens(),
+            Self::Flat { tokens, .. } => tokens.tokens(),
+        }
+    }
+
+    fn num_documents(&self) -> usize {
+        match self {
+            Self::Megatron(m) => m.num_documents(),
+            Self::Flat { .. } => 1,
+        }
+    }
+
+    fn document_range(&self, i: usize) -> Option<(u64, u64)> {
+        if i >= self.num_documents() {
+            return None;
+        }
+        match self {
+            Self::Megatron(m) => Some(m.document_range(i)),
+            Self::Flat { tokens, .. } => Some((0, tokens.tokens())),
+        }
+    }
+
+    fn window(&self, start: u64, len: usize) -> Option<Tokens<'_>> {
+        let end = start.checked_add(len as u64)?;
+        if end > self.num_tokens() {
+            return None;
+        }
+        let size = self.dtype().size();
+        let from = usize::try_from(start).ok()?.checked_mul(size)?;
+        let bytes = self.stream_bytes().get(from..from + len * size)?;
+        Some(Tokens::new(self.dtype(), bytes))
+    }
+}

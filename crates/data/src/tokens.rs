@@ -1,0 +1,160 @@
+//! [`Tokens`]: a borrowed run of tokens in a file's own dtype and byte order.
+//!
+//! Megatron's index arrays and many token files are not aligned for their element type (the
+//! `.idx` header is 34 bytes), so every read here goes through `from_le_bytes` on byte chunks:
+//! unaligned-safe, and the compiler turns it into plain loads.
+
+use crate::DType;
+
+/// A run of little-endian tokens, borrowed from a mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'a> {
+    dtype: DType,
+    bytes: &'a [u8],
+}
+
+macro_rules! widen {
+    ($bytes:expr, $out:expr, $n:literal, $from:ty, $to:ty) => {
+        for (o, c) in $out.iter_mut().zip($bytes.chunks_exact($n)) {
+            let mut a = [0u8; $n];
+            a.copy_from_slice(c);
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_possible_wrap,
+                clippy::cast_sign_loss
+            )]
+            {
+                *o = <$from>::from_le_bytes(a) as $to;
+            }
+        }
+    };
+}
+
+impl<'a> Tokens<'a> {
+    /// Wraps bytes; a trailing partial element is ignored.
+    pub fn new(dtype: DType, bytes: &'a [u8]) -> Self {
+        let whole = bytes.len() / dtype.size() * dtype.size();
+        Self {
+            dtype,
+            bytes: &bytes[..whole],
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.dtype.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Token `i` as an `i64` (floats are truncated toward zero), or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<i64> {
+        let n = self.dtype.size();
+        let c = self.bytes.get(i * n..(i + 1) * n)?;
+        let mut out = [0i64];
+        Tokens::new(self.dtype, c).write_i64(&mut out);
+        Some(out[0])
+    }
+
+    /// Widens into `out` (which must hold [`Tokens::len`] values; extra slots are untouched).
+    pub fn write_i64(&self, out: &mut [i64]) {
+        let b = self.bytes;
+        match self.dtype {
+            DType::U8 => widen!(b, out, 1, u8, i64),
+            DType::I8 => widen!(b, out, 1, i8, i64),
+            DType::U16 => widen!(b, out, 2, u16, i64),
+            DType::I16 => widen!(b, out, 2, i16, i64),
+            DType::U32 => widen!(b, out, 4, u32, i64),
+            DType::I32 => widen!(b, out, 4, i32, i64),
+            DType::U64 => widen!(b, out, 8, u64, i64),
+            DType::I64 => widen!(b, out, 8, i64, i64),
+            DType::F32 => widen!(b, out, 4, f32, i64),
+            DType::F64 => widen!(b, out, 8, f64, i64),
+        }
+    }
+
+    /// Narrows or widens into `i32` (ids past `i32::MAX` wrap: vocabularies are far smaller).
+    pub fn write_i32(&self, out: &mut [i32]) {
+        let b = self.bytes;
+        match self.dtype {
+            DType::U8 => widen!(b, out, 1, u8, i32),
+            DType::I8 => widen!(b, out, 1, i8, i32),
+            DType::U16 => widen!(b, out, 2, u16, i32),
+            DType::I16 => widen!(b, out, 2, i16, i32),
+            DType::U32 => widen!(b, out, 4, u32, i32),
+            DType::I32 => widen!(b, out, 4, i32, i32),
+            DType::U64 => widen!(b, out, 8, u64, i32),
+            DType::I64 => widen!(b, out, 8, i64, i32),
+            DType::F32 => widen!(b, out, 4, f32, i32),
+            DType::F64 => widen!(b, out, 8, f64, i32),
+        }
+    }
+
+    /// All tokens as `i64`.
+    pub fn to_vec(&self) -> Vec<i64> {
+        let mut v = vec![0; self.len()];
+        self.write_i64(&mut v);
+        v
+    }
+}
+
+/// Reads little-endian integers at any alignment from an index array.
+pub(crate) fn le_u64(bytes: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(a)
+}
+
+pub(crate) fn le_i32(bytes: &[u8], i: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&bytes[i * 4..i * 4 + 4]);
+    i32::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_reads_unaligned_little_endian() {
+        // Start at an odd offset to be sure alignment does not matter.
+        let mut buf = vec![0xAAu8];
+        for v in [1u16, 50_256, 65_535] {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        let t = Tokens::new(DType::U16, &buf[1..]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.to_vec(), [1, 50_256, 65_535]);
+        let mut o = [0i32; 3];
+        t.write_i32(&mut o);
+        assert_eq!(o, [1, 50_256, 65_535]);
+        assert_eq!(t.get(2), Some(65_535));
+        assert_eq!(t.get(3), None);
+    }
+
+    #[test]
+    fn signed_and_float_types() {
+        let b: Vec<u8> = [-5i32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(Tokens::new(DType::I32, &b).to_vec(), [-5, 7]);
+        let f: Vec<u8> = [2.9f32, -1.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(Tokens::new(DType::F32, &f).to_vec(), [2, -1]);
+        assert_eq!(
+            Tokens::new(DType::U16, &[1, 2, 3]).len(),
+            1,
+            "partial element ignored"
+        );
+    }
+}

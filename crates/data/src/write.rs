@@ -1,0 +1,237 @@
+//! Atomic writers: everything goes to a temporary file in the destination's directory, is
+//! fsync'd, then renamed over the destination, so a reader sees the old dataset or the new
+//! one, never half of one. A writer dropped before [`MegatronWriter::finish`] leaves nothing.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::megatron::{self, HEADER_LEN, MAGIC};
+use crate::{DType, DataError};
+
+fn temp_beside(path: &Path) -> Result<NamedTempFile, DataError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".osml-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io(dir, e))
+}
+
+fn sync_dir(path: &Path) {
+    // Makes the rename durable; a failure here leaves a correct file, so it is not an error.
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// Appends tokens to `out` in `dtype`, refusing ids the type cannot hold.
+fn encode(dtype: DType, tokens: &[u32], out: &mut Vec<u8>) -> Result<(), DataError> {
+    let max = dtype.max_token();
+    if let Some(&t) = tokens.iter().find(|&&t| u64::from(t) > max) {
+        return Err(DataError::Usage(format!(
+            "token id {t} does not fit {dtype} (max {max}): write int32"
+        )));
+    }
+    out.reserve(tokens.len() * dtype.size());
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_precision_loss
+    )]
+    for &t in tokens {
+        match dtype {
+            DType::U8 => out.push(t as u8),
+            DType::I8 => out.push((t as i8).to_le_bytes()[0]),
+            DType::U16 => out.extend_from_slice(&(t as u16).to_le_bytes()),
+            DType::I16 => out.extend_from_slice(&(t as i16).to_le_bytes()),
+            DType::U32 => out.extend_from_slice(&t.to_le_bytes()),
+            DType::I32 => out.extend_from_slice(&(t as i32).to_le_bytes()),
+            DType::U64 => out.extend_from_slice(&u64::from(t).to_le_bytes()),
+            DType::I64 => out.extend_from_slice(&i64::from(t).to_le_bytes()),
+            DType::F32 => out.extend_from_slice(&(t as f32).to_le_bytes()),
+            DType::F64 => out.extend_from_slice(&f64::from(t).to_le_bytes()),
+        }
+    }
+    Ok(())
+}
+
+/// What a writer produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub tokens: u64,
+    pub documents: u64,
+    pub bytes: u64,
+}
+
+/// Writes a Megatron `.bin` + `.idx` pair, one sequence per document (as
+/// `tools/preprocess_data.py` does).
+pub struct MegatronWriter {
+    dtype: DType,
+    idx_path: PathBuf,
+    bin_path: PathBuf,
+    bin: BufWriter<NamedTempFile>,
+    lengths: Vec<i32>,
+    scratch: Vec<u8>,
+    tokens: u64,
+}
+
+impl MegatronWriter {
+    /// Starts `prefix.bin` and `prefix.idx` (given as the prefix, or either file's path).
+    pub fn create(prefix: &Path, dtype: DType) -> Result<Self, DataError> {
+        if dtype.megatron_code().is_none() {
+            return Err(DataError::Usage(format!(
+                "Megatron files cannot hold {dtype}"
+            )));
+        }
+        let (idx_path, bin_path) = megatron::paths(prefix);
+        Ok(Self {
+            dtype,
+            bin: BufWriter::with_capacity(1 << 20, temp_beside(&bin_path)?),
+            idx_path,
+            bin_path,
+            lengths: Vec::new(),
+            scratch: Vec::new(),
+            tokens: 0,
+        })
+    }
+
+    /// Appends one document.
+    pub fn add_document(&mut self, tokens: &[u32]) -> Result<(), DataError> {
+        let len = i32::try_from(tokens.len()).map_err(|_| {
+            DataError::Usage(format!(
+                "a document of {} tokens exceeds the format's int32 sequence length",
+                tokens.len()
+            ))
+        })?;
+        self.scratch.clear();
+        encode(self.dtype, tokens, &mut self.scratch)?;
+        self.bin
+            .write_all(&self.scratch)
+            .map_err(|e| DataError::io(&self.bin_path, e))?;
+        self.lengths.push(len);
+        self.tokens += tokens.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index, syncs both files and renames them into place (`.bin` first, so the
+    /// new `.idx` never describes an old `.bin`).
+    pub fn finish(self) -> Result<Written, DataError> {
+        let bin = self
+            .bin
+            .into_inner()
+            .map_err(|e| DataError::io(&self.bin_path, e.into_error()))?;
+        bin.as_file()
+            .sync_all()
+            .map_err(|e| DataError::io(&self.bin_path, e))?;
+        let s = self.lengths.len();
+        let mut idx = BufWriter::new(temp_beside(&self.idx_path)?);
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&1u64.to_le_bytes());
+        head.push(self.dtype.megatron_code().unwrap_or(0));
+        head.extend_from_slice(&(s as u64).to_le_bytes());
+        head.extend_from_slice(&(s as u64 + 1).to_le_bytes());
+        let io = |e| DataError::io(&self.idx_path, e);
+        idx.write_all(&head).map_err(io)?;
+        for l in &self.lengths {
+            idx.write_all(&l.to_le_bytes()).map_err(io)?;
+        }
+        let size = self.dtype.size() as u64;
+        let mut ptr = 0u64;
+        for &l in &self.lengths {
+            idx.write_all(&ptr.to_le_bytes()).map_err(io)?;
+            ptr += u64::from(l.unsigned_abs()) * size;
+        }
+        for d in 0..=s as u64 {
+            idx.write_all(&d.to_le_bytes()).map_err(io)?;
+        }
+        let idx = idx.into_inner().map_err(|e| io(e.into_error()))?;
+        idx.as_file().sync_all().map_err(io)?;
+        let bytes = ptr + (HEADER_LEN + 12 * s + 8 * (s + 1)) as u64;
+        bin.persist(&self.bin_path)
+            .map_err(|e| DataError::io(&self.bin_path, e.error))?;
+        idx.persist(&self.idx_path)
+            .map_err(|e| DataError::io(&self.idx_path, e.error))?;
+        sync_dir(&self.bin_path);
+        Ok(Written {
+            files: vec![self.bin_path, self.idx_path],
+            tokens: self.tokens,
+            documents: s as u64,
+            bytes,
+        })
+    }
+}
+
+/// Writes a headerless token file (nanoGPT's `train.bin`).
+pub struct RawWriter {
+    dtype: DType,
+    path: PathBuf,
+    out: BufWriter<NamedTempFile>,
+    scratch: Vec<u8>,
+    tokens: u64,
+    documents: u64,
+}
+
+impl RawWriter {
+    pub fn create(path: &Path, dtype: DType) -> Result<Self, DataError> {
+        Ok(Self {
+            dtype,
+            out: BufWriter::with_capacity(1 << 20, temp_beside(path)?),
+            path: path.to_path_buf(),
+            scratch: Vec::new(),
+            tokens: 0,
+            documents: 0,
+        })
+    }
+
+    /// Appends one document's tokens (the format keeps no boundary).
+    pub fn add_document(&mut self, tokens: &[u32]) -> Result<(), DataError> {
+        self.scratch.clear();
+        encode(self.dtype, tokens, &mut self.scratch)?;
+        self.out
+            .write_all(&self.scratch)
+            .map_err(|e| DataError::io(&self.path, e))?;
+        self.tokens += tokens.len() as u64;
+        self.documents += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Written, DataError> {
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| DataError::io(&self.path, e.into_error()))?;
+        f.as_file()
+            .sync_all()
+            .map_err(|e| DataError::io(&self.path, e))?;
+        f.persist(&self.path)
+            .map_err(|e| DataError::io(&self.path, e.error))?;
+        sync_dir(&self.path);
+        Ok(Written {
+            files: vec![self.path],
+            tokens: self.tokens,
+            documents: self.documents,
+            bytes: self.tokens * self.dtype.size() as u64,
+        })
+    }
+}
+
+/// Writes a 1-D `.npy` (version 1.0 header) atomically; for tests and small exports.
+pub fn write_npy(path: &Path, dtype: DType, tokens: &[u32]) -> Result<(), DataError> {
+    let mut f = temp_beside(path)?;
+    let mut bytes = crate::npy::header_bytes(dtype, tokens.len());
+    encode(dtype, tokens, &mut bytes)?;
+    f.write_all(&bytes).map_err(|e| DataError::io(path, e))?;
+    f.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
+    f.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Read-only file mappings: [`MappedFile`], with access advice and page-cache residency.
+//!
+//! # Safety
+//!
+//! Mapping a file hands out a `&[u8]` whose bytes the kernel may change under us: another
+//! process can write the file, and truncating it turns reads past the new end into `SIGBUS`.
+//! osml maps datasets that are written once (by `osml data pack` or another tool, then
+//! renamed into place) and read many times; the contract, stated again on
+//! [`MappedFile::open`], is that nobody truncates or rewrites a dataset file while it is in
+//! use. Every other `unsafe` here calls into libc on memory this type owns.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::SysError;
+
+/// How a mapping will be read, for `madvise(2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Front to back: aggressive read-ahead (`MADV_SEQUENTIAL`).
+    Sequential,
+    /// Scattered: no read-ahead (`MADV_RANDOM`).
+    Random,
+    /// About to be read: start I/O now (`MADV_WILLNEED`).
+    WillNeed,
+    /// Done for now: the kernel may drop these pages first (`MADV_DONTNEED` on a shared file
+    /// mapping only drops this process's page-table entries; the page cache stays).
+    DontNeed,
+}
+
+/// A whole file mapped read-only (`mmap(2)` with `PROT_READ`, `MAP_SHARED`). An empty file
+/// is not mapped (Linux refuses zero-length mappings) and reads as an empty slice.
+#[derive(Debug)]
+pub struct MappedFile {
+    map: Option<memmap2::Mmap>,
+    path: PathBuf,
+}
+
+fn call_err(call: &'static str, path: &Path, source: std::io::Error) -> SysError {
+    SysError::Call {
+        call,
+        path: Some(path.to_path_buf()),
+        source,
+    }
+}
+
+impl MappedFile {
+    /// Opens and maps `path`. A directory is refused with `EISDIR`.
+    ///
+    /// The caller promises what the module's safety section says: the file is not truncated
+    /// or rewritten while mapped.
+    pub fn open(path: &Path) -> Result<Self, SysError> {
+        let file = File::open(path).map_err(|e| call_err("open", path, e))?;
+        let meta = file.metadata().map_err(|e| call_err("fstat", path, e))?;
+        if meta.is_dir() {
+            return Err(call_err(
+                "open",
+                path,
+                std::io::Error::from_raw_os_error(libc::EISDIR),
+            ));
+        }
+        let map = if meta.len() == 0 {
+            None
+        } else {
+            // SAFETY: read-only shared mapping of a file we just opened; the bytes stay valid
+            // for the life of `Mmap` as long as the file is not truncated (the contract above).
+            let map =
+                unsafe { memmap2::Mmap::map(&file) }.map_err(|e| call_err("mmap", path, e))?;
+            Some(map)
+        };
+        Ok(Self {
+            map,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `madvise(2)` over the whole mapping.
+    pub fn advise(&self, access: Access) -> Result<(), SysError> {
+        self.advise_range(access, 0, self.len())
+    }
+
+    /// `madvise(2)` over `[offset, offset + len)`, widened to whole pages.
+    pub fn advise_range(&self, access: Access, offset: usize, len: usize) -> Result<(), SysError> {
+        let Some(map) = &self.map else { return Ok(()) };
+        let end = offset.saturating_add(len).min(map.len());
+        if offset >= end {
+            return Ok(());
+        }
+        let page = page_size();
+        let start = offset / page * page;
+        let advice = match access {
+            Access::Sequential => memmap2::Advice::Sequential,
+            Access::Random => memmap2::Advice::Random,
+            Access::WillNeed => memmap2::Advice::WillNeed,
+            Access::DontNeed => {
+                // SAFETY: DontNeed on a read-only shared file mapping only drops our page
+                // table entries; later reads fault the (unchanged) file pages back in.
+                return unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                }
+                .map_err(|e| call_err("madvise", &self.path, e));
+            }
+        };
+        map.advise_range(advice, start, end - start)
+            .map_err(|e| call_err("madvise", &self.path, e))
+    }
+
+    /// How many bytes of the file are in the page cache right now (`mincore(2)`).
+    ///
+    /// See <https://man7.org/linux/man-pages/man2/mincore.2.html>.
+    pub fn resident_bytes(&self) -> Result<u64, SysError> {
+        // One status byte per page; walk in slices so a 1 TB file needs 1 MiB, not 256 MiB.
+        const CHUNK_PAGES: usize = 1 << 20;
+        let Some(map) = &self.map else { return Ok(0) };
+        let page = page_size();
+        let mut status = vec![0u8; CHUNK_PAGES.min(map.len().div_ceil(page))];
+        let mut resident = 0u64;
+        let mut offset = 0;
+        while offset < map.len() {
+            let len = (map.len() - offset).min(CHUNK_PAGES * page);
+            let pages = len.div_ceil(page);
+            // SAFETY: `[ptr + offset, + len)` lies inside the live mapping (offset is a multiple
+            // of the page size, as mincore requires) and `status` holds at least `pages` bytes.
+            let rc = unsafe {
+                libc::mincore(
+                    map.as_ptr().add(offset).cast_mut().cast(),
+                    len,
+                    status.as_mut_ptr(),
+                )
+            };
+            if rc != 0 {
+                return Err(call_err(
+                    "mincore",
+                    &self.path,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            let full = status[..pages].iter().filter(|&&s| s & 1 == 1).count() as u64;
+            resident += full * page as u64;
+            offset += len;
+        }
+        // The last page may be partial.
+        Ok(resident.min(map.len() as u64))
+    }
+}
+
+/// The size of a memory page.
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn maps_reads_and_measures_residency() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..3 * page_size() + 100)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        f.write_all(&data).unwrap();
+        f.flush().unwrap();
+        let m = MappedFile::open(f.path()).unwrap();
+        assert_eq!(m.bytes(), data.as_slice());
+        // Just written, so cached; touching it makes sure.
+        let sum: u64 = m.bytes().iter().map(|&b| u64::from(b)).sum();
+        assert!(sum > 0);
+        assert_eq!(m.resident_bytes().unwrap(), data.len() as u64);
+        m.advise(Access::Sequential).unwrap();
+        m.advise_range(Access::WillNeed, 10, 5000).unwrap();
+        m.advise_range(Access::DontNeed, 0, m.len()).unwrap();
+        assert_eq!(
+            m.bytes()[5],
+            data[5],
+            "DontNeed keeps the file's bytes readable"
+        );
+    }
+
+    #[test]
+    fn empty_files_and_directories() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let m = MappedFile::open(f.path()).unwrap();
+        assert!(m.is_empty());
+        assert_eq!(m.resident_bytes().unwrap(), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let err = MappedFile::open(dir.path()).unwrap_err();
+        let SysError::Call { source, .. } = err;
+        assert_eq!(source.raw_os_error(), Some(libc::EISDIR));
+        assert!(MappedFile::open(Path::new("/nonexistent/x")).is_err());
+    }
+}
