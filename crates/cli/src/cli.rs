@@ -22,6 +22,82 @@ pub enum Command {
     /// exact fix. Exit status: 0 no check failed, 1 at least one failed, 2 usage or internal
     /// error.
     Doctor(DoctorArgs),
+    /// Token datasets: pack text into them, inspect them, verify them.
+    ///
+    /// Formats: Megatron `.bin` + `.idx` (a PATH may be the prefix, the .idx or the .bin),
+    /// a raw headerless token `.bin` (nanoGPT's; uint16 unless --dtype says otherwise) and
+    /// 1-D `.npy`. Exit status: 0 success, 1 the dataset or an input is invalid (says what
+    /// and where), 2 usage error, 3 a file cannot be read or written (missing, a directory,
+    /// no permission).
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Tokenize text into a Megatron or raw token dataset.
+    ///
+    /// Inputs: `.jsonl` and `.jsonl.gz` hold one JSON object per line, whose --field is a
+    /// document; in a `.txt`, a document is the whole file (or each line, or each paragraph
+    /// between blank lines, with --txt-documents). Text is encoded as ordinary text (a literal
+    /// `<|endoftext|>` is not special) and the end-of-document token follows every document
+    /// unless --no-eod. Tokens are stored as uint16 when the vocabulary has fewer than 65500
+    /// ids, else int32, as Megatron chooses. The output is the same for the same inputs
+    /// whatever --workers is, and is written atomically.
+    Pack(PackArgs),
+    /// Describe a dataset: format, dtype, tokens, documents, document lengths, file sizes
+    /// and how much of it is in the page cache now.
+    Inspect(DatasetArgs),
+    /// Validate a dataset fully and checksum every file (exit 1 on corruption).
+    Verify(DatasetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Text inputs: .txt, .jsonl, .jsonl.gz.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output prefix: writes PREFIX.bin (and PREFIX.idx for Megatron).
+    #[arg(short, long, value_name = "PREFIX")]
+    pub output: PathBuf,
+    /// The tokenizer; each carries its vocabulary, nothing is downloaded.
+    #[arg(long, default_value = "gpt2", value_parser = ["gpt2", "cl100k_base", "o200k_base", "bytes"])]
+    pub tokenizer: String,
+    /// Output format.
+    #[arg(long, default_value = "megatron", value_parser = ["megatron", "bin"])]
+    pub format: String,
+    /// The JSON field that holds a document's text.
+    #[arg(long, default_value = "text")]
+    pub field: String,
+    /// Do not append the end-of-document token.
+    #[arg(long)]
+    pub no_eod: bool,
+    /// Tokenizer threads (default: the CPUs this process may use).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// What a document is in a .txt input.
+    #[arg(long, default_value = "file", value_parser = ["file", "line", "paragraph"])]
+    pub txt_documents: String,
+    /// Print a JSON summary instead of the human one.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// The dataset: a Megatron prefix, .idx or .bin; a raw .bin; a .npy.
+    pub path: PathBuf,
+    /// Read PATH as this format instead of guessing from its name.
+    #[arg(long, value_parser = ["megatron", "bin", "npy"])]
+    pub format: Option<String>,
+    /// The dtype of a raw .bin (numpy name).
+    #[arg(long, default_value = "uint16", value_parser = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"])]
+    pub dtype: String,
+    /// Print JSON (schema in docs/data-json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

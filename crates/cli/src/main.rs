@@ -2,10 +2,12 @@
 //!
 //! The binary is thin: it parses arguments, calls the library crates and renders what they
 //! return. Exit codes are documented in README.md: 0 success, 1 a failed check (or drift for
-//! `compare`), 2 a usage or internal error.
+//! `compare`; an invalid dataset for `data`), 2 a usage or internal error, 3 an unreadable file
+//! (`data`).
 
 mod archive;
 mod cli;
+mod data;
 mod doctor;
 mod output;
 
@@ -38,5 +40,6 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Doctor(args) => doctor::run(&args),
+        cli::Command::Data { command } => data::run(&command),
     }
 }

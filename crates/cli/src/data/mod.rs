@@ -1,0 +1,83 @@
+//! `osml data`: pack, inspect, verify. Errors from the data engine become exit codes here:
+//! 1 invalid dataset or input, 2 usage, 3 a file that cannot be read or written.
+
+mod inspect;
+mod pack;
+mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use osml_data::{DType, DataError, Format, OpenOptions};
+
+use crate::cli::{DataCommand, DatasetArgs};
+
+pub fn run(command: &DataCommand) -> Result<ExitCode> {
+    let result = match command {
+        DataCommand::Pack(a) => pack::run(a),
+        DataCommand::Inspect(a) => inspect::run(a),
+        DataCommand::Verify(a) => verify::run(a),
+    };
+    match result {
+        Ok(code) => Ok(code),
+        Err(err) => match err.downcast::<DataError>() {
+            Ok(e) => {
+                eprintln!("osml: error: {e}");
+                if let Some(hint) = hint(&e) {
+                    eprintln!("osml: hint: {hint}");
+                }
+                Ok(ExitCode::from(exit_code(&e)))
+            }
+            Err(other) => Err(other),
+        },
+    }
+}
+
+/// The documented exit code of a data error.
+pub fn exit_code(e: &DataError) -> u8 {
+    match e {
+        DataError::Invalid { .. } | DataError::Input { .. } => 1,
+        DataError::Usage(_) => 2,
+        DataError::Io { .. } => 3,
+    }
+}
+
+fn hint(e: &DataError) -> Option<&'static str> {
+    match e {
+        DataError::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => Some("check the path; a Megatron dataset is named by its prefix, .idx or .bin"),
+            std::io::ErrorKind::PermissionDenied => Some("the file is not readable by this user"),
+            _ if source.raw_os_error() == Some(21) => Some("give a file, not a directory"),
+            _ => None,
+        },
+        DataError::Invalid { format: "raw token (.bin)", .. } => {
+            Some("a raw .bin has no header: pass --dtype (uint16 is nanoGPT's), or --format if it is something else")
+        }
+        _ => None,
+    }
+}
+
+/// Validated open options from the shared dataset flags.
+pub fn open_options(a: &DatasetArgs) -> OpenOptions {
+    OpenOptions {
+        format: a.format.as_deref().map(|f| match f {
+            "megatron" => Format::Megatron,
+            "npy" => Format::Npy,
+            _ => Format::Bin,
+        }),
+        dtype: DType::from_name(&a.dtype),
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! `osml data` driven as a user runs it: pack → inspect → verify, JSON fields, exit codes.
+
+#![allow(clippy::unwrap_used, clippy::many_single_char_names)]
+
+use std::io::Write;
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn osml(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("osml").unwrap();
+    c.current_dir(dir);
+    c
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = osml(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn corpus(dir: &Path) {
+    let mut f = std::fs::File::create(dir.join("in.jsonl")).unwrap();
+    for i in 0..300 {
+        writeln!(f, "{{\"text\": \"doc {i} {}\"}}", "word ".repeat(i % 50)).unwrap();
+    }
+    writeln!(f, "{{\"text\": \"\"}}").unwrap();
+}
+
+#[test]
+fn pack_inspect_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    corpus(d);
+    let s = json(
+        d,
+        &[
+            "data",
+            "pack",
+            "in.jsonl",
+            "-o",
+            "c",
+            "--json",
+            "--workers",
+            "2",
+        ],
+    );
+    assert_eq!(s["written"]["documents"], 301);
+    assert_eq!(s["dtype"], "uint16");
+    let i = json(d, &["data", "inspect", "c", "--json"]);
+    assert_eq!(i["format"], "megatron");
+    assert_eq!(i["dtype"], "uint16");
+    assert_eq!(i["documents"], 301);
+    assert_eq!(i["tokens"], s["written"]["tokens"]);
+    assert_eq!(
+        i["document_lengths"]["min"], 1,
+        "the empty document keeps its end-of-document token"
+    );
+    assert!(
+        i["resident_fraction"].as_f64().unwrap() > 0.0,
+        "just written, so cached"
+    );
+    let v = json(d, &["data", "verify", "c.idx", "--json"]);
+    assert_eq!(v["files"].as_array().unwrap().len(), 2);
+    // The human forms say the same.
+    osml(d)
+        .args(["data", "inspect", "c.bin"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("documents     301"));
+    osml(d)
+        .args(["data", "verify", "c"])
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with("ok: c"));
+    // Raw output, read back as nanoGPT's format.
+    json(
+        d,
+        &[
+            "data", "pack", "in.jsonl", "-o", "raw", "--format", "bin", "--json",
+        ],
+    );
+    let r = json(d, &["data", "inspect", "raw.bin", "--json"]);
+    assert_eq!(
+        (r["format"].as_str(), r["tokens"].as_u64()),
+        (Some("bin"), s["written"]["tokens"].as_u64())
+    );
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    corpus(d);
+    json(d, &["data", "pack", "in.jsonl", "-o", "c", "--json"]);
+    // Corruption: exit 1, saying what and where.
+    let mut idx = std::fs::read(d.join("c.idx")).unwrap();
+    idx[17] = 42;
+    std::fs::write(d.join("bad.idx"), &idx).unwrap();
+    std::fs::copy(d.join("c.bin"), d.join("bad.bin")).unwrap();
+    osml(d)
+        .args(["data", "verify", "bad"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "bad.idx: not a valid Megatron .idx file: dtype code 42",
+        ));
+    let bin = std::fs::read(d.join("c.bin")).unwrap();
+    std::fs::write(d.join("c.bin"), &bin[..bin.len() / 2]).unwrap();
+    osml(d)
+        .args(["data", "inspect", "c"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("truncated"));
+    // Unreadable: exit 3.
+    osml(d)
+        .args(["data", "inspect", "missing.npy"])
+        .assert()
+        .code(3);
+    std::fs::create_dir(d.join("dir.bin")).unwrap();
+    osml(d)
+        .args(["data", "verify", "dir.bin"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("not a directory"));
+    // Bad input to pack: exit 1 with the line; bad usage: exit 2.
+    std::fs::write(d.join("x.jsonl"), "{\"text\": 1}\n").unwrap();
+    osml(d)
+        .args(["data", "pack", "x.jsonl", "-o", "o"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("x.jsonl:1"));
+    osml(d)
+        .args(["data", "pack", "x.csv", "-o", "o"])
+        .assert()
+        .code(2);
+    osml(d)
+        .args([
+            "data",
+            "pack",
+            "in.jsonl",
+            "-o",
+            "o",
+            "--tokenizer",
+            "llama",
+        ])
+        .assert()
+        .code(2);
+    osml(d)
+        .args(["data", "pack", "in.jsonl", "-o", "o", "--workers", "0"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn gzip_input_packs_like_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    corpus(d);
+    let plain = std::fs::read(d.join("in.jsonl")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(d.join("in.jsonl.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(&plain).unwrap();
+    gz.finish().unwrap();
+    json(d, &["data", "pack", "in.jsonl", "-o", "a", "--json"]);
+    json(
+        d,
+        &[
+            "data",
+            "pack",
+            "in.jsonl.gz",
+            "-o",
+            "b",
+            "--json",
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(d.join("a.bin")).unwrap(),
+        std::fs::read(d.join("b.bin")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(d.join("a.idx")).unwrap(),
+        std::fs::read(d.join("b.idx")).unwrap()
+    );
+}
