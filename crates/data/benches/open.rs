@@ -1,0 +1,134 @@
+//! How long opening (mapping and fully validating) a Megatron dataset of one billion tokens
+//! takes, against the floor of opening and mapping the same two files without looking at
+//! them, measured in the same run.
+//!
+//! `cargo bench -p osml-data --bench open`. The `.bin` is a sparse 2 GB file: opening maps
+//! it and checks its size but never reads its tokens, so its content cannot change the figure.
+//! The `.idx` is real: 2,000,000 documents of 1 to 999 tokens (mean 500).
+
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use osml_data::{MegatronDataset, TokenSource};
+
+const DOCS: u64 = 2_000_000;
+
+fn build(prefix: &Path) -> u64 {
+    let mut lengths = Vec::with_capacity(DOCS as usize);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut tokens = 0u64;
+    for _ in 0..DOCS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 1 + x % 999;
+        lengths.push(len);
+        tokens += len;
+    }
+    let mut idx = BufWriter::new(File::create(prefix.with_extension("idx")).unwrap());
+    idx.write_all(b"MMIDIDX\x00\x00").unwrap();
+    idx.write_all(&1u64.to_le_bytes()).unwrap();
+    idx.write_all(&[8]).unwrap(); // uint16
+    idx.write_all(&DOCS.to_le_bytes()).unwrap();
+    idx.write_all(&(DOCS + 1).to_le_bytes()).unwrap();
+    for &l in &lengths {
+        idx.write_all(&i32::try_from(l).unwrap().to_le_bytes())
+            .unwrap();
+    }
+    let mut ptr = 0u64;
+    for &l in &lengths {
+        idx.write_all(&ptr.to_le_bytes()).unwrap();
+        ptr += l * 2;
+    }
+    for d in 0..=DOCS {
+        idx.write_all(&d.to_le_bytes()).unwrap();
+    }
+    idx.into_inner().unwrap().sync_all().unwrap();
+    File::create(prefix.with_extension("bin"))
+        .unwrap()
+        .set_len(ptr)
+        .unwrap();
+    tokens
+}
+
+fn evict(path: &Path) {
+    let f = File::open(path).unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() {
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("OSML_BENCH_DIR").unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into()),
+    )
+    .unwrap();
+    let prefix = dir.path().join("one-billion");
+    let tokens = build(&prefix);
+    let idx = prefix.with_extension("idx");
+    let bin = prefix.with_extension("bin");
+    let floor = || {
+        let t = Instant::now();
+        let a = osml_sys::MappedFile::open(&idx).unwrap();
+        let b = osml_sys::MappedFile::open(&bin).unwrap();
+        std::hint::black_box((a.len(), b.len()));
+        t.elapsed()
+    };
+    let osml = || {
+        let t = Instant::now();
+        let ds = MegatronDataset::open(&prefix).unwrap();
+        std::hint::black_box(ds.tokens());
+        t.elapsed()
+    };
+    let ds = MegatronDataset::open(&prefix).unwrap();
+    assert_eq!(ds.tokens(), tokens);
+    assert_eq!(ds.num_documents() as u64, DOCS);
+    drop(ds);
+    let mut rows = Vec::new();
+    for (name, f) in [
+        ("open + mmap only (floor)", &floor as &dyn Fn() -> Duration),
+        ("MegatronDataset::open (validates every entry)", &osml),
+    ] {
+        f();
+        let warm = median((0..21).map(|_| f()).collect());
+        let cold = median(
+            (0..7)
+                .map(|_| {
+                    evict(&idx);
+                    f()
+                })
+                .collect(),
+        );
+        rows.push((name, warm, cold));
+    }
+    println!(
+        "{} tokens, {DOCS} documents, .idx {} MB",
+        tokens,
+        std::fs::metadata(&idx).unwrap().len() / 1_000_000
+    );
+    println!("| what | warm median ms (min–max) | cold .idx median ms (min–max) |");
+    println!("|---|---|---|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (name, (w, wl, wh), (c, cl, ch)) in &rows {
+        println!(
+            "| {name} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) |",
+            ms(*w),
+            ms(*wl),
+            ms(*wh),
+            ms(*c),
+            ms(*cl),
+            ms(*ch)
+        );
+    }
+    println!(
+        "warm: validation costs {:.1}x the floor",
+        rows[1].1 .0.as_secs_f64() / rows[0].1 .0.as_secs_f64().max(1e-9)
+    );
+}
