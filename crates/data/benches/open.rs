@@ -13,12 +13,12 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use osml_data::{MegatronDataset, TokenSource};
+use osml_data::MegatronDataset;
 
 const DOCS: u64 = 2_000_000;
 
 fn build(prefix: &Path) -> u64 {
-    let mut lengths = Vec::with_capacity(DOCS as usize);
+    let mut lengths = Vec::with_capacity(usize::try_from(DOCS).unwrap());
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut tokens = 0u64;
     for _ in 0..DOCS {
