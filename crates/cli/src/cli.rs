@@ -52,6 +52,20 @@ pub enum DataCommand {
     Inspect(DatasetArgs),
     /// Validate a dataset fully and checksum every file (exit 1 on corruption).
     Verify(DatasetArgs),
+    /// Print documents' tokens, one JSON array per line (for scripts and comparisons).
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// The first document to print.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub from: usize,
+    /// How many documents to print (default: all from --from on).
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,21 @@ fn pack_inspect_verify() {
         .assert()
         .success()
         .stdout(predicates::str::starts_with("ok: c"));
+    let shown = osml(d)
+        .args(["data", "show", "c", "--from", "299", "--count", "5"])
+        .output()
+        .unwrap();
+    let lines: Vec<Vec<i64>> = String::from_utf8(shown.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "documents 299 and 300");
+    assert_eq!(
+        lines[1],
+        [50_256],
+        "the empty document is only its end-of-document id"
+    );
     // Raw output, read back as nanoGPT's format.
     json(
         d,

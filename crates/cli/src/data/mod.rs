@@ -3,6 +3,7 @@
 
 mod inspect;
 mod pack;
+mod show;
 mod verify;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ pub fn run(command: &DataCommand) -> Result<ExitCode> {
         DataCommand::Pack(a) => pack::run(a),
         DataCommand::Inspect(a) => inspect::run(a),
         DataCommand::Verify(a) => verify::run(a),
+        DataCommand::Show(a) => show::run(a),
     };
     match result {
         Ok(code) => Ok(code),
