@@ -1,10 +1,16 @@
 # The two set-up commands of README.md: `cargo run --release -- doctor` runs the main job;
-# `make test` runs every test (Rust today; Python joins when the package exists).
+# `make test` runs every test, Rust and Python.
 
-.PHONY: test lint bench-doctor
+.PHONY: test test-rust test-python lint bench-doctor bench-open bench-pack
 
-test:
+test: test-rust test-python
+
+test-rust:
 	cargo test --workspace --locked
+
+# Creates .venv on first use (torch, numpy, tiktoken, megatron-core from PyPI).
+test-python:
+	scripts/python-tests.sh
 
 lint:
 	cargo fmt --all --check
@@ -12,3 +18,11 @@ lint:
 
 bench-doctor:
 	cargo bench -p osml --bench doctor
+
+bench-open:
+	cargo bench -p osml-data --bench open
+
+bench-pack:
+	cargo build --release --locked --bin osml
+	OSML_TIKTOKEN_ASSETS=$$(cargo metadata --locked --format-version 1 | .venv/bin/python -c 'import json,os,sys; print(next(os.path.join(os.path.dirname(p["manifest_path"]),"assets") for p in json.load(sys.stdin)["packages"] if p["name"]=="tiktoken-rs"))') \
+	  .venv/bin/python scripts/bench-pack.py target/release/osml
