@@ -50,7 +50,7 @@ pub fn run(a: &PackArgs) -> Result<ExitCode> {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+            "{bar:20} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -60,7 +60,7 @@ pub fn run(a: &PackArgs) -> Result<ExitCode> {
         bar.set_position(p.input_bytes);
         let secs = start.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
-            "{} docs, {:.2} M tokens/s",
+            "{} docs {:.1} Mtok/s",
             grouped(p.documents),
             p.tokens as f64 / secs / 1e6
         ));
