@@ -6,17 +6,21 @@
 //! - [`allowed_cpus`]: `sched_getaffinity(2)` for the calling thread;
 //! - [`statvfs`]: `statvfs(3)`, the size and use of a mounted filesystem;
 //! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring;
-//! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`.
+//! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`;
+//! - [`HugeBuffer`]: 2 MiB-aligned anonymous memory with `MADV_HUGEPAGE`, optionally `mlock`ed;
+//! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`).
 //!
 //! ```
 //! let cpus = osml_sys::allowed_cpus().expect("sched_getaffinity");
 //! assert!(!cpus.is_empty());
 //! ```
 
+mod buffer;
 mod mmap;
 
 use std::path::{Path, PathBuf};
 
+pub use buffer::{pin_current_thread, usage, BufferReport, HugeBuffer, Usage, UsageOf, HUGE_PAGE};
 pub use mmap::{page_size, Access, MappedFile};
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.
