@@ -130,6 +130,14 @@ impl TokenDataset {
         }
     }
 
+    /// The mapped file holding the token stream, and the byte offset of its first token.
+    pub fn stream_file(&self) -> (&osml_sys::MappedFile, usize) {
+        match self {
+            Self::Megatron(m) => (m.bin(), 0),
+            Self::Flat { tokens, .. } => (tokens.map(), tokens.map().len() - tokens.data().len()),
+        }
+    }
+
     /// The bytes of the token stream (the `.bin`, or the array after the `.npy` header).
     pub fn stream_bytes(&self) -> &[u8] {
         match self {

@@ -93,10 +93,7 @@ impl HugeBuffer {
                 Ok(()) => (true, None),
                 Err(e) => (
                     false,
-                    Some(format!(
-                        "mlock of {} bytes failed: {e} (raise `ulimit -l`, or run without locking)",
-                        map_len
-                    )),
+                    Some(format!("mlock of {map_len} bytes failed: {e} (raise `ulimit -l`, or run without locking)")),
                 ),
             }
         } else {

@@ -166,6 +166,34 @@ impl MappedFile {
     }
 }
 
+impl MappedFile {
+    /// One byte per page of the file, bit 0 set when the page is in the page cache
+    /// (`mincore(2)`), for callers that track residency themselves.
+    pub fn residency_map(&self) -> Result<Vec<u8>, SysError> {
+        let Some(map) = &self.map else {
+            return Ok(Vec::new());
+        };
+        let page = page_size();
+        let mut status = vec![0u8; map.len().div_ceil(page)];
+        // SAFETY: the whole live mapping, page-aligned start, one status byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                map.as_ptr().cast_mut().cast(),
+                map.len(),
+                status.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(call_err(
+                "mincore",
+                &self.path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(status)
+    }
+}
+
 /// The size of a memory page.
 pub fn page_size() -> usize {
     rustix::param::page_size()
