@@ -8,7 +8,8 @@
 //! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring;
 //! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`;
 //! - [`HugeBuffer`]: 2 MiB-aligned anonymous memory with `MADV_HUGEPAGE`, optionally `mlock`ed;
-//! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`).
+//! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`);
+//! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter.
 //!
 //! ```
 //! let cpus = osml_sys::allowed_cpus().expect("sched_getaffinity");
@@ -17,11 +18,13 @@
 
 mod buffer;
 mod mmap;
+mod perf;
 
 use std::path::{Path, PathBuf};
 
 pub use buffer::{pin_current_thread, usage, BufferReport, HugeBuffer, Usage, UsageOf, HUGE_PAGE};
 pub use mmap::{page_size, Access, MappedFile};
+pub use perf::SyscallCounter;
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.
 #[derive(Debug, thiserror::Error)]
