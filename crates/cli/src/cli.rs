@@ -54,6 +54,54 @@ pub enum DataCommand {
     Verify(DatasetArgs),
     /// Print documents' tokens, one JSON array per line (for scripts and comparisons).
     Show(ShowArgs),
+    /// Measure the loader on a dataset: tokens/s, batch latency, CPU, faults and system calls
+    /// per batch, next to this machine's memcpy bandwidth measured in the same run.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Samples per batch (B).
+    #[arg(long, short = 'b', default_value_t = 12)]
+    pub batch_size: usize,
+    /// Tokens per sample (T); rows hold T + 1 tokens.
+    #[arg(long, short = 't', default_value_t = 1024)]
+    pub seq_len: usize,
+    /// Loader worker threads (K); default: the CPUs this process may use, less one.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Batches run before timing starts (page tables and caches settle).
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+    /// Batches to time after the first.
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+    /// `random` offsets (nanoGPT) or every window once per `epoch` (Megatron).
+    #[arg(long, default_value = "random", value_parser = ["random", "epoch"])]
+    pub mode: String,
+    /// Epoch mode: visit blocks of this many consecutive windows together.
+    #[arg(long, value_name = "WINDOWS")]
+    pub block: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Batches prepared ahead.
+    #[arg(long, default_value_t = 4)]
+    pub prefetch: usize,
+    /// Element type of the batches.
+    #[arg(long, default_value = "i64", value_parser = ["i64", "i32", "source"])]
+    pub output: String,
+    /// Pin the workers to these CPUs (kernel list syntax, e.g. 0-3,8).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// Lock the batch buffers in RAM.
+    #[arg(long)]
+    pub mlock: bool,
+    /// Evict the dataset from the page cache first and measure the disk's sequential read
+    /// bandwidth on it in the same run.
+    #[arg(long)]
+    pub cold: bool,
 }
 
 #[derive(Debug, Args)]

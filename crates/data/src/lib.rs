@@ -21,6 +21,7 @@
 //! assert_eq!(ds.window(2, 2).unwrap().to_vec(), [7, 8]); // crosses a document boundary
 //! ```
 
+pub mod bench;
 mod dtype;
 mod error;
 mod flat;

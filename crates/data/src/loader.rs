@@ -54,7 +54,7 @@ pub struct LoaderConfig {
     pub seed: u64,
     pub rank: usize,
     pub world_size: usize,
-    /// Worker threads (K).
+    /// Worker threads (K); the default is [`default_workers`].
     pub workers: usize,
     /// Batches prepared ahead of the consumer.
     pub prefetch: usize,
@@ -76,7 +76,7 @@ impl Default for LoaderConfig {
             seed: 0,
             rank: 0,
             world_size: 1,
-            workers: 2,
+            workers: default_workers(),
             prefetch: 4,
             output: Output::I64,
             cpus: Vec::new(),
@@ -84,6 +84,12 @@ impl Default for LoaderConfig {
             willneed: true,
         }
     }
+}
+
+/// One worker per CPU this process may use, less one for the consumer (at least one): the
+/// training loop needs a core too, and a spare one lets the consumer poll instead of sleep.
+pub fn default_workers() -> usize {
+    osml_sys::allowed_cpus().map_or(1, |c| c.len().saturating_sub(1).max(1))
 }
 
 /// Where a loader is in the global sample sequence; restore it to continue exactly there.
@@ -122,6 +128,9 @@ pub struct LoaderStats {
     pub cpu_s: f64,
     /// Windows given `madvise(WILLNEED)` because they were not in the page cache.
     pub willneed_calls: u64,
+    /// Bytes of the mapping whose page tables were filled ahead (`MADV_POPULATE_READ`) because
+    /// the dataset was already in the page cache.
+    pub populated_bytes: u64,
     /// Whether the buffers got `MADV_HUGEPAGE`, were locked, and why not.
     pub huge_pages: bool,
     pub locked: bool,
@@ -137,12 +146,6 @@ struct Inner {
     failed: Option<String>,
 }
 
-/// Which pages of the stream are in the page cache, refreshed now and then.
-struct Residency {
-    pages: Vec<u8>,
-    refreshed_at: u64,
-}
-
 struct Shared {
     source: Arc<TokenDataset>,
     sampler: Sampler,
@@ -154,15 +157,22 @@ struct Shared {
     elem: usize,
     output: Output,
     prefetch: u64,
+    #[allow(dead_code)]
     willneed: bool,
     inner: Mutex<Inner>,
     batch_ready: Condvar,
     buffer_free: Condvar,
+    /// `published[s % len] == s` once step `s` is in `ready`: lets the consumer poll without
+    /// taking the lock (steps in flight are fewer than buffers, so slots never collide).
+    published: Vec<AtomicU64>,
     consumer_waiting: AtomicBool,
     producers_waiting: AtomicUsize,
     worker_wait_ns: AtomicU64,
     willneed_calls: AtomicU64,
-    residency: Mutex<Residency>,
+    populated_bytes: AtomicU64,
+    stopping: AtomicBool,
+    /// Steps claimed by workers so far (a copy of `Inner::next_claim` readable without the lock).
+    claimed: AtomicU64,
     pin_error: Mutex<Option<String>>,
 }
 
@@ -171,10 +181,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Refresh the residency map every this many claimed steps (one `mincore` call).
-const RESIDENCY_REFRESH: u64 = 256;
-/// How long the consumer spins before sleeping, in polls.
+/// How long the consumer polls before sleeping when it has a CPU of its own (fewer workers
+/// than CPUs): a batch usually lands within microseconds, and sleeping costs a futex call on
+/// each side. With as many workers as CPUs, spinning would take a core from the worker
+/// filling the very batch awaited, so the consumer polls briefly and sleeps.
 const SPIN_POLLS: u32 = 20_000;
+const SPIN_POLLS_OVERSUBSCRIBED: u32 = 64;
 
 impl Shared {
     fn sample(&self, step: u64, j: usize) -> u64 {
@@ -202,34 +214,74 @@ impl Shared {
         Ok(())
     }
 
-    /// Asks the kernel to read ahead the windows of `step` that are not in the page cache.
-    fn prefetch_step(&self, step: u64) {
+    /// The read-ahead thread, so that workers make no system calls of their own.
+    ///
+    /// When the dataset is already in the page cache it fills this process's page tables for
+    /// it (`MADV_POPULATE_READ`, 8 MiB at a time), so gathers take no page faults: a first
+    /// touch of a cached page costs a minor fault of several microseconds in a VM. Otherwise
+    /// it stays ahead of the workers, giving `madvise(WILLNEED)` to the windows of upcoming
+    /// batches whose pages `mincore` last saw missing, and refreshes that view now and then.
+    fn read_ahead(&self) {
+        // Populating holds the mmap lock for its range: small chunks keep other threads' mmaps
+        // (stacks, allocator arenas) from waiting behind it.
+        const CHUNK: usize = 8 << 20;
+        const REFRESH: Duration = Duration::from_secs(2);
         let (file, offset) = self.source.stream_file();
+        let Ok(mut pages) = file.residency_map() else {
+            return;
+        };
+        let resident = pages.iter().filter(|&&p| p & 1 == 1).count();
+        if !pages.is_empty() && resident * 10 >= pages.len() * 9 {
+            let mut at = 0;
+            while at < file.len() && !self.stopping.load(Ordering::Relaxed) {
+                let len = CHUNK.min(file.len() - at);
+                if file
+                    .advise_range(osml_sys::Access::Populate, at, len)
+                    .is_err()
+                {
+                    return; // kernels before 5.14 lack MADV_POPULATE_READ
+                }
+                self.populated_bytes
+                    .fetch_add(len as u64, Ordering::Relaxed);
+                at += len;
+            }
+            return;
+        }
         let page = osml_sys::page_size();
         let size = self.source.dtype().size();
-        let mut res = lock(&self.residency);
-        if res.pages.is_empty() || step >= res.refreshed_at + RESIDENCY_REFRESH {
-            if let Ok(p) = file.residency_map() {
-                res.pages = p;
-            }
-            res.refreshed_at = step;
-        }
-        for j in 0..self.batch_size {
-            let start = self.sampler.window_start(self.sample(step, j));
-            let from = offset + usize::try_from(start).unwrap_or(usize::MAX) * size;
-            let to = from + self.row * size;
-            let (first, last) = (from / page, to.div_ceil(page));
-            let end = last.min(res.pages.len());
-            let Some(pages) = res.pages.get_mut(first..end) else {
+        let mut refreshed = Instant::now();
+        let mut next = 0u64;
+        while !self.stopping.load(Ordering::Relaxed) {
+            let horizon = self.claimed.load(Ordering::Relaxed) + 2 * self.prefetch;
+            if next >= horizon {
+                std::thread::sleep(Duration::from_micros(200));
                 continue;
-            };
-            if pages.iter().any(|&p| p & 1 == 0) {
-                let _ = file.advise_range(osml_sys::Access::WillNeed, from, to - from);
-                for p in pages.iter_mut() {
-                    *p |= 1;
-                }
-                self.willneed_calls.fetch_add(1, Ordering::Relaxed);
             }
+            if refreshed.elapsed() > REFRESH {
+                if let Ok(p) = file.residency_map() {
+                    pages = p;
+                }
+                refreshed = Instant::now();
+            }
+            for step in next.max(self.claimed.load(Ordering::Relaxed))..horizon {
+                for j in 0..self.batch_size {
+                    let start = self.sampler.window_start(self.sample(step, j));
+                    let from = offset + usize::try_from(start).unwrap_or(usize::MAX) * size;
+                    let to = from + self.row * size;
+                    let end = to.div_ceil(page).min(pages.len());
+                    let Some(range) = pages.get_mut(from / page..end) else {
+                        continue;
+                    };
+                    if range.iter().any(|&p| p & 1 == 0) {
+                        let _ = file.advise_range(osml_sys::Access::WillNeed, from, to - from);
+                        for p in range.iter_mut() {
+                            *p |= 1;
+                        }
+                        self.willneed_calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            next = horizon;
         }
     }
 
@@ -249,6 +301,7 @@ impl Shared {
                     if let Some(b) = g.free.pop() {
                         let s = g.next_claim;
                         g.next_claim += 1;
+                        self.claimed.store(g.next_claim, Ordering::Relaxed);
                         break (s, b);
                     }
                     let t = Instant::now();
@@ -262,14 +315,13 @@ impl Shared {
                         .fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
                 }
             };
-            if self.willneed {
-                self.prefetch_step(step + self.prefetch);
-            }
             let result = self.fill(step, &mut buf);
             let mut g = lock(&self.inner);
             match result {
                 Ok(()) => {
                     g.ready.insert(step, buf);
+                    let slot = usize::try_from(step % self.published.len() as u64).unwrap_or(0);
+                    self.published[slot].store(step, Ordering::Release);
                 }
                 Err(e) => {
                     g.failed.get_or_insert_with(|| e.to_string());
@@ -299,6 +351,7 @@ pub struct Loader {
     report: BufferReport,
     batch_size: usize,
     seq_len: usize,
+    spin_polls: u32,
 }
 
 /// One batch: `[B, T + 1]` tokens in one buffer, lent until dropped.
@@ -421,18 +474,27 @@ impl Loader {
             }),
             batch_ready: Condvar::new(),
             buffer_free: Condvar::new(),
+            published: (0..count).map(|_| AtomicU64::new(u64::MAX)).collect(),
             consumer_waiting: AtomicBool::new(false),
             producers_waiting: AtomicUsize::new(0),
             worker_wait_ns: AtomicU64::new(0),
             willneed_calls: AtomicU64::new(0),
-            residency: Mutex::new(Residency {
-                pages: Vec::new(),
-                refreshed_at: 0,
-            }),
+            populated_bytes: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            claimed: AtomicU64::new(0),
             pin_error: Mutex::new(None),
         });
         let usage0 = osml_sys::usage(osml_sys::UsageOf::Process).unwrap_or_default();
-        let mut threads = Vec::with_capacity(cfg.workers);
+        let mut threads = Vec::with_capacity(cfg.workers + 1);
+        if cfg.willneed {
+            let s = Arc::clone(&shared);
+            if let Ok(t) = std::thread::Builder::new()
+                .name("osml-loader-readahead".into())
+                .spawn(move || s.read_ahead())
+            {
+                threads.push(t);
+            }
+        }
         for k in 0..cfg.workers {
             let s = Arc::clone(&shared);
             let cpus = cfg.cpus.clone();
@@ -456,6 +518,11 @@ impl Loader {
             }),
             batch_size: cfg.batch_size,
             seq_len: cfg.seq_len,
+            spin_polls: if cfg.workers < osml_sys::allowed_cpus().map_or(1, |c| c.len()) {
+                SPIN_POLLS
+            } else {
+                SPIN_POLLS_OVERSUBSCRIBED
+            },
         })
     }
 
@@ -523,18 +590,13 @@ impl Loader {
         let buffer = loop {
             // Spin first: a batch usually arrives within microseconds, and sleeping costs a
             // futex call on each side.
-            if polls < SPIN_POLLS {
+            if polls < self.spin_polls {
                 polls += 1;
-                if let Ok(mut g) = self.shared.inner.try_lock() {
-                    if let Some(b) = g.ready.remove(&step) {
-                        break b;
-                    }
-                    if let Some(e) = &g.failed {
-                        return Err(DataError::Usage(e.clone()));
-                    }
+                let slot = usize::try_from(step % self.shared.published.len() as u64).unwrap_or(0);
+                if self.shared.published[slot].load(Ordering::Acquire) != step {
+                    std::hint::spin_loop();
+                    continue;
                 }
-                std::hint::spin_loop();
-                continue;
             }
             let mut g = lock(&self.shared.inner);
             let b = loop {
@@ -596,6 +658,7 @@ impl Loader {
                 .saturating_sub(u0.involuntary_switches),
             cpu_s: now.cpu_us.saturating_sub(u0.cpu_us) as f64 / 1e6,
             willneed_calls: self.shared.willneed_calls.load(Ordering::Relaxed),
+            populated_bytes: self.shared.populated_bytes.load(Ordering::Relaxed),
             huge_pages: self.report.huge_pages,
             locked: self.report.locked,
             lock_error: self.report.lock_error.clone(),
@@ -614,6 +677,7 @@ impl Iterator for Loader {
 
 impl Drop for Loader {
     fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         lock(&self.shared.inner).stop = true;
         self.shared.buffer_free.notify_all();
         for t in self.threads.drain(..) {

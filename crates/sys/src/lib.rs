@@ -23,7 +23,7 @@ mod perf;
 use std::path::{Path, PathBuf};
 
 pub use buffer::{pin_current_thread, usage, BufferReport, HugeBuffer, Usage, UsageOf, HUGE_PAGE};
-pub use mmap::{page_size, Access, MappedFile};
+pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
 pub use perf::SyscallCounter;
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.

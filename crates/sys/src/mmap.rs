@@ -27,6 +27,9 @@ pub enum Access {
     /// Done for now: the kernel may drop these pages first (`MADV_DONTNEED` on a shared file
     /// mapping only drops this process's page-table entries; the page cache stays).
     DontNeed,
+    /// Fill the page tables now (`MADV_POPULATE_READ`, Linux 5.14+), reading from disk what is
+    /// not cached, so later reads take no page faults.
+    Populate,
 }
 
 /// A whole file mapped read-only (`mmap(2)` with `PROT_READ`, `MAP_SHARED`). An empty file
@@ -110,6 +113,7 @@ impl MappedFile {
             Access::Sequential => memmap2::Advice::Sequential,
             Access::Random => memmap2::Advice::Random,
             Access::WillNeed => memmap2::Advice::WillNeed,
+            Access::Populate => memmap2::Advice::PopulateRead,
             Access::DontNeed => {
                 // SAFETY: DontNeed on a read-only shared file mapping only drops our page
                 // table entries; later reads fault the (unchanged) file pages back in.
@@ -170,28 +174,46 @@ impl MappedFile {
     /// One byte per page of the file, bit 0 set when the page is in the page cache
     /// (`mincore(2)`), for callers that track residency themselves.
     pub fn residency_map(&self) -> Result<Vec<u8>, SysError> {
+        // mincore holds the process's mmap lock while it walks the range; in slices of 16 MiB
+        // it lets other threads map memory (thread stacks, malloc arenas) in between.
+        const SLICE: usize = 16 << 20;
         let Some(map) = &self.map else {
             return Ok(Vec::new());
         };
         let page = page_size();
         let mut status = vec![0u8; map.len().div_ceil(page)];
-        // SAFETY: the whole live mapping, page-aligned start, one status byte per page.
-        let rc = unsafe {
-            libc::mincore(
-                map.as_ptr().cast_mut().cast(),
-                map.len(),
-                status.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(call_err(
-                "mincore",
-                &self.path,
-                std::io::Error::last_os_error(),
-            ));
+        let mut offset = 0;
+        while offset < map.len() {
+            let len = SLICE.min(map.len() - offset);
+            // SAFETY: a page-aligned slice of the live mapping, and room for one status byte
+            // per page of it.
+            let rc = unsafe {
+                libc::mincore(
+                    map.as_ptr().add(offset).cast_mut().cast(),
+                    len,
+                    status[offset / page..].as_mut_ptr(),
+                )
+            };
+            if rc != 0 {
+                return Err(call_err(
+                    "mincore",
+                    &self.path,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            offset += len;
         }
         Ok(status)
     }
+}
+
+/// Drops a file's pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the
+/// next read comes from the disk. Dirty pages are written back first by the kernel only if
+/// already under writeback; call after the file is synced.
+pub fn evict_from_page_cache(path: &Path) -> Result<(), SysError> {
+    let f = File::open(path).map_err(|e| call_err("open", path, e))?;
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
+        .map_err(|e| call_err("posix_fadvise", path, e.into()))
 }
 
 /// The size of a memory page.

@@ -29,7 +29,7 @@ pub struct SyscallCounter {
 impl SyscallCounter {
     /// Opens the counter. `tracepoint_id` is the content of
     /// `/sys/kernel/tracing/events/raw_syscalls/sys_enter/id` (read by the caller, through
-    /// its host root). Fails without CAP_PERFMON when `perf_event_paranoid` > 1.
+    /// its host root). Fails without `CAP_PERFMON` when `perf_event_paranoid` > 1.
     pub fn open(tracepoint_id: u64) -> Result<Self, SysError> {
         let mut attr = [0u8; PERF_ATTR_SIZE_VER0 as usize];
         attr[0..4].copy_from_slice(&PERF_TYPE_TRACEPOINT.to_ne_bytes());

@@ -1,6 +1,7 @@
 //! `osml data`: pack, inspect, verify. Errors from the data engine become exit codes here:
 //! 1 invalid dataset or input, 2 usage, 3 a file that cannot be read or written.
 
+mod bench;
 mod inspect;
 mod pack;
 mod show;
@@ -19,6 +20,7 @@ pub fn run(command: &DataCommand) -> Result<ExitCode> {
         DataCommand::Inspect(a) => inspect::run(a),
         DataCommand::Verify(a) => verify::run(a),
         DataCommand::Show(a) => show::run(a),
+        DataCommand::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => Ok(code),
