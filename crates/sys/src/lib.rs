@@ -6,7 +6,8 @@
 //! - [`allowed_cpus`]: `sched_getaffinity(2)` for the calling thread;
 //! - [`statvfs`]: `statvfs(3)`, the size and use of a mounted filesystem;
 //! - [`probe_io_uring`]: `io_uring_setup(2)`, whether this process may create a ring;
-//! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`;
+//! - [`MappedFile`]: a read-only `mmap(2)` of a file, with `madvise(2)` and `mincore(2)`, and a
+//!   `SIGBUS` guard that names the file when it is truncated under the mapping;
 //! - [`HugeBuffer`]: 2 MiB-aligned anonymous memory with `MADV_HUGEPAGE`, optionally `mlock`ed;
 //! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`);
 //! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter.
@@ -19,12 +20,14 @@
 mod buffer;
 mod mmap;
 mod perf;
+mod sigbus;
 
 use std::path::{Path, PathBuf};
 
 pub use buffer::{pin_current_thread, usage, BufferReport, HugeBuffer, Usage, UsageOf, HUGE_PAGE};
 pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
 pub use perf::SyscallCounter;
+pub use sigbus::EXIT_FILE_CHANGED;
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,8 @@ pub enum Access {
 pub struct MappedFile {
     map: Option<memmap2::Mmap>,
     path: PathBuf,
+    /// Our slot in the SIGBUS guard's table, released on drop.
+    guard: Option<usize>,
 }
 
 fn call_err(call: &'static str, path: &Path, source: std::io::Error) -> SysError {
@@ -72,9 +74,13 @@ impl MappedFile {
                 unsafe { memmap2::Mmap::map(&file) }.map_err(|e| call_err("mmap", path, e))?;
             Some(map)
         };
+        let guard = map
+            .as_ref()
+            .and_then(|m| crate::sigbus::register(m.as_ptr() as usize, m.len(), path));
         Ok(Self {
             map,
             path: path.to_path_buf(),
+            guard,
         })
     }
 
@@ -207,6 +213,14 @@ impl MappedFile {
     }
 }
 
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if let Some(slot) = self.guard.take() {
+            crate::sigbus::unregister(slot);
+        }
+    }
+}
+
 /// Drops a file's pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`), so the
 /// next read comes from the disk. Dirty pages are written back first by the kernel only if
 /// already under writeback; call after the file is synced.
@@ -248,6 +262,49 @@ mod tests {
             data[5],
             "DontNeed keeps the file's bytes readable"
         );
+    }
+
+    /// A mapped file truncated under us: the process ends with a message naming the file and
+    /// exit status 74, not a bare "Bus error". Runs in a child process (this test binary again).
+    #[test]
+    fn truncation_under_a_mapping_is_reported() {
+        if let Some(path) = std::env::var_os("OSML_SIGBUS_CHILD") {
+            let path = std::path::PathBuf::from(path);
+            let m = MappedFile::open(&path).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            let byte = std::hint::black_box(m.bytes())[2 * page_size() + 5];
+            panic!("read {byte} from a truncated mapping without SIGBUS");
+        }
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![7u8; 3 * page_size()]).unwrap();
+        f.flush().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "mmap::tests::truncation_under_a_mapping_is_reported",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OSML_SIGBUS_CHILD", f.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(crate::EXIT_FILE_CHANGED),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&f.path().display().to_string()), "{stderr}");
+        assert!(
+            stderr.contains(&format!("reading byte {}", 2 * page_size() + 5)),
+            "{stderr}"
+        );
+        assert!(stderr.contains("truncated or rewritten"), "{stderr}");
     }
 
     #[test]
