@@ -405,6 +405,19 @@ impl Batch {
         (self.shared.output == Output::I32).then(|| bytemuck::cast_slice(self.bytes()))
     }
 
+    /// Inputs of row `i` (its first T tokens) as a view of the buffer ([`Output::I64`] only).
+    pub fn x_i64(&self, i: usize) -> Option<&[i64]> {
+        let row = self.shared.row;
+        self.as_i64().map(|a| &a[i * row..i * row + row - 1])
+    }
+
+    /// Targets of row `i` (its last T tokens: the inputs shifted by one) as a view of the same
+    /// buffer ([`Output::I64`] only).
+    pub fn y_i64(&self, i: usize) -> Option<&[i64]> {
+        let row = self.shared.row;
+        self.as_i64().map(|a| &a[i * row + 1..(i + 1) * row])
+    }
+
     /// Row `i` widened to `i64` whatever the output type (for tests and tools).
     pub fn row_i64(&self, i: usize) -> Vec<i64> {
         let elem = self.shared.elem;
@@ -580,6 +593,15 @@ impl Loader {
             }
         };
         Ok((sampler, global_batch, start_cursor))
+    }
+
+    /// A loader that continues exactly where the one that produced `state` stopped.
+    pub fn restore(
+        source: Arc<TokenDataset>,
+        cfg: &LoaderConfig,
+        state: &LoaderState,
+    ) -> Result<Self, DataError> {
+        Self::new(source, cfg, Some(state))
     }
 
     /// The next batch, in step order. Blocks until it is ready.

@@ -103,7 +103,12 @@ fn rows_equal_the_reference_for_every_format_mode_and_output() {
                         );
                     }
                     match output {
-                        Output::I64 => assert_eq!(b.as_i64().unwrap().len(), 5 * 151),
+                        Output::I64 => {
+                            assert_eq!(b.as_i64().unwrap().len(), 5 * 151);
+                            let row = b.row_i64(3);
+                            assert_eq!(b.x_i64(3).unwrap(), &row[..150]);
+                            assert_eq!(b.y_i64(3).unwrap(), &row[1..]);
+                        }
                         Output::I32 => assert_eq!(b.as_i32().unwrap().len(), 5 * 151),
                         Output::Source => assert_eq!(b.bytes().len(), 5 * 151 * 2),
                     }
@@ -214,7 +219,7 @@ fn resuming_continues_exactly_even_with_another_world_size() {
                         workers: 3,
                         ..cfg(2, 4, mode)
                     };
-                    Loader::new(Arc::clone(&ds), &c, Some(&state)).unwrap()
+                    Loader::restore(Arc::clone(&ds), &c, &state).unwrap()
                 })
                 .collect();
             for _ in stop..40 {
