@@ -26,7 +26,7 @@ impl FlatTokens {
         }
         if map.len() % dtype.size() != 0 {
             return Err(bad(format!(
-                "{} bytes is not a whole number of {dtype} tokens ({} bytes each): truncated, or another dtype (--dtype)",
+                "{} bytes is not a whole number of {dtype} tokens ({} bytes each): truncated, or another dtype (--dtype; raw_dtype in Python)",
                 map.len(),
                 dtype.size()
             )));

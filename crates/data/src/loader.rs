@@ -352,6 +352,7 @@ pub struct Loader {
     batch_size: usize,
     seq_len: usize,
     spin_polls: u32,
+    regions: Vec<(usize, usize)>,
 }
 
 /// One batch: `[B, T + 1]` tokens in one buffer, lent until dropped.
@@ -461,8 +462,10 @@ impl Loader {
         let count = cfg.prefetch + cfg.workers + 1;
         let mut free = Vec::with_capacity(count);
         let mut report = None;
+        let mut regions = Vec::with_capacity(count);
         for _ in 0..count {
             let (b, r) = HugeBuffer::new(bytes, cfg.lock_memory)?;
+            regions.push((b.as_slice().as_ptr() as usize, b.len()));
             free.push(b);
             report.get_or_insert(r);
         }
@@ -531,6 +534,7 @@ impl Loader {
             }),
             batch_size: cfg.batch_size,
             seq_len: cfg.seq_len,
+            regions,
             spin_polls: if cfg.workers < osml_sys::allowed_cpus().map_or(1, |c| c.len()) {
                 SPIN_POLLS
             } else {
@@ -593,6 +597,12 @@ impl Loader {
             }
         };
         Ok((sampler, global_batch, start_cursor))
+    }
+
+    /// Address and length of every buffer of the pool. They never move: a caller may register
+    /// them once with a device driver (page-locking for DMA) and reuse them for every batch.
+    pub fn buffer_regions(&self) -> &[(usize, usize)] {
+        &self.regions
     }
 
     /// A loader that continues exactly where the one that produced `state` stopped.

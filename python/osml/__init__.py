@@ -1,0 +1,134 @@
+"""osml: the operating-system layer for machine learning.
+
+The loader: ``TokenLoader`` reads a token dataset (Megatron ``.bin``/``.idx``, nanoGPT's raw
+``.bin``, ``.npy``) and yields ``(x, y)`` numpy arrays of shape ``[B, T]`` that view one
+reusable, huge-page-backed buffer of shape ``[B, T+1]``: no copy, no worker processes, no
+``/dev/shm``. ``osml.torch`` gives the same as torch tensors.
+
+>>> loader = TokenLoader("train.bin", batch_size=12, seq_len=1024)   # doctest: +SKIP
+>>> x, y = next(loader)                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._osml import InvalidDatasetError, OsmlError, __version__
+from ._osml import Loader as _Loader
+from ._osml import doctor_json as _doctor_json
+
+__all__ = ["TokenLoader", "OsmlError", "InvalidDatasetError", "doctor", "__version__"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _distributed_defaults(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
+    """torch.distributed when initialised, else RANK / WORLD_SIZE, else 0 and 1."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    try:
+        import torch.distributed as dist  # noqa: PLC0415 - torch is optional
+
+        if dist.is_available() and dist.is_initialized():
+            return (
+                dist.get_rank() if rank is None else rank,
+                dist.get_world_size() if world_size is None else world_size,
+            )
+    except ImportError:
+        pass
+    env_rank = int(os.environ.get("RANK", "0"))
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (env_rank if rank is None else rank, env_world if world_size is None else world_size)
+
+
+class TokenLoader:
+    """Batches of token windows, deterministic, resumable and sharded across ranks.
+
+    Each step yields ``(x, y)``: ``x[i]`` is a window of ``seq_len`` tokens and ``y[i]`` the
+    same window shifted by one token. Both are views of one ``[batch_size, seq_len + 1]``
+    array in a buffer pool; the buffer goes back to the pool once neither is referenced.
+
+    ``mode="random"`` draws windows at uniformly random offsets (nanoGPT's semantics);
+    ``mode="epoch"`` visits every window once per epoch in a seeded order (``block`` keeps the
+    order local to blocks of that many consecutive windows). Rank ``r`` of ``world_size``
+    takes its contiguous share of each global batch of ``batch_size * world_size`` samples.
+    ``state_dict()`` / ``load_state_dict()`` resume exactly, also with another number of
+    workers or ranks as long as the global batch is the same.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        batch_size: int,
+        seq_len: int,
+        *,
+        mode: str = "random",
+        seed: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        workers: int = 2,
+        prefetch: int = 4,
+        dtype: str = "int64",
+        cpus: Optional[Sequence[int]] = None,
+        format: Optional[str] = None,  # noqa: A002 - the name users know from osml data
+        block: Optional[int] = None,
+        raw_dtype: str = "uint16",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.rank, self.world_size = _distributed_defaults(rank, world_size)
+        self._args: Dict[str, Any] = dict(
+            mode=mode,
+            seed=seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            workers=workers,
+            prefetch=prefetch,
+            dtype=dtype,
+            cpus=list(cpus or []),
+            format=format,
+            raw_dtype=raw_dtype,
+            block=block,
+        )
+        self._loader = _Loader(self.path, batch_size, seq_len, state_json=None, **self._args)
+
+    def __iter__(self) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        return self
+
+    def __next__(self) -> Tuple[np.ndarray, np.ndarray]:
+        batch = self._loader.next_batch()
+        return batch[:, :-1], batch[:, 1:]
+
+    def next_batch(self) -> np.ndarray:
+        """The next ``[batch_size, seq_len + 1]`` array (x and y are its column slices)."""
+        return self._loader.next_batch()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the loader is: restore it with ``load_state_dict``."""
+        return {"osml_loader": json.loads(self._loader.state_json())}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue exactly after the batches that ``state`` had seen."""
+        if "osml_loader" not in state:
+            raise ValueError("not an osml.TokenLoader state_dict (no 'osml_loader' key)")
+        self._loader = _Loader(
+            self.path, self.batch_size, self.seq_len, state_json=json.dumps(state["osml_loader"]), **self._args
+        )
+
+    def stats(self) -> Dict[str, Any]:
+        """Batches, tokens, waits, faults, context switches and buffer facts since the start."""
+        return json.loads(self._loader.stats_json())
+
+    def buffers(self) -> List[Tuple[int, int]]:
+        """``(address, length)`` of every pool buffer (fixed for the loader's life)."""
+        return self._loader.buffers()
+
+
+def doctor(profile: str = "training", root: Optional[PathLike] = None) -> Dict[str, Any]:
+    """The JSON of ``osml doctor --json`` as a dict (``root``: a captured host directory)."""
+    return json.loads(_doctor_json(profile, None if root is None else os.fspath(root)))

@@ -1,0 +1,43 @@
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+__version__: str
+
+class OsmlError(Exception): ...
+class InvalidDatasetError(OsmlError): ...
+
+class Batch:
+    @property
+    def step(self) -> int: ...
+
+class Loader:
+    def __init__(
+        self,
+        path: str,
+        batch_size: int,
+        seq_len: int,
+        *,
+        mode: str,
+        seed: int,
+        rank: int,
+        world_size: int,
+        workers: int,
+        prefetch: int,
+        dtype: str,
+        cpus: List[int],
+        format: Optional[str],
+        raw_dtype: str,
+        block: Optional[int],
+        state_json: Optional[str],
+    ) -> None: ...
+    def next_batch(self) -> np.ndarray: ...
+    def state_json(self) -> str: ...
+    def stats_json(self) -> str: ...
+    def buffers(self) -> List[Tuple[int, int]]: ...
+
+class SyscallCounter:
+    def __init__(self) -> None: ...
+    def read(self) -> int: ...
+
+def doctor_json(profile: str = "training", root: Optional[str] = None) -> str: ...

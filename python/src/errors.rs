@@ -1,0 +1,37 @@
+//! Rust errors as Python exceptions, in one place.
+//!
+//! | Rust | Python |
+//! |---|---|
+//! | `DataError::Io`, file missing | `FileNotFoundError` |
+//! | `DataError::Io`, no permission | `PermissionError` |
+//! | `DataError::Io`, a directory | `IsADirectoryError` |
+//! | `DataError::Io`, other | `OSError` |
+//! | `DataError::Invalid`, `DataError::Input` | `osml.InvalidDatasetError` (an `osml.OsmlError`) |
+//! | `DataError::Usage` | `ValueError` |
+
+use osml_data::DataError;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
+use pyo3::exceptions::{PyPermissionError, PyValueError};
+use pyo3::{create_exception, PyErr};
+
+create_exception!(_osml, OsmlError, PyException, "An error reported by osml.");
+create_exception!(
+    _osml,
+    InvalidDatasetError,
+    OsmlError,
+    "A dataset file that is not valid: the message names the file and the reason."
+);
+
+pub fn data_err(e: DataError) -> PyErr {
+    let msg = e.to_string();
+    match &e {
+        DataError::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+            _ if source.raw_os_error() == Some(21) => PyIsADirectoryError::new_err(msg),
+            _ => PyOSError::new_err(msg),
+        },
+        DataError::Invalid { .. } | DataError::Input { .. } => InvalidDatasetError::new_err(msg),
+        DataError::Usage(_) => PyValueError::new_err(msg),
+    }
+}

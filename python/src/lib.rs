@@ -1,0 +1,245 @@
+//! `osml._osml`: the Python face of osml's loader and doctor. Glue only: every decision lives
+//! in the Rust crates; this file converts arguments, releases the GIL around waiting, and
+//! hands batch buffers to numpy without copying.
+//!
+//! The one `unsafe` block outside `osml-sys` is here, in [`Batch::array`]: numpy is told to
+//! view a batch buffer owned by a Python object, which stays alive as the array's base.
+
+mod errors;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::ndarray::ArrayView2;
+use numpy::{Element, PyArray2};
+use osml_data::loader::{Loader as RustLoader, LoaderConfig, LoaderState, Output};
+use osml_data::sampler::Mode;
+use osml_data::{DType, Format, OpenOptions, TokenDataset};
+use pyo3::prelude::*;
+
+use crate::errors::{data_err, InvalidDatasetError, OsmlError};
+
+/// One batch buffer, kept alive as the base object of the numpy array that views it; when
+/// the last view goes, the buffer returns to the loader's pool.
+#[pyclass(module = "osml._osml", frozen)]
+struct Batch {
+    batch: osml_data::loader::Batch,
+}
+
+impl Batch {
+    fn view<'py, T: Element + bytemuck::Pod>(
+        this: &Bound<'py, Self>,
+        rows: usize,
+        cols: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // The buffer is 2 MiB aligned and a whole number of elements long.
+        let data: &[T] = bytemuck::cast_slice(this.get().batch.bytes());
+        let view = ArrayView2::from_shape((rows, cols), data)
+            .map_err(|e| OsmlError::new_err(format!("batch shape: {e}")))?;
+        // SAFETY: `view` borrows the batch buffer owned by `this`, which becomes the array's
+        // base object, so the memory outlives the array; the buffer is never reallocated
+        // (a fixed mmap) and returns to the pool only when `this` is dropped.
+        let array = unsafe { PyArray2::borrow_from_array(&view, this.clone().into_any()) };
+        Ok(array.into_any())
+    }
+}
+
+#[pymethods]
+impl Batch {
+    /// The step of this batch.
+    #[getter]
+    fn step(&self) -> u64 {
+        self.batch.step()
+    }
+}
+
+fn array<'py>(py: Python<'py>, batch: osml_data::loader::Batch) -> PyResult<Bound<'py, PyAny>> {
+    let (rows, cols, dtype) = (batch.rows(), batch.row_len(), batch.dtype());
+    let this = Bound::new(py, Batch { batch })?;
+    match dtype {
+        DType::I64 => Batch::view::<i64>(&this, rows, cols),
+        DType::I32 => Batch::view::<i32>(&this, rows, cols),
+        DType::U16 => Batch::view::<u16>(&this, rows, cols),
+        DType::I16 => Batch::view::<i16>(&this, rows, cols),
+        DType::U8 => Batch::view::<u8>(&this, rows, cols),
+        DType::I8 => Batch::view::<i8>(&this, rows, cols),
+        DType::U32 => Batch::view::<u32>(&this, rows, cols),
+        DType::U64 => Batch::view::<u64>(&this, rows, cols),
+        DType::F32 | DType::F64 => Err(InvalidDatasetError::new_err(
+            "a float dataset cannot be loaded as tokens in its own dtype: use dtype='int64'",
+        )),
+    }
+}
+
+/// The loader: see `osml.TokenLoader` for the documented interface.
+#[pyclass(module = "osml._osml")]
+struct Loader {
+    loader: RustLoader,
+}
+
+fn parse_output(dtype: &str) -> PyResult<Output> {
+    match dtype {
+        "int64" | "i64" | "long" => Ok(Output::I64),
+        "int32" | "i32" | "int" => Ok(Output::I32),
+        "source" | "native" => Ok(Output::Source),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "dtype must be 'int64', 'int32' or 'source', not {other:?}"
+        ))),
+    }
+}
+
+fn parse_format(format: Option<&str>) -> PyResult<Option<Format>> {
+    Ok(match format {
+        None => None,
+        Some("megatron") => Some(Format::Megatron),
+        Some("bin") => Some(Format::Bin),
+        Some("npy") => Some(Format::Npy),
+        Some(other) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "format must be 'megatron', 'bin' or 'npy', not {other:?}"
+            )))
+        }
+    })
+}
+
+#[pymethods]
+impl Loader {
+    #[new]
+    #[pyo3(signature = (path, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, block, state_json))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        batch_size: usize,
+        seq_len: usize,
+        mode: &str,
+        seed: u64,
+        rank: usize,
+        world_size: usize,
+        workers: usize,
+        prefetch: usize,
+        dtype: &str,
+        cpus: Vec<usize>,
+        format: Option<&str>,
+        raw_dtype: &str,
+        block: Option<u64>,
+        state_json: Option<&str>,
+    ) -> PyResult<Self> {
+        let mode = match mode {
+            "random" => Mode::Random,
+            "epoch" => Mode::Epoch { block },
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "mode must be 'random' or 'epoch', not {other:?}"
+                )))
+            }
+        };
+        let raw = DType::from_name(raw_dtype).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("unknown raw dtype {raw_dtype:?}"))
+        })?;
+        let open = OpenOptions { format: parse_format(format)?, dtype: Some(raw) };
+        let cfg = LoaderConfig {
+            batch_size,
+            seq_len,
+            mode,
+            seed,
+            rank,
+            world_size,
+            workers,
+            prefetch,
+            output: parse_output(dtype)?,
+            cpus,
+            ..LoaderConfig::default()
+        };
+        let state: Option<LoaderState> = state_json
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("not an osml loader state: {e}")))?;
+        let loader = py
+            .detach(move || {
+                let ds = Arc::new(TokenDataset::open(&path, open)?);
+                RustLoader::new(ds, &cfg, state.as_ref())
+            })
+            .map_err(data_err)?;
+        Ok(Self { loader })
+    }
+
+    /// The next batch as a `[B, T+1]` numpy array viewing a pool buffer (no copy). The GIL
+    /// is released while waiting.
+    fn next_batch<'py>(mut slf: PyRefMut<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let loader = &mut slf.loader;
+        let batch = py.detach(move || loader.next_batch()).map_err(data_err)?;
+        array(py, batch)
+    }
+
+    /// The state after the batches handed out so far, as JSON.
+    fn state_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.loader.state()).map_err(|e| OsmlError::new_err(e.to_string()))
+    }
+
+    /// The loader's counters, as JSON.
+    fn stats_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.loader.stats()).map_err(|e| OsmlError::new_err(e.to_string()))
+    }
+
+    /// `(address, length)` of every pool buffer; they never move.
+    fn buffers(&self) -> Vec<(usize, usize)> {
+        self.loader.buffer_regions().to_vec()
+    }
+}
+
+/// `osml doctor --json` for this host (or a captured root), as a JSON string.
+#[pyfunction]
+#[pyo3(signature = (profile = "training", root = None))]
+fn doctor_json(py: Python<'_>, profile: &str, root: Option<PathBuf>) -> PyResult<String> {
+    let profile = osml_doctor::Profile::by_name(profile).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown profile {profile:?} (known: {})",
+            osml_doctor::Profile::names().join(", ")
+        ))
+    })?;
+    let report = py.detach(move || {
+        let root = root.map_or_else(osml_host::HostRoot::live, osml_host::HostRoot::at);
+        osml_doctor::diagnose(osml_host::HostSnapshot::gather(&root), profile, &[])
+    });
+    let report = report.map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    serde_json::to_string(&report).map_err(|e| OsmlError::new_err(e.to_string()))
+}
+
+/// Counts this process's system calls (perf tracepoint; threads and child processes started
+/// afterwards are added when they exit). For benchmarks.
+#[pyclass(module = "osml._osml")]
+struct SyscallCounter {
+    counter: osml_sys::SyscallCounter,
+}
+
+#[pymethods]
+impl SyscallCounter {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let root = osml_host::HostRoot::live();
+        let id = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .find_map(|t| root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id")).ok())
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| OsmlError::new_err("the raw_syscalls:sys_enter tracepoint is not visible (mount tracefs)"))?;
+        let counter = osml_sys::SyscallCounter::open(id).map_err(|e| OsmlError::new_err(e.to_string()))?;
+        Ok(Self { counter })
+    }
+
+    fn read(&mut self) -> PyResult<u64> {
+        self.counter.read().map_err(|e| OsmlError::new_err(e.to_string()))
+    }
+}
+
+#[pymodule]
+fn _osml(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Loader>()?;
+    m.add_class::<Batch>()?;
+    m.add_class::<SyscallCounter>()?;
+    m.add_function(wrap_pyfunction!(doctor_json, m)?)?;
+    m.add("OsmlError", m.py().get_type::<OsmlError>())?;
+    m.add("InvalidDatasetError", m.py().get_type::<InvalidDatasetError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
