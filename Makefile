@@ -15,6 +15,7 @@ test-python:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cd python && cargo fmt --check && cargo clippy --all-targets --locked -- -D warnings
 
 bench-doctor:
 	cargo bench -p osml --bench doctor

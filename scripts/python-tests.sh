@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Python half of `make test`: interoperability of osml's datasets with megatron-core, numpy
-# and tiktoken. Creates .venv on first use (about 75 s and 5 GB: torch comes with CUDA
-# libraries from PyPI) and reuses it while tests/python/requirements.txt is unchanged.
+# The Python half of `make test`: the osml package (built from python/ with maturin) and the
+# interoperability of osml's datasets with megatron-core, numpy and tiktoken. Creates .venv on
+# first use (about 75 s and 5 GB: torch comes with CUDA libraries from PyPI) and reuses it
+# while tests/python/requirements.txt is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${OSML_VENV:-.venv}
@@ -15,6 +16,10 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.osml-requirements"; th
   cp "$req" "$venv/.osml-requirements"
 fi
 cargo build --locked --quiet --bin osml
+# The package under test, built from python/ by the venv's maturin (which reuses
+# python/target between runs).
+export PATH="$(cd "$venv" && pwd)/bin:$PATH"
+"$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall ./python
 # tiktoken cannot download its vocabulary here; the tests seed its cache from the GPT-2 ranks
 # that the tiktoken-rs crate ships.
 assets=$(cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n "s/^host: //p")" | "$venv/bin/python" -c '

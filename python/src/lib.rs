@@ -53,7 +53,7 @@ impl Batch {
     }
 }
 
-fn array<'py>(py: Python<'py>, batch: osml_data::loader::Batch) -> PyResult<Bound<'py, PyAny>> {
+fn array(py: Python<'_>, batch: osml_data::loader::Batch) -> PyResult<Bound<'_, PyAny>> {
     let (rows, cols, dtype) = (batch.rows(), batch.row_len(), batch.dtype());
     let this = Bound::new(py, Batch { batch })?;
     match dtype {
@@ -137,7 +137,10 @@ impl Loader {
         let raw = DType::from_name(raw_dtype).ok_or_else(|| {
             pyo3::exceptions::PyValueError::new_err(format!("unknown raw dtype {raw_dtype:?}"))
         })?;
-        let open = OpenOptions { format: parse_format(format)?, dtype: Some(raw) };
+        let open = OpenOptions {
+            format: parse_format(format)?,
+            dtype: Some(raw),
+        };
         let cfg = LoaderConfig {
             batch_size,
             seq_len,
@@ -151,10 +154,15 @@ impl Loader {
             cpus,
             ..LoaderConfig::default()
         };
-        let state: Option<LoaderState> = state_json
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("not an osml loader state: {e}")))?;
+        let state: Option<LoaderState> =
+            state_json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "not an osml loader state: {e}"
+                    ))
+                })?;
         let loader = py
             .detach(move || {
                 let ds = Arc::new(TokenDataset::open(&path, open)?);
@@ -166,7 +174,10 @@ impl Loader {
 
     /// The next batch as a `[B, T+1]` numpy array viewing a pool buffer (no copy). The GIL
     /// is released while waiting.
-    fn next_batch<'py>(mut slf: PyRefMut<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn next_batch<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let loader = &mut slf.loader;
         let batch = py.detach(move || loader.next_batch()).map_err(data_err)?;
         array(py, batch)
@@ -220,15 +231,25 @@ impl SyscallCounter {
         let root = osml_host::HostRoot::live();
         let id = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
             .iter()
-            .find_map(|t| root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id")).ok())
+            .find_map(|t| {
+                root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id"))
+                    .ok()
+            })
             .and_then(|id| id.parse().ok())
-            .ok_or_else(|| OsmlError::new_err("the raw_syscalls:sys_enter tracepoint is not visible (mount tracefs)"))?;
-        let counter = osml_sys::SyscallCounter::open(id).map_err(|e| OsmlError::new_err(e.to_string()))?;
+            .ok_or_else(|| {
+                OsmlError::new_err(
+                    "the raw_syscalls:sys_enter tracepoint is not visible (mount tracefs)",
+                )
+            })?;
+        let counter =
+            osml_sys::SyscallCounter::open(id).map_err(|e| OsmlError::new_err(e.to_string()))?;
         Ok(Self { counter })
     }
 
     fn read(&mut self) -> PyResult<u64> {
-        self.counter.read().map_err(|e| OsmlError::new_err(e.to_string()))
+        self.counter
+            .read()
+            .map_err(|e| OsmlError::new_err(e.to_string()))
     }
 }
 
@@ -239,7 +260,10 @@ fn _osml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SyscallCounter>()?;
     m.add_function(wrap_pyfunction!(doctor_json, m)?)?;
     m.add("OsmlError", m.py().get_type::<OsmlError>())?;
-    m.add("InvalidDatasetError", m.py().get_type::<InvalidDatasetError>())?;
+    m.add(
+        "InvalidDatasetError",
+        m.py().get_type::<InvalidDatasetError>(),
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
