@@ -57,7 +57,8 @@ class TokenLoader:
     order local to blocks of that many consecutive windows). Rank ``r`` of ``world_size``
     takes its contiguous share of each global batch of ``batch_size * world_size`` samples.
     ``state_dict()`` / ``load_state_dict()`` resume exactly, also with another number of
-    workers or ranks as long as the global batch is the same.
+    workers or ranks as long as the global batch is the same. ``workers`` defaults to the CPUs
+    this process may use less one (the training loop keeps a core).
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class TokenLoader:
         seed: int = 0,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        workers: int = 2,
+        workers: Optional[int] = None,
         prefetch: int = 4,
         dtype: str = "int64",
         cpus: Optional[Sequence[int]] = None,
@@ -87,7 +88,7 @@ class TokenLoader:
             seed=seed,
             rank=self.rank,
             world_size=self.world_size,
-            workers=workers,
+            workers=0 if workers is None else workers,
             prefetch=prefetch,
             dtype=dtype,
             cpus=list(cpus or []),

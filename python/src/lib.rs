@@ -148,7 +148,12 @@ impl Loader {
             seed,
             rank,
             world_size,
-            workers,
+            // 0 means "choose": one per CPU this process may use, less one.
+            workers: if workers == 0 {
+                osml_data::loader::default_workers()
+            } else {
+                workers
+            },
             prefetch,
             output: parse_output(dtype)?,
             cpus,
