@@ -38,15 +38,42 @@ class TorchTokenLoader(TokenLoader):
             warnings.warn("pin_memory=True but CUDA is not available: batches stay in pageable memory", stacklevel=3)
             return
         cudart = torch.cuda.cudart()
+        self._registered = []
         for address, length in self.buffers():
             err = cudart.cudaHostRegister(address, length, 0)
             if int(err) != 0:
+                self._unpin()
                 raise RuntimeError(f"cudaHostRegister failed with error {int(err)}")
+            self._registered.append(address)
         self.pinned = True
 
+    def _unpin(self) -> None:
+        """Unregisters the pool before it is unmapped: a later mapping at the same address
+        could not be registered again (cudaErrorHostMemoryAlreadyRegistered)."""
+        cudart = torch.cuda.cudart()
+        for address in getattr(self, "_registered", []):
+            cudart.cudaHostUnregister(address)
+        self._registered = []
+        self.pinned = False
+
+    def close(self) -> None:
+        """Unpins and releases the pool now (it is released at garbage collection otherwise)."""
+        if self.pinned:
+            torch.cuda.synchronize()
+            self._unpin()
+        self._loader = None
+
+    def __del__(self) -> None:
+        if getattr(self, "pinned", False):
+            self._unpin()
+
     def load_state_dict(self, state: Any) -> None:
+        was_pinned = self.pinned
+        if was_pinned:
+            torch.cuda.synchronize()
+            self._unpin()
         super().load_state_dict(state)
-        if self.pinned:  # a restored loader has a new pool
+        if was_pinned:  # a restored loader has a new pool
             self._pin()
 
     def __next__(self) -> Tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
