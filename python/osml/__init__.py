@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -30,16 +31,15 @@ def _distributed_defaults(rank: Optional[int], world_size: Optional[int]) -> Tup
     """torch.distributed when initialised, else RANK / WORLD_SIZE, else 0 and 1."""
     if rank is not None and world_size is not None:
         return rank, world_size
-    try:
-        import torch.distributed as dist  # noqa: PLC0415 - torch is optional
-
-        if dist.is_available() and dist.is_initialized():
-            return (
-                dist.get_rank() if rank is None else rank,
-                dist.get_world_size() if world_size is None else world_size,
-            )
-    except ImportError:
-        pass
+    # A process group exists only if torch was imported; importing it here just to ask would
+    # cost seconds and hundreds of MB for users without torch.
+    torch = sys.modules.get("torch")
+    dist = getattr(torch, "distributed", None) if torch is not None else None
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return (
+            dist.get_rank() if rank is None else rank,
+            dist.get_world_size() if world_size is None else world_size,
+        )
     env_rank = int(os.environ.get("RANK", "0"))
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
     return (env_rank if rank is None else rank, env_world if world_size is None else world_size)

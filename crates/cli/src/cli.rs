@@ -98,6 +98,10 @@ pub struct BenchArgs {
     /// Lock the batch buffers in RAM.
     #[arg(long)]
     pub mlock: bool,
+    /// Map a cached dataset into the page tables up front (no page faults while gathering;
+    /// the whole dataset then counts in RSS).
+    #[arg(long)]
+    pub populate: bool,
     /// Evict the dataset from the page cache first and measure the disk's sequential read
     /// bandwidth on it in the same run.
     #[arg(long)]

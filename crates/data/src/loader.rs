@@ -65,6 +65,9 @@ pub struct LoaderConfig {
     pub lock_memory: bool,
     /// `madvise(WILLNEED)` the windows of upcoming batches that are not in the page cache.
     pub willneed: bool,
+    /// Map a cached dataset into the page tables once, for gathers without page faults; the
+    /// whole dataset then counts in RSS. Off by default.
+    pub populate: bool,
 }
 
 impl Default for LoaderConfig {
@@ -82,6 +85,7 @@ impl Default for LoaderConfig {
             cpus: Vec::new(),
             lock_memory: false,
             willneed: true,
+            populate: false,
         }
     }
 }
@@ -129,7 +133,7 @@ pub struct LoaderStats {
     /// Windows given `madvise(WILLNEED)` because they were not in the page cache.
     pub willneed_calls: u64,
     /// Bytes of the mapping whose page tables were filled ahead (`MADV_POPULATE_READ`) because
-    /// the dataset was already in the page cache.
+    /// the dataset was already in the page cache (`populate`).
     pub populated_bytes: u64,
     /// Whether the buffers got `MADV_HUGEPAGE`, were locked, and why not.
     pub huge_pages: bool,
@@ -170,6 +174,7 @@ struct Shared {
     worker_wait_ns: AtomicU64,
     willneed_calls: AtomicU64,
     populated_bytes: AtomicU64,
+    populate: bool,
     stopping: AtomicBool,
     /// Steps claimed by workers so far (a copy of `Inner::next_claim` readable without the lock).
     claimed: AtomicU64,
@@ -216,11 +221,12 @@ impl Shared {
 
     /// The read-ahead thread, so that workers make no system calls of their own.
     ///
-    /// When the dataset is already in the page cache it fills this process's page tables for
-    /// it (`MADV_POPULATE_READ`, 8 MiB at a time), so gathers take no page faults: a first
-    /// touch of a cached page costs a minor fault of several microseconds in a VM. Otherwise
-    /// it stays ahead of the workers, giving `madvise(WILLNEED)` to the windows of upcoming
-    /// batches whose pages `mincore` last saw missing, and refreshes that view now and then.
+    /// - Cold parts: it stays ahead of the workers, giving `madvise(WILLNEED)` to the windows
+    ///   of upcoming batches whose pages `mincore` last saw missing (refreshed every 2 s, in
+    ///   slices so other threads' mmaps are not blocked).
+    /// - With `populate`, and the dataset ≥ 90% cached, it instead fills the page tables once
+    ///   (`MADV_POPULATE_READ`, 8 MiB at a time): no page faults in gathers, at the price of
+    ///   the whole dataset counting in RSS.
     fn read_ahead(&self) {
         // Populating holds the mmap lock for its range: small chunks keep other threads' mmaps
         // (stacks, allocator arenas) from waiting behind it.
@@ -231,18 +237,15 @@ impl Shared {
             return;
         };
         let resident = pages.iter().filter(|&&p| p & 1 == 1).count();
-        if !pages.is_empty() && resident * 10 >= pages.len() * 9 {
+        let mostly_cached = !pages.is_empty() && resident * 10 >= pages.len() * 9;
+        if self.populate && mostly_cached {
             let mut at = 0;
             while at < file.len() && !self.stopping.load(Ordering::Relaxed) {
                 let len = CHUNK.min(file.len() - at);
-                if file
-                    .advise_range(osml_sys::Access::Populate, at, len)
-                    .is_err()
-                {
-                    return; // kernels before 5.14 lack MADV_POPULATE_READ
+                if file.advise_range(osml_sys::Access::Populate, at, len).is_err() {
+                    break; // kernels before 5.14 lack MADV_POPULATE_READ
                 }
-                self.populated_bytes
-                    .fetch_add(len as u64, Ordering::Relaxed);
+                self.populated_bytes.fetch_add(len as u64, Ordering::Relaxed);
                 at += len;
             }
             return;
@@ -253,8 +256,11 @@ impl Shared {
         let mut next = 0u64;
         while !self.stopping.load(Ordering::Relaxed) {
             let horizon = self.claimed.load(Ordering::Relaxed) + 2 * self.prefetch;
+            if mostly_cached {
+                return; // nothing to read ahead
+            }
             if next >= horizon {
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
             if refreshed.elapsed() > REFRESH {
@@ -496,6 +502,7 @@ impl Loader {
             worker_wait_ns: AtomicU64::new(0),
             willneed_calls: AtomicU64::new(0),
             populated_bytes: AtomicU64::new(0),
+            populate: cfg.populate,
             stopping: AtomicBool::new(false),
             claimed: AtomicU64::new(0),
             pin_error: Mutex::new(None),

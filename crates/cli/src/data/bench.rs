@@ -55,6 +55,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
             output,
             cpus,
             lock_memory: a.mlock,
+            populate: a.populate,
             ..LoaderConfig::default()
         },
         steps: a.steps,
@@ -144,7 +145,7 @@ fn write_human(out: &mut impl Write, r: &BenchReport) -> std::io::Result<()> {
     let l = &r.loader;
     writeln!(
         out,
-        "  waits            consumer {:.1} ms, workers {:.1} ms; {} WILLNEED hints, {} populated ahead",
+        "  waits            consumer {:.1} ms, workers {:.1} ms; {} WILLNEED hints, {} populated",
         l.consumer_wait_s * 1e3,
         l.worker_wait_s * 1e3,
         l.willneed_calls,
