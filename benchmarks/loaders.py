@@ -8,7 +8,8 @@ interleaved; the parent samples the process tree's RSS and PSS every 20 ms.
     make bench-loaders            # or: .venv/bin/python benchmarks/loaders.py [--tokens N]
 
 Reported per loader: tokens/s (median of rounds), CPU seconds per million tokens (whole
-process tree), peak RSS and PSS of the tree, system calls per batch (whole tree, set-up
+process tree), peak RSS, PSS and anonymous memory of the tree (RSS and PSS include mapped
+dataset pages, which are page cache; anonymous memory is what the process allocated), system calls per batch (whole tree, set-up
 included; perf tracepoint, needs tracefs and root), and time from constructing the loader to
 the first batch in hand.
 """
@@ -186,8 +187,8 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def memory(pids: list[int]) -> tuple[int, int]:
-    rss = pss = 0
+def memory(pids: list[int]) -> tuple[int, int, int]:
+    rss = pss = anon = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
@@ -196,21 +197,23 @@ def memory(pids: list[int]) -> tuple[int, int]:
                         rss += int(line.split()[1]) * 1024
                     elif line.startswith("Pss:"):
                         pss += int(line.split()[1]) * 1024
+                    elif line.startswith("Anonymous:"):
+                        anon += int(line.split()[1]) * 1024
         except OSError:
             pass
-    return rss, pss
+    return rss, pss, anon
 
 
 def measure(name: str, path: str, seconds: float) -> dict:
     proc = subprocess.Popen([sys.executable, __file__, "--child", name, "--path", path, "--seconds", str(seconds)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0, 0]
+    peak = [0, 0, 0]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            rss, pss = memory(tree(proc.pid))
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            for k, v in enumerate(memory(tree(proc.pid))):
+                peak[k] = max(peak[k], v)
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -222,7 +225,7 @@ def measure(name: str, path: str, seconds: float) -> dict:
     if status != 0:
         return {"name": name, "error": err.strip().splitlines()[-1] if err.strip() else f"status {status}"}
     r = json.loads(out.strip().splitlines()[-1])
-    r["peak_rss"], r["peak_pss"] = peak
+    r["peak_rss"], r["peak_pss"], r["peak_anon"] = peak
     return r
 
 
@@ -287,12 +290,13 @@ def main() -> None:
             "first_batch_s": med("first_batch_s"),
             "peak_rss": max(r["peak_rss"] for r in ok),
             "peak_pss": max(r["peak_pss"] for r in ok),
+            "peak_anon": max(r["peak_anon"] for r in ok),
             "syscalls_per_batch": None if ok[0]["syscalls_per_batch"] is None else med("syscalls_per_batch"),
         }, None))
     print(json.dumps({"B": B, "T": T, "tokens": a.tokens, "rounds": a.rounds, "rows": rows}, default=str), file=sys.stderr)
     nano = dict((n, r) for n, r, _ in rows if r).get("nanogpt_get_batch")
     print(f"file: {a.tokens:,} uint16 tokens ({a.tokens * 2 / 2**20:.0f} MiB, cached); B={B}, T={T}; {a.rounds} rounds, interleaved; {os.cpu_count()} CPUs")
-    print("| loader | tokens/s (min–max) | × nanoGPT get_batch | CPU s per M tokens (tree) | peak RSS / PSS (tree) | syscalls per batch | first batch |")
+    print("| loader | tokens/s (min–max) | × nanoGPT get_batch | CPU s per M tokens (tree) | peak RSS / PSS / anonymous (tree) | syscalls per batch | first batch |")
     print("|---|---|---|---|---|---|---|")
     for n, r, err in rows:
         if r is None:
@@ -301,7 +305,7 @@ def main() -> None:
         lo, hi = r["tokens_per_s_range"]
         ratio = f"{r['tokens_per_s'] / nano['tokens_per_s']:.1f}×" if nano else "–"
         sc = "–" if r["syscalls_per_batch"] is None else f"{r['syscalls_per_batch']:.1f}"
-        print(f"| {n} | {r['tokens_per_s'] / 1e6:.1f} M ({lo / 1e6:.1f}–{hi / 1e6:.1f}) | {ratio} | {r['cpu_s_per_mtok']:.3f} | {r['peak_rss'] / 2**20:.0f} / {r['peak_pss'] / 2**20:.0f} MiB | {sc} | {r['first_batch_s'] * 1e3:.0f} ms |")
+        print(f"| {n} | {r['tokens_per_s'] / 1e6:.1f} M ({lo / 1e6:.1f}–{hi / 1e6:.1f}) | {ratio} | {r['cpu_s_per_mtok']:.3f} | {r['peak_rss'] / 2**20:.0f} / {r['peak_pss'] / 2**20:.0f} / {r['peak_anon'] / 2**20:.0f} MiB | {sc} | {r['first_batch_s'] * 1e3:.0f} ms |")
 
 
 if __name__ == "__main__":
