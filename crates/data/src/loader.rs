@@ -9,8 +9,8 @@
 //!             ─▶ dropping the Batch returns its buffer to the pool
 //! ```
 //!
-//! Buffers are allocated once ([`osml_sys::HugeBuffer`]: 2 MiB-aligned, transparent huge pages
-//! requested, optionally locked). Hand-over uses one mutex-protected map; a consumer spins
+//! Buffers are allocated once, as page-aligned slices of one [`osml_sys::HugeBuffer`] (2 MiB
+//! aligned, transparent huge pages requested, optionally locked). Hand-over uses one mutex-protected map; a consumer spins
 //! briefly before sleeping and nobody is woken unless someone sleeps, so in steady state a
 //! batch costs no system call. The sampler's state is `(seed, epoch, cursor)`: a loader
 //! restored from [`Loader::state`] produces the same batches as one that never stopped, for
@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use osml_sys::{BufferReport, HugeBuffer};
+use osml_sys::{BufferReport, HugeSlice};
 use serde::{Deserialize, Serialize};
 
 use crate::sampler::{Mode, Sampler};
@@ -143,8 +143,8 @@ pub struct LoaderStats {
 }
 
 struct Inner {
-    free: Vec<HugeBuffer>,
-    ready: BTreeMap<u64, HugeBuffer>,
+    free: Vec<HugeSlice>,
+    ready: BTreeMap<u64, HugeSlice>,
     next_claim: u64,
     stop: bool,
     failed: Option<String>,
@@ -199,7 +199,7 @@ impl Shared {
     }
 
     /// Writes the B windows of `step` into `buf`.
-    fn fill(&self, step: u64, buf: &mut HugeBuffer) -> Result<(), DataError> {
+    fn fill(&self, step: u64, buf: &mut HugeSlice) -> Result<(), DataError> {
         let t1 = self.row;
         let bytes = &mut buf.as_mut_slice()[..self.batch_size * t1 * self.elem];
         for j in 0..self.batch_size {
@@ -242,10 +242,14 @@ impl Shared {
             let mut at = 0;
             while at < file.len() && !self.stopping.load(Ordering::Relaxed) {
                 let len = CHUNK.min(file.len() - at);
-                if file.advise_range(osml_sys::Access::Populate, at, len).is_err() {
+                if file
+                    .advise_range(osml_sys::Access::Populate, at, len)
+                    .is_err()
+                {
                     break; // kernels before 5.14 lack MADV_POPULATE_READ
                 }
-                self.populated_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                self.populated_bytes
+                    .fetch_add(len as u64, Ordering::Relaxed);
                 at += len;
             }
             return;
@@ -363,7 +367,7 @@ pub struct Loader {
 
 /// One batch: `[B, T + 1]` tokens in one buffer, lent until dropped.
 pub struct Batch {
-    buffer: Option<HugeBuffer>,
+    buffer: Option<HugeSlice>,
     shared: Arc<Shared>,
     step: u64,
 }
@@ -466,15 +470,14 @@ impl Loader {
         let bytes = cfg.batch_size * row * elem;
         // Buffers: the prefetch depth, one per worker in flight, one in the consumer's hands.
         let count = cfg.prefetch + cfg.workers + 1;
-        let mut free = Vec::with_capacity(count);
-        let mut report = None;
-        let mut regions = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (b, r) = HugeBuffer::new(bytes, cfg.lock_memory)?;
-            regions.push((b.as_slice().as_ptr() as usize, b.len()));
-            free.push(b);
-            report.get_or_insert(r);
-        }
+        // One huge-page-backed mapping carved into page-aligned buffers: a pool of small
+        // batches shares huge pages instead of rounding every buffer up to 2 MiB.
+        let osml_sys::Split {
+            slices: free,
+            report,
+            region,
+        } = osml_sys::HugeBuffer::split(bytes, count, cfg.lock_memory)?;
+        let regions = vec![region];
         let shared = Arc::new(Shared {
             source,
             sampler,
@@ -534,11 +537,7 @@ impl Loader {
             started: Instant::now(),
             usage0,
             consumer_wait: Duration::ZERO,
-            report: report.unwrap_or(BufferReport {
-                huge_pages: false,
-                locked: false,
-                lock_error: None,
-            }),
+            report,
             batch_size: cfg.batch_size,
             seq_len: cfg.seq_len,
             regions,
@@ -606,8 +605,8 @@ impl Loader {
         Ok((sampler, global_batch, start_cursor))
     }
 
-    /// Address and length of every buffer of the pool. They never move: a caller may register
-    /// them once with a device driver (page-locking for DMA) and reuse them for every batch.
+    /// Address and length of the memory holding every buffer of the pool. It never moves: a
+    /// caller may register it once with a device driver (page-locking for DMA).
     pub fn buffer_regions(&self) -> &[(usize, usize)] {
         &self.regions
     }

@@ -137,6 +137,73 @@ impl Drop for HugeBuffer {
     }
 }
 
+/// What [`HugeBuffer::split`] returns.
+#[derive(Debug)]
+pub struct Split {
+    pub slices: Vec<HugeSlice>,
+    pub report: BufferReport,
+    /// `(address, length)` of the whole mapping.
+    pub region: (usize, usize),
+}
+
+/// One of the equal, page-aligned slices of a [`HugeBuffer`] made by [`HugeBuffer::split`].
+/// Each slice is owned exclusively; the buffer is unmapped when the last slice is dropped.
+#[derive(Debug)]
+pub struct HugeSlice {
+    arena: std::sync::Arc<HugeBuffer>,
+    offset: usize,
+    len: usize,
+}
+
+impl HugeBuffer {
+    /// Carves one mapping into `count` slices of `len` bytes, each starting on a page
+    /// boundary, so many small buffers share huge pages instead of rounding each up to 2 MiB.
+    /// Returns the slices, the report of [`HugeBuffer::new`], and the whole mapping's address
+    /// range (to register it once with a device driver).
+    pub fn split(
+        len: usize,
+        count: usize,
+        lock: bool,
+    ) -> Result<(Vec<HugeSlice>, BufferReport, (usize, usize)), SysError> {
+        let stride = len.max(1).next_multiple_of(crate::page_size());
+        let (buf, report) = Self::new(stride * count.max(1), lock)?;
+        let region = (buf.ptr.as_ptr() as usize, buf.map_len);
+        let arena = std::sync::Arc::new(buf);
+        let slices = (0..count)
+            .map(|i| HugeSlice {
+                arena: std::sync::Arc::clone(&arena),
+                offset: i * stride,
+                len,
+            })
+            .collect();
+        Ok((slices, report, region))
+    }
+}
+
+impl HugeSlice {
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `[offset, offset + len)` lies inside the arena's mapping (split() made it
+        // so), no other slice overlaps it, and the arena outlives `self` through the Arc.
+        unsafe { std::slice::from_raw_parts(self.arena.ptr.as_ptr().add(self.offset), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above; slices never overlap and each is owned by one `HugeSlice`, so
+        // `&mut self` gives exclusive access to these bytes even though the arena is shared.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.arena.ptr.as_ptr().add(self.offset), self.len)
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Pins the calling thread to `cpus` (`sched_setaffinity(2)`).
 pub fn pin_current_thread(cpus: &[usize]) -> Result<(), SysError> {
     let mut set = rustix::thread::CpuSet::new();
@@ -216,6 +283,28 @@ mod tests {
         assert!(!report.locked && report.lock_error.is_none());
         let moved = std::thread::spawn(move || b.as_slice()[5]).join().unwrap();
         assert_eq!(moved, 7);
+    }
+
+    #[test]
+    fn split_slices_are_disjoint_aligned_and_outlive_each_other() {
+        let Split {
+            mut slices,
+            region: (start, len),
+            ..
+        } = HugeBuffer::split(5000, 3, false).unwrap();
+        assert_eq!(start % HUGE_PAGE, 0);
+        assert!(len >= 3 * 8192);
+        for (i, s) in slices.iter_mut().enumerate() {
+            assert_eq!(s.len(), 5000);
+            assert_eq!(s.as_slice().as_ptr() as usize % crate::page_size(), 0);
+            s.as_mut_slice().fill(u8::try_from(i + 1).unwrap());
+        }
+        let last = slices.pop().unwrap();
+        drop(slices); // the arena stays mapped for the remaining slice
+        let moved = std::thread::spawn(move || last.as_slice().iter().all(|&b| b == 3))
+            .join()
+            .unwrap();
+        assert!(moved);
     }
 
     #[test]

@@ -24,7 +24,10 @@ mod sigbus;
 
 use std::path::{Path, PathBuf};
 
-pub use buffer::{pin_current_thread, usage, BufferReport, HugeBuffer, Usage, UsageOf, HUGE_PAGE};
+pub use buffer::{
+    pin_current_thread, usage, BufferReport, HugeBuffer, HugeSlice, Split, Usage, UsageOf,
+    HUGE_PAGE,
+};
 pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
 pub use perf::SyscallCounter;
 pub use sigbus::EXIT_FILE_CHANGED;
