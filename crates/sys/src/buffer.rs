@@ -159,12 +159,8 @@ impl HugeBuffer {
     /// Carves one mapping into `count` slices of `len` bytes, each starting on a page
     /// boundary, so many small buffers share huge pages instead of rounding each up to 2 MiB.
     /// Returns the slices, the report of [`HugeBuffer::new`], and the whole mapping's address
-    /// range (to register it once with a device driver).
-    pub fn split(
-        len: usize,
-        count: usize,
-        lock: bool,
-    ) -> Result<(Vec<HugeSlice>, BufferReport, (usize, usize)), SysError> {
+    /// range (to register it once with a device driver), as a [`Split`].
+    pub fn split(len: usize, count: usize, lock: bool) -> Result<Split, SysError> {
         let stride = len.max(1).next_multiple_of(crate::page_size());
         let (buf, report) = Self::new(stride * count.max(1), lock)?;
         let region = (buf.ptr.as_ptr() as usize, buf.map_len);
@@ -176,7 +172,11 @@ impl HugeBuffer {
                 len,
             })
             .collect();
-        Ok((slices, report, region))
+        Ok(Split {
+            slices,
+            report,
+            region,
+        })
     }
 }
 
