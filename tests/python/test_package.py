@@ -72,7 +72,8 @@ def test_batches_are_views_of_the_pool_and_buffers_are_reused(arange_bin):
         if step >= 20:
             addresses.add(address)
         del x, y
-    assert len(addresses) <= len(regions), "once warm, the same buffers come back"
+    pool = 2 + 1 + 1  # prefetch + workers + the one in the consumer's hands
+    assert len(addresses) <= pool, "once warm, the same buffers come back"
 
 
 def test_a_held_batch_keeps_its_buffer(arange_bin):
