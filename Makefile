@@ -30,3 +30,4 @@ bench-pack:
 
 bench-loaders:
 	.venv/bin/python benchmarks/loaders.py
+	.venv/bin/python benchmarks/first_batch.py
