@@ -232,6 +232,16 @@ impl Shared {
         // (stacks, allocator arenas) from waiting behind it.
         const CHUNK: usize = 8 << 20;
         const REFRESH: Duration = Duration::from_secs(2);
+        // The residency scan holds the mmap lock in slices and competes for a CPU: let the
+        // first batch go out before it starts.
+        while self
+            .published
+            .iter()
+            .all(|p| p.load(Ordering::Relaxed) == u64::MAX)
+            && !self.stopping.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let (file, offset) = self.source.stream_file();
         let Ok(mut pages) = file.residency_map() else {
             return;
