@@ -273,6 +273,19 @@ pub const TUNABLES: &[&str] = &[
     "net.core.wmem_max",
 ];
 
+/// The id of the `raw_syscalls:sys_enter` tracepoint, which counts system calls with
+/// `perf_event_open`, from tracefs (mounted at `/sys/kernel/tracing`, or under debugfs on older
+/// systems); `None` when tracefs is not mounted.
+pub fn syscall_tracepoint_id(root: &HostRoot) -> Option<u64> {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|t| {
+            root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id"))
+                .ok()
+        })
+        .and_then(|id| id.parse().ok())
+}
+
 /// The file behind a sysctl name: `vm.swappiness` is `/proc/sys/vm/swappiness`.
 pub fn sysctl_path(name: &str) -> String {
     format!("/proc/sys/{}", name.replace('.', "/"))

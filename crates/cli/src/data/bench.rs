@@ -36,14 +36,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
         _ => Output::I64,
     };
     // tracefs, where the kernel publishes tracepoint ids, is read like any host fact.
-    let root = HostRoot::live();
-    let syscall_tracepoint = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-        .iter()
-        .find_map(|t| {
-            root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id"))
-                .ok()
-        })
-        .and_then(|id| id.parse().ok());
+    let syscall_tracepoint = osml_host::syscall_tracepoint_id(&HostRoot::live());
     Ok(BenchOptions {
         loader: LoaderConfig {
             batch_size: a.batch_size,
