@@ -233,15 +233,8 @@ struct SyscallCounter {
 impl SyscallCounter {
     #[new]
     fn new() -> PyResult<Self> {
-        let root = osml_host::HostRoot::live();
-        let id = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-            .iter()
-            .find_map(|t| {
-                root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id"))
-                    .ok()
-            })
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| {
+        let id =
+            osml_host::syscall_tracepoint_id(&osml_host::HostRoot::live()).ok_or_else(|| {
                 OsmlError::new_err(
                     "the raw_syscalls:sys_enter tracepoint is not visible (mount tracefs)",
                 )
