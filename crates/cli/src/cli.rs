@@ -33,6 +33,32 @@ pub enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Measure what the operating system costs on this machine: syscalls, context switches,
+    /// spawning threads and processes, page faults (4 KiB and huge), TLB reach, memcpy, and
+    /// reading files warm and cold, each with what it means for a data loader.
+    ///
+    /// Each figure is the median of repetitions within a time budget after a warm-up, with a
+    /// MAD-based spread and a note when it is unreliable. Exit status: 0, or 2 on a usage error.
+    Bench(OsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OsBenchArgs {
+    /// Run only these benchmarks (repeat or separate with commas).
+    #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// A small budget and small buffers: a first look in a few seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print JSON (`schema_version`, `results` with `id`, `median`, `unit`, `spread`…).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print a Markdown table.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Directory for the scratch file of the file benchmarks (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

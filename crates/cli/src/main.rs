@@ -6,6 +6,7 @@
 //! (`data`).
 
 mod archive;
+mod bench;
 mod cli;
 mod data;
 mod doctor;
@@ -41,5 +42,6 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Doctor(args) => doctor::run(&args),
         cli::Command::Data { command } => data::run(&command),
+        cli::Command::Bench(args) => bench::run(&args),
     }
 }

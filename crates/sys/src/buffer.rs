@@ -47,6 +47,16 @@ impl HugeBuffer {
     /// (`madvise(MADV_HUGEPAGE)`) and, if `lock`, locks them (`mlock(2)`). Refused advice or
     /// locking is reported, not an error: the buffer works either way.
     pub fn new(len: usize, lock: bool) -> Result<(Self, BufferReport), SysError> {
+        Self::with_pages(len, true, lock)
+    }
+
+    /// Like [`HugeBuffer::new`], but `huge: false` asks for base pages only
+    /// (`MADV_NOHUGEPAGE`), to measure what huge pages change.
+    pub fn with_pages(
+        len: usize,
+        huge: bool,
+        lock: bool,
+    ) -> Result<(Self, BufferReport), SysError> {
         let map_len = len.max(1).div_ceil(HUGE_PAGE) * HUGE_PAGE;
         let err = |call, e: rustix::io::Errno| SysError::Call {
             call,
@@ -83,10 +93,15 @@ impl HugeBuffer {
         let ptr =
             NonNull::new(start as *mut u8).ok_or_else(|| err("mmap", rustix::io::Errno::NOMEM))?;
         let buf = Self { ptr, len, map_len };
+        let advice = if huge {
+            Advice::LinuxHugepage
+        } else {
+            Advice::LinuxNoHugepage
+        };
         // SAFETY: advice and locking over exactly the mapping this value owns.
-        let huge_pages =
-            unsafe { rustix::mm::madvise(buf.ptr.as_ptr().cast(), map_len, Advice::LinuxHugepage) }
-                .is_ok();
+        let advised =
+            unsafe { rustix::mm::madvise(buf.ptr.as_ptr().cast(), map_len, advice) }.is_ok();
+        let huge_pages = huge && advised;
         let (locked, lock_error) = if lock {
             // SAFETY: as above.
             match unsafe { rustix::mm::mlock(buf.ptr.as_ptr().cast(), map_len) } {

@@ -1,0 +1,384 @@
+//! The benchmarks. Each returns samples of one figure; [`crate::run`] summarises them.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use osml_sys::{HugeBuffer, MappedFile};
+
+use crate::harness::{repeat, Budget, Clock};
+use crate::stats::Summary;
+use crate::BenchError;
+
+fn ns(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e9
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
+    move |e| BenchError::Io { what, source: e }
+}
+
+/// A trivial system call round trip (`getppid`), in ns.
+pub fn syscall(clock: &dyn Clock, b: &Budget) -> Option<Summary> {
+    const N: u32 = 200_000;
+    repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..N {
+            std::hint::black_box(rustix::process::getppid());
+        }
+        ns(t) / f64::from(N)
+    })
+}
+
+/// One-byte pipe ping-pong between two threads: µs per round trip (two context switches).
+pub fn ctxswitch_thread(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    const N: u32 = 20_000;
+    // Two pipes: main → echo thread, and back.
+    let (mut to_echo_r, mut to_echo_w) = std::io::pipe().map_err(io("pipe"))?;
+    let (mut back_r, mut back_w) = std::io::pipe().map_err(io("pipe"))?;
+    let echo = std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while to_echo_r.read_exact(&mut byte).is_ok() {
+            if back_w.write_all(&byte).is_err() {
+                break;
+            }
+        }
+    });
+    let mut byte = [0u8; 1];
+    let s = repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..N {
+            let _ = to_echo_w.write_all(&[1]);
+            let _ = back_r.read_exact(&mut byte);
+        }
+        ns(t) / f64::from(N) / 1e3
+    });
+    drop(to_echo_w); // the echo thread sees end of file and returns
+    let _ = echo.join();
+    Ok(s)
+}
+
+/// The same ping-pong with another process (`cat` echoing its stdin): µs per round trip.
+pub fn ctxswitch_process(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    const N: u32 = 10_000;
+    let mut child = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(io("spawning cat"))?;
+    let (Some(mut w), Some(mut r)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(BenchError::Io {
+            what: "cat's pipes",
+            source: std::io::Error::other("missing"),
+        });
+    };
+    let mut byte = [0u8; 1];
+    let s = repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..N {
+            let _ = w.write_all(&[1]);
+            let _ = r.read_exact(&mut byte);
+        }
+        ns(t) / f64::from(N) / 1e3
+    });
+    drop(w);
+    let _ = child.wait();
+    Ok(s)
+}
+
+/// Starting and joining a thread, in µs.
+pub fn spawn_thread(clock: &dyn Clock, b: &Budget) -> Option<Summary> {
+    const N: u32 = 200;
+    repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..N {
+            let _ = std::thread::spawn(|| std::hint::black_box(1)).join();
+        }
+        ns(t) / f64::from(N) / 1e3
+    })
+}
+
+/// Running `/bin/true` to completion with `std::process::Command` (`posix_spawn`, or fork and
+/// exec, then wait), in µs.
+pub fn spawn_process(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    const N: u32 = 20;
+    let mut failed = None;
+    let s = repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..N {
+            if let Err(e) = Command::new("/bin/true").status() {
+                failed.get_or_insert(e);
+            }
+        }
+        ns(t) / f64::from(N) / 1e3
+    });
+    match failed {
+        Some(e) => Err(BenchError::Io {
+            what: "running /bin/true",
+            source: e,
+        }),
+        None => Ok(s),
+    }
+}
+
+/// First touch of fresh anonymous memory, 1 byte per 4 KiB: returns (µs per fault, ns per
+/// KiB). `huge` asks for transparent huge pages (one fault per 2 MiB).
+pub fn first_touch(
+    clock: &dyn Clock,
+    b: &Budget,
+    huge: bool,
+    len: usize,
+) -> Result<(Option<Summary>, Option<Summary>), BenchError> {
+    let mut per_fault = Vec::new();
+    let mut per_kib = Vec::new();
+    let mut err = None;
+    let page = if huge {
+        osml_sys::HUGE_PAGE
+    } else {
+        osml_sys::page_size()
+    };
+    let _ = repeat(clock, b, || {
+        match HugeBuffer::with_pages(len, huge, false) {
+            Ok((mut buf, _)) => {
+                let bytes = buf.as_mut_slice();
+                let t = Instant::now();
+                for i in (0..bytes.len()).step_by(4096) {
+                    bytes[i] = 1;
+                }
+                let total = ns(t);
+                per_fault.push(total / (len / page) as f64 / 1e3);
+                per_kib.push(total / (len / 1024) as f64);
+                total
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+                0.0
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    // The harness's first (warm-up) rep is in the vectors too: drop it.
+    Ok((
+        Summary::of(&per_fault[b.warmup.min(per_fault.len())..]),
+        Summary::of(&per_kib[b.warmup.min(per_kib.len())..]),
+    ))
+}
+
+/// Random 8-byte reads over `len` bytes (larger than the TLB's reach): ns per read.
+pub fn tlb(
+    clock: &dyn Clock,
+    b: &Budget,
+    huge: bool,
+    len: usize,
+) -> Result<Option<Summary>, BenchError> {
+    const N: u32 = 2_000_000;
+    let (mut buf, _) = HugeBuffer::with_pages(len, huge, false)?;
+    let words = buf.len() / 8;
+    for (i, c) in buf.as_mut_slice().chunks_exact_mut(8).enumerate() {
+        c.copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    let bytes = buf.as_slice();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    Ok(repeat(clock, b, || {
+        let t = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..N {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = usize::try_from(x % words as u64).unwrap_or(0) * 8;
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[at..at + 8]);
+            sum = sum.wrapping_add(u64::from_le_bytes(w));
+        }
+        std::hint::black_box(sum);
+        ns(t) / f64::from(N)
+    }))
+}
+
+/// memcpy between two warm huge-page buffers on `threads` threads at once: GB/s in all.
+pub fn memcpy(
+    clock: &dyn Clock,
+    b: &Budget,
+    threads: usize,
+    len: usize,
+) -> Result<Option<Summary>, BenchError> {
+    let mut pairs = Vec::new();
+    for _ in 0..threads {
+        let (mut a, _) = HugeBuffer::new(len, false)?;
+        let (mut c, _) = HugeBuffer::new(len, false)?;
+        a.as_mut_slice().fill(1);
+        c.as_mut_slice().fill(2);
+        pairs.push((a, c));
+    }
+    Ok(repeat(clock, b, || {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (a, c) in &mut pairs {
+                s.spawn(|| c.as_mut_slice().copy_from_slice(a.as_slice()));
+            }
+        });
+        (threads * len) as f64 / t.elapsed().as_secs_f64() / 1e9
+    }))
+}
+
+/// A scratch file of `len` bytes written with data (not a sparse file, which reads without I/O).
+pub fn scratch_file(dir: &Path, len: usize) -> Result<PathBuf, BenchError> {
+    let path = dir.join(format!("osml-bench-{}-{len}.bin", std::process::id()));
+    let mut f = File::create(&path).map_err(io("creating the scratch file"))?;
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len());
+        f.write_all(&block[..n])
+            .map_err(io("writing the scratch file"))?;
+        left -= n;
+    }
+    f.sync_all().map_err(io("syncing the scratch file"))?;
+    Ok(path)
+}
+
+/// Reading a file front to back with `read(2)` of `block` bytes: GB/s. `cold` evicts it from
+/// the page cache before each repetition.
+pub fn read_file(
+    clock: &dyn Clock,
+    b: &Budget,
+    path: &Path,
+    block: usize,
+    cold: bool,
+) -> Result<Option<Summary>, BenchError> {
+    let mut buf = vec![0u8; block];
+    let mut err = None;
+    let s = repeat(clock, b, || {
+        if cold {
+            let _ = osml_sys::evict_from_page_cache(path);
+        } else {
+            warm(path);
+        }
+        let t = Instant::now();
+        let mut total = 0usize;
+        match File::open(path) {
+            Ok(mut f) => loop {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) => {
+                        err.get_or_insert(e);
+                        break;
+                    }
+                }
+            },
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+        total as f64 / t.elapsed().as_secs_f64() / 1e9
+    });
+    match err {
+        Some(e) => Err(BenchError::Io {
+            what: "reading the scratch file",
+            source: e,
+        }),
+        None => Ok(s),
+    }
+}
+
+fn warm(path: &Path) {
+    if let Ok(mut f) = File::open(path) {
+        let mut buf = vec![0u8; 1 << 20];
+        while f.read(&mut buf).is_ok_and(|n| n > 0) {}
+    }
+}
+
+/// Touching every 8 bytes of a mapped file (summing them): GB/s. `cold` evicts first.
+pub fn mmap_file(
+    clock: &dyn Clock,
+    b: &Budget,
+    path: &Path,
+    cold: bool,
+) -> Result<Option<Summary>, BenchError> {
+    let mut err = None;
+    let s = repeat(clock, b, || {
+        if cold {
+            let _ = osml_sys::evict_from_page_cache(path);
+        } else {
+            warm(path);
+        }
+        let t = Instant::now();
+        match MappedFile::open(path) {
+            Ok(m) => {
+                let sum = m.bytes().chunks_exact(8).fold(0u64, |s, c| {
+                    s.wrapping_add(u64::from_le_bytes([
+                        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                    ]))
+                });
+                std::hint::black_box(sum);
+                m.len() as f64 / t.elapsed().as_secs_f64() / 1e9
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+                0.0
+            }
+        }
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(s),
+    }
+}
+
+/// Random 4 KiB `pread(2)` at queue depth 1 from a cold file (`O_DIRECT` when the filesystem
+/// allows it, so every read reaches the device): µs per read.
+pub fn pread_random(
+    clock: &dyn Clock,
+    b: &Budget,
+    path: &Path,
+    len: usize,
+) -> Result<(Option<Summary>, bool), BenchError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const N: u32 = 2_000;
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_direct())
+        .open(path);
+    let (file, is_direct) = match direct {
+        Ok(f) => (f, true),
+        Err(_) => (
+            File::open(path).map_err(io("opening the scratch file"))?,
+            false,
+        ),
+    };
+    let (mut buf, _) = HugeBuffer::new(4096, false)?;
+    let blocks = (len / 4096) as u64;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let s = repeat(clock, b, || {
+        if !is_direct {
+            let _ = osml_sys::evict_from_page_cache(path);
+        }
+        let t = Instant::now();
+        for _ in 0..N {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let _ = file.read_at(buf.as_mut_slice(), (x % blocks) * 4096);
+        }
+        ns(t) / f64::from(N) / 1e3
+    });
+    Ok((s, is_direct))
+}
+
+/// `O_DIRECT` for x86-64 and arm64 Linux (rustix exposes it only through its own open).
+const fn libc_o_direct() -> i32 {
+    if cfg!(target_arch = "aarch64") {
+        0o200_000
+    } else {
+        0o40_000
+    }
+}

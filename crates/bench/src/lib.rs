@@ -1,0 +1,313 @@
+//! What the operating system costs on this machine, measured and explained.
+//!
+//! [`run`] measures the benchmarks of [`CATALOG`] (or those asked for) with the [`harness`]:
+//! warm-up, repetitions within a time budget, median and MAD spread, outliers, and a note when
+//! a figure is unreliable. Each [`Result`](BenchResult) says what its figure means for a data
+//! loader.
+//!
+//! ```no_run
+//! let report = osml_bench::run(&["syscall".to_string()], true, &std::env::temp_dir()).unwrap();
+//! println!("{} ns per syscall", report.results[0].median);
+//! ```
+
+mod benches;
+pub mod harness;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::harness::{Budget, Clock, RealClock};
+use crate::stats::Summary;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sys(#[from] osml_sys::SysError),
+    #[error("unknown benchmark id `{0}` (known: {1})")]
+    Unknown(String, String),
+}
+
+/// One benchmark of the catalog.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Info {
+    pub id: &'static str,
+    pub unit: &'static str,
+    pub what: &'static str,
+}
+
+/// Every benchmark, in report order.
+pub const CATALOG: &[Info] = &[
+    Info {
+        id: "syscall",
+        unit: "ns",
+        what: "a trivial system call round trip (getppid)",
+    },
+    Info {
+        id: "ctxswitch.thread",
+        unit: "µs",
+        what: "one-byte pipe round trip between two threads (two context switches)",
+    },
+    Info {
+        id: "ctxswitch.process",
+        unit: "µs",
+        what: "one-byte pipe round trip with another process (two context switches)",
+    },
+    Info {
+        id: "spawn.thread",
+        unit: "µs",
+        what: "start and join a thread",
+    },
+    Info {
+        id: "spawn.process",
+        unit: "µs",
+        what: "run /bin/true to completion (posix_spawn or fork+exec, then wait)",
+    },
+    Info {
+        id: "fault.4k",
+        unit: "µs",
+        what: "first touch of anonymous memory with 4 KiB pages, per fault",
+    },
+    Info {
+        id: "fault.thp",
+        unit: "µs",
+        what: "first touch of anonymous memory with transparent huge pages, per 2 MiB fault",
+    },
+    Info {
+        id: "tlb.4k",
+        unit: "ns",
+        what: "random 8-byte read over 1 GiB with 4 KiB pages",
+    },
+    Info {
+        id: "tlb.thp",
+        unit: "ns",
+        what: "random 8-byte read over 1 GiB with 2 MiB pages",
+    },
+    Info {
+        id: "memcpy",
+        unit: "GB/s",
+        what: "memcpy of 256 MiB, one thread",
+    },
+    Info {
+        id: "memcpy.all",
+        unit: "GB/s",
+        what: "memcpy of 256 MiB per thread, one thread per CPU",
+    },
+    Info {
+        id: "read.warm",
+        unit: "GB/s",
+        what: "read() of a cached 256 MiB file in 1 MiB blocks",
+    },
+    Info {
+        id: "read.warm.4k",
+        unit: "GB/s",
+        what: "read() of a cached 256 MiB file in 4 KiB blocks",
+    },
+    Info {
+        id: "mmap.warm",
+        unit: "GB/s",
+        what: "mapping a cached 256 MiB file and reading every byte",
+    },
+    Info {
+        id: "read.cold",
+        unit: "GB/s",
+        what: "read() in 1 MiB blocks of a 256 MiB file evicted from the page cache",
+    },
+    Info {
+        id: "mmap.cold",
+        unit: "GB/s",
+        what: "mapping and reading a 256 MiB file evicted from the page cache",
+    },
+    Info {
+        id: "pread",
+        unit: "µs",
+        what: "random 4 KiB pread at queue depth 1 (O_DIRECT when allowed)",
+    },
+];
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub id: &'static str,
+    pub unit: &'static str,
+    pub what: &'static str,
+    pub median: f64,
+    /// MAD-based spread, in `unit`.
+    pub spread: f64,
+    pub min: f64,
+    pub max: f64,
+    pub samples: usize,
+    pub outliers: usize,
+    /// Why not to trust the figure, when that is the case.
+    pub unreliable: Option<String>,
+    /// What the figure means for a data loader.
+    pub meaning: String,
+    /// Secondary figures (e.g. `ns_per_kib` for faults).
+    pub extra: BTreeMap<&'static str, f64>,
+}
+
+/// `osml bench --json` (`schema_version` 1).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub quick: bool,
+    pub results: Vec<BenchResult>,
+    /// Benchmarks that could not run here, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+fn meaning(id: &str, median: f64) -> String {
+    match id {
+        "syscall" => format!("a 12x1024 batch gathered with one read() per sample spends ~{:.1} µs in syscall entry and exit alone", 12.0 * median / 1e3),
+        "ctxswitch.thread" | "ctxswitch.process" => format!("handing each batch to another {} and back costs ~{median:.1} µs; at 1,000 batches/s that is {:.1}% of a core", if id.ends_with("thread") { "thread" } else { "process" }, median / 10.0),
+        "spawn.thread" => format!("starting a loader thread costs {median:.0} µs: start them once, not per epoch"),
+        "spawn.process" => format!("starting a DataLoader-style worker process costs at least {:.2} ms before it imports anything", median / 1e3),
+        "fault.4k" => format!("a fresh 98 KB batch buffer (12x1025 int64) takes 24 faults, ~{:.0} µs: allocate buffers once", 24.0 * median),
+        "fault.thp" => format!("with huge pages the same buffer takes one fault of {median:.0} µs"),
+        "tlb.4k" | "tlb.thp" => format!("a random token lookup in a large table costs ~{median:.0} ns"),
+        "memcpy" | "memcpy.all" => format!("the ceiling for gathering batches: {median:.1} GB/s is {:.0} batches/s of 12x1025 int64", median * 1e9 / 98_400.0),
+        "read.warm" | "read.warm.4k" | "mmap.warm" => format!("reading a cached dataset: {median:.1} GB/s"),
+        "read.cold" | "mmap.cold" => format!("streaming a dataset from this disk: {median:.2} GB/s, {:.0} M uint16 tokens/s", median * 1e9 / 2.0 / 1e6),
+        "pread" => format!("a random sample read from disk costs {median:.0} µs at queue depth 1: {:.0} reads/s per thread", 1e6 / median.max(1e-9)),
+        _ => String::new(),
+    }
+}
+
+fn result(info: &Info, s: Summary, extra: BTreeMap<&'static str, f64>) -> BenchResult {
+    BenchResult {
+        id: info.id,
+        unit: info.unit,
+        what: info.what,
+        median: s.median,
+        spread: s.spread,
+        min: s.min,
+        max: s.max,
+        samples: s.samples,
+        outliers: s.outliers,
+        unreliable: s.unreliable(),
+        meaning: meaning(info.id, s.median),
+        extra,
+    }
+}
+
+/// Runs the benchmarks named in `only` (all when empty); `quick` uses a small budget and small
+/// buffers; scratch files go in `dir` and are removed.
+pub fn run(only: &[String], quick: bool, dir: &Path) -> Result<Report, BenchError> {
+    for id in only {
+        if !CATALOG.iter().any(|c| c.id == id) {
+            let known: Vec<&str> = CATALOG.iter().map(|c| c.id).collect();
+            return Err(BenchError::Unknown(id.clone(), known.join(", ")));
+        }
+    }
+    let clock = RealClock::default();
+    let budget = if quick { Budget::QUICK } else { Budget::NORMAL };
+    let mb = |normal: usize| if quick { normal / 8 } else { normal };
+    let wanted = |id: &str| only.is_empty() || only.iter().any(|o| o == id);
+    let mut results = Vec::new();
+    let mut skipped = Vec::new();
+    let needs_file = CATALOG.iter().any(|c| {
+        wanted(c.id) && (c.id.starts_with("read") || c.id.starts_with("mmap") || c.id == "pread")
+    });
+    let file_len = mb(256 << 20);
+    let file = if needs_file {
+        Some(benches::scratch_file(dir, file_len)?)
+    } else {
+        None
+    };
+    for info in CATALOG.iter().filter(|c| wanted(c.id)) {
+        let outcome = measure(info.id, &clock, &budget, file.as_deref(), file_len, quick);
+        match outcome {
+            Ok((Some(s), extra)) => results.push(result(info, s, extra)),
+            Ok((None, _)) => skipped.push((info.id.to_owned(), "no samples".to_owned())),
+            Err(e) => skipped.push((info.id.to_owned(), e.to_string())),
+        }
+    }
+    if let Some(f) = file {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(Report {
+        schema_version: 1,
+        quick,
+        results,
+        skipped,
+    })
+}
+
+type Measured = (Option<Summary>, BTreeMap<&'static str, f64>);
+
+fn measure(
+    id: &str,
+    clock: &dyn Clock,
+    b: &Budget,
+    file: Option<&Path>,
+    file_len: usize,
+    quick: bool,
+) -> Result<Measured, BenchError> {
+    let none = BTreeMap::new;
+    let big = if quick { 128 << 20 } else { 1 << 30 };
+    let file = || {
+        file.ok_or_else(|| BenchError::Io {
+            what: "scratch file",
+            source: std::io::Error::other("missing"),
+        })
+    };
+    Ok(match id {
+        "syscall" => (benches::syscall(clock, b), none()),
+        "ctxswitch.thread" => (benches::ctxswitch_thread(clock, b)?, none()),
+        "ctxswitch.process" => (benches::ctxswitch_process(clock, b)?, none()),
+        "spawn.thread" => (benches::spawn_thread(clock, b), none()),
+        "spawn.process" => (benches::spawn_process(clock, b)?, none()),
+        "fault.4k" | "fault.thp" => {
+            let (per_fault, per_kib) = benches::first_touch(
+                clock,
+                b,
+                id == "fault.thp",
+                if quick { 32 << 20 } else { 256 << 20 },
+            )?;
+            let mut extra = BTreeMap::new();
+            if let Some(k) = per_kib {
+                extra.insert("ns_per_kib", k.median);
+            }
+            (per_fault, extra)
+        }
+        "tlb.4k" | "tlb.thp" => (benches::tlb(clock, b, id == "tlb.thp", big)?, none()),
+        "memcpy" => (
+            benches::memcpy(clock, b, 1, if quick { 32 << 20 } else { 256 << 20 })?,
+            none(),
+        ),
+        "memcpy.all" => {
+            let n = osml_sys::allowed_cpus().map_or(1, |c| c.len());
+            (
+                benches::memcpy(clock, b, n, if quick { 32 << 20 } else { 256 << 20 })?,
+                none(),
+            )
+        }
+        "read.warm" => (
+            benches::read_file(clock, b, file()?, 1 << 20, false)?,
+            none(),
+        ),
+        "read.warm.4k" => (benches::read_file(clock, b, file()?, 4096, false)?, none()),
+        "mmap.warm" => (benches::mmap_file(clock, b, file()?, false)?, none()),
+        "read.cold" => (
+            benches::read_file(clock, b, file()?, 1 << 20, true)?,
+            none(),
+        ),
+        "mmap.cold" => (benches::mmap_file(clock, b, file()?, true)?, none()),
+        "pread" => {
+            let (s, direct) = benches::pread_random(clock, b, file()?, file_len)?;
+            (
+                s,
+                BTreeMap::from([("o_direct", if direct { 1.0 } else { 0.0 })]),
+            )
+        }
+        _ => (None, none()),
+    })
+}

@@ -1,0 +1,108 @@
+//! `osml bench`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use osml_bench::{BenchError, Report};
+
+use crate::cli::OsBenchArgs;
+
+pub fn run(a: &OsBenchArgs) -> Result<ExitCode> {
+    let dir = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = match osml_bench::run(&a.only, a.quick, &dir) {
+        Ok(r) => r,
+        Err(e @ BenchError::Unknown(..)) => {
+            eprintln!("osml: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if a.markdown {
+        write_markdown(&mut out, &report)?;
+    } else {
+        write_human(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn figure(median: f64) -> String {
+    if median >= 100.0 {
+        format!("{median:.0}")
+    } else if median >= 10.0 {
+        format!("{median:.1}")
+    } else {
+        format!("{median:.2}")
+    }
+}
+
+fn write_human(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "osml bench{}: median of repetitions, ± MAD-based spread",
+        if r.quick { " (quick)" } else { "" }
+    )?;
+    for x in &r.results {
+        let fig = format!("{} {}", figure(x.median), x.unit);
+        writeln!(
+            out,
+            "  {:<18} {:>12} ± {:<8} {}",
+            x.id,
+            fig,
+            figure(x.spread),
+            x.what
+        )?;
+        writeln!(out, "  {:<18} {:>12}   {:<8} → {}", "", "", "", x.meaning)?;
+        if let Some(k) = x.extra.get("ns_per_kib") {
+            writeln!(
+                out,
+                "  {:<18} {:>12}   {:<8}   ({k:.1} ns per KiB)",
+                "", "", ""
+            )?;
+        }
+        if let Some(why) = &x.unreliable {
+            writeln!(
+                out,
+                "  {:<18} {:>12}   {:<8}   unreliable: {why}",
+                "", "", ""
+            )?;
+        }
+    }
+    for (id, why) in &r.skipped {
+        writeln!(out, "  {id:<18} skipped: {why}")?;
+    }
+    Ok(())
+}
+
+fn write_markdown(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "| id | median | spread | min–max | n | what it means |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for x in &r.results {
+        writeln!(
+            out,
+            "| `{}` | {} {} | ± {} | {}–{} | {} | {}{} |",
+            x.id,
+            figure(x.median),
+            x.unit,
+            figure(x.spread),
+            figure(x.min),
+            figure(x.max),
+            x.samples,
+            x.meaning,
+            x.unreliable
+                .as_ref()
+                .map_or_else(String::new, |u| format!(" (unreliable: {u})"))
+        )?;
+    }
+    for (id, why) in &r.skipped {
+        writeln!(out, "| `{id}` | skipped | | | | {why} |")?;
+    }
+    Ok(())
+}
