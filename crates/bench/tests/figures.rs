@@ -13,13 +13,12 @@ fn every_benchmark_gives_a_plausible_figure() {
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     assert_eq!(report.results.len(), CATALOG.len());
     let bounds = |id: &str| match id {
-        "syscall" => (5.0, 100_000.0),                               // ns
-        "ctxswitch.thread" | "ctxswitch.process" => (0.1, 10_000.0), // µs
+        "syscall" => (5.0, 100_000.0), // ns
+        "ctxswitch.thread" | "ctxswitch.process" | "tlb.4k" | "tlb.thp" => (0.1, 10_000.0), // µs, ns
         "spawn.thread" => (1.0, 100_000.0),
         "spawn.process" => (10.0, 1_000_000.0),
         "fault.4k" => (0.01, 1_000.0),
         "fault.thp" => (1.0, 1_000_000.0),
-        "tlb.4k" | "tlb.thp" => (0.1, 10_000.0),
         "memcpy" | "memcpy.all" | "read.warm" | "read.warm.4k" | "mmap.warm" => (0.05, 10_000.0), // GB/s
         "read.cold" | "mmap.cold" => (0.001, 1_000.0),
         "pread" => (0.1, 1_000_000.0),
