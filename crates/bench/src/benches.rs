@@ -33,8 +33,25 @@ pub fn syscall(clock: &dyn Clock, b: &Budget) -> Option<Summary> {
     })
 }
 
-/// One-byte pipe ping-pong between two threads: µs per round trip (two context switches).
+/// Runs `f` with the calling thread (and what it starts) pinned to one CPU, then restores
+/// its affinity. Context switches are measured on one CPU: across CPUs the figure is mostly
+/// the cost of waking the other CPU (an inter-processor interrupt, expensive in a VM), and
+/// where the scheduler puts the two ends changes it several-fold from run to run.
+fn on_one_cpu<T>(f: impl FnOnce() -> T) -> Result<T, BenchError> {
+    let before = osml_sys::allowed_cpus()?;
+    osml_sys::pin_current_thread(&before[..1])?;
+    let out = f();
+    osml_sys::pin_current_thread(&before)?;
+    Ok(out)
+}
+
+/// One-byte pipe ping-pong between two threads on one CPU: µs per round trip (two context
+/// switches).
 pub fn ctxswitch_thread(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    on_one_cpu(|| ctxswitch_thread_here(clock, b))?
+}
+
+fn ctxswitch_thread_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
     const N: u32 = 20_000;
     // Two pipes: main → echo thread, and back.
     let (mut to_echo_r, mut to_echo_w) = std::io::pipe().map_err(io("pipe"))?;
@@ -61,8 +78,13 @@ pub fn ctxswitch_thread(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>
     Ok(s)
 }
 
-/// The same ping-pong with another process (`cat` echoing its stdin): µs per round trip.
+/// The same ping-pong with another process (`cat` echoing its stdin, started on the same
+/// CPU: a spawned process inherits the caller's affinity): µs per round trip.
 pub fn ctxswitch_process(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    on_one_cpu(|| ctxswitch_process_here(clock, b))?
+}
+
+fn ctxswitch_process_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
     const N: u32 = 10_000;
     let mut child = Command::new("cat")
         .stdin(Stdio::piped())
