@@ -45,6 +45,25 @@ fn on_one_cpu<T>(f: impl FnOnce() -> T) -> Result<T, BenchError> {
     Ok(out)
 }
 
+/// Repetitions of `n` one-byte round trips through an echoing peer: µs per round trip.
+fn round_trips(
+    clock: &dyn Clock,
+    b: &Budget,
+    n: u32,
+    to: &mut impl Write,
+    from: &mut impl Read,
+) -> Option<Summary> {
+    let mut byte = [0u8; 1];
+    repeat(clock, b, || {
+        let t = Instant::now();
+        for _ in 0..n {
+            let _ = to.write_all(&[1]);
+            let _ = from.read_exact(&mut byte);
+        }
+        ns(t) / f64::from(n) / 1e3
+    })
+}
+
 /// One-byte pipe ping-pong between two threads on one CPU: µs per round trip (two context
 /// switches).
 pub fn ctxswitch_thread(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
@@ -64,15 +83,7 @@ fn ctxswitch_thread_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary
             }
         }
     });
-    let mut byte = [0u8; 1];
-    let s = repeat(clock, b, || {
-        let t = Instant::now();
-        for _ in 0..N {
-            let _ = to_echo_w.write_all(&[1]);
-            let _ = back_r.read_exact(&mut byte);
-        }
-        ns(t) / f64::from(N) / 1e3
-    });
+    let s = round_trips(clock, b, N, &mut to_echo_w, &mut back_r);
     drop(to_echo_w); // the echo thread sees end of file and returns
     let _ = echo.join();
     Ok(s)
@@ -97,15 +108,7 @@ fn ctxswitch_process_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summar
             source: std::io::Error::other("missing"),
         });
     };
-    let mut byte = [0u8; 1];
-    let s = repeat(clock, b, || {
-        let t = Instant::now();
-        for _ in 0..N {
-            let _ = w.write_all(&[1]);
-            let _ = r.read_exact(&mut byte);
-        }
-        ns(t) / f64::from(N) / 1e3
-    });
+    let s = round_trips(clock, b, N, &mut w, &mut r);
     drop(w);
     let _ = child.wait();
     Ok(s)
