@@ -237,24 +237,27 @@ fn block_devices<'a>(cx: &Ctx<'a>) -> Result<&'a [osml_host::BlockDevice], Verdi
     }
 }
 
+/// `vda 8192 KiB, vdb 128 KiB`: one value per device, for `observed`.
+fn per_device(
+    devs: &[osml_host::BlockDevice],
+    value: impl Fn(&osml_host::BlockDevice) -> String,
+) -> String {
+    devs.iter()
+        .map(|d| format!("{} {}", d.name, value(d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn readahead(cx: &Ctx<'_>) -> Verdict {
     let devs = match block_devices(cx) {
         Ok(d) => d,
         Err(v) => return v,
     };
-    let observed = devs
-        .iter()
-        .map(|d| {
-            format!(
-                "{} {}",
-                d.name,
-                d.read_ahead_kb
-                    .known()
-                    .map_or_else(|| "?".to_owned(), |k| format!("{k} KiB"))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let observed = per_device(devs, |d| {
+        d.read_ahead_kb
+            .known()
+            .map_or_else(|| "?".to_owned(), |k| format!("{k} KiB"))
+    });
     let Some(min) = cx.profile.readahead_min_kb else {
         return Verdict::new(Status::Info, observed, "any (this profile reads at random)");
     };
@@ -289,17 +292,9 @@ fn io_scheduler(cx: &Ctx<'_>) -> Verdict {
         Ok(d) => d,
         Err(v) => return v,
     };
-    let observed = devs
-        .iter()
-        .map(|d| {
-            format!(
-                "{} {}",
-                d.name,
-                d.scheduler.known().map_or("?", String::as_str)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let observed = per_device(devs, |d| {
+        d.scheduler.known().map_or("?", String::as_str).to_owned()
+    });
     let slow: Vec<&str> = devs
         .iter()
         .filter(|d| d.name.starts_with("nvme") && d.scheduler.known().is_some_and(|s| s == "bfq"))
