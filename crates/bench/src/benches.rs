@@ -67,15 +67,42 @@ fn round_trips(
 /// One-byte pipe ping-pong between two threads on one CPU: µs per round trip (two context
 /// switches).
 pub fn ctxswitch_thread(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
-    on_one_cpu(|| ctxswitch_thread_here(clock, b))?
+    on_one_cpu(|| ctxswitch_thread_here(clock, b, None))?
 }
 
-fn ctxswitch_thread_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+/// The same ping-pong with the two threads pinned to two different CPUs: each hand-over
+/// wakes the other CPU (an inter-processor interrupt, and in a VM often a VM exit), the
+/// price a loader thread pays to wake a training thread on another core.
+pub fn ctxswitch_cross(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    let before = osml_sys::allowed_cpus()?;
+    let [first, second, ..] = before[..] else {
+        return Err(BenchError::Io {
+            what: "a cross-CPU context switch",
+            source: std::io::Error::other(format!(
+                "needs two CPUs, this process may use {}",
+                before.len()
+            )),
+        });
+    };
+    osml_sys::pin_current_thread(&[first])?;
+    let out = ctxswitch_thread_here(clock, b, Some(second));
+    osml_sys::pin_current_thread(&before)?;
+    out
+}
+
+fn ctxswitch_thread_here(
+    clock: &dyn Clock,
+    b: &Budget,
+    echo_cpu: Option<usize>,
+) -> Result<Option<Summary>, BenchError> {
     const N: u32 = 20_000;
     // Two pipes: main → echo thread, and back.
     let (mut to_echo_r, mut to_echo_w) = std::io::pipe().map_err(io("pipe"))?;
     let (mut back_r, mut back_w) = std::io::pipe().map_err(io("pipe"))?;
     let echo = std::thread::spawn(move || {
+        if let Some(cpu) = echo_cpu {
+            let _ = osml_sys::pin_current_thread(&[cpu]);
+        }
         let mut byte = [0u8; 1];
         while to_echo_r.read_exact(&mut byte).is_ok() {
             if back_w.write_all(&byte).is_err() {
@@ -126,15 +153,26 @@ pub fn spawn_thread(clock: &dyn Clock, b: &Budget) -> Option<Summary> {
     })
 }
 
-/// Running `/bin/true` to completion with `std::process::Command` (`posix_spawn`, or fork and
-/// exec, then wait), in µs.
-pub fn spawn_process(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+/// Running `/bin/true` to completion, in µs: with `std::process::Command` as it is
+/// (`posix_spawn(3)`, a `vfork`-style clone that shares the parent's memory until exec) or,
+/// with `fork`, through `fork(2)` + `execve(2)`, which copies the parent's page tables first.
+pub fn spawn_process(
+    clock: &dyn Clock,
+    b: &Budget,
+    fork: bool,
+) -> Result<Option<Summary>, BenchError> {
     const N: u32 = 20;
     let mut failed = None;
     let s = repeat(clock, b, || {
         let t = Instant::now();
         for _ in 0..N {
-            if let Err(e) = Command::new("/bin/true").status() {
+            let mut cmd = Command::new("/bin/true");
+            let status = if fork {
+                osml_sys::fork_exec_status(&mut cmd)
+            } else {
+                cmd.status()
+            };
+            if let Err(e) = status {
                 failed.get_or_insert(e);
             }
         }
@@ -147,6 +185,29 @@ pub fn spawn_process(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, B
         }),
         None => Ok(s),
     }
+}
+
+/// Spawning a task on a tokio multi-thread runtime (one worker per allowed CPU) and awaiting
+/// its result, in µs per task: the unit of work of an async loader.
+pub fn spawn_task(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>, BenchError> {
+    const N: u32 = 10_000;
+    let workers = osml_sys::allowed_cpus().map_or(1, |c| c.len());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .map_err(io("starting a tokio runtime"))?;
+    Ok(repeat(clock, b, || {
+        rt.block_on(async {
+            let t = Instant::now();
+            let handles: Vec<_> = (0..N)
+                .map(|i| tokio::spawn(async move { std::hint::black_box(i) }))
+                .collect();
+            for h in handles {
+                let _ = h.await;
+            }
+            ns(t) / f64::from(N) / 1e3
+        })
+    }))
 }
 
 /// First touch of fresh anonymous memory, 1 byte per 4 KiB: returns (µs per fault, ns per
@@ -359,44 +420,176 @@ pub fn mmap_file(
     }
 }
 
-/// Random 4 KiB `pread(2)` at queue depth 1 from a cold file (`O_DIRECT` when the filesystem
-/// allows it, so every read reaches the device): µs per read.
+/// The scratch file for random reads: with `O_DIRECT` when the filesystem allows it (so every
+/// read reaches the device), else buffered (and then evicted before each repetition).
+fn open_for_random_reads(path: &Path) -> Result<(File, bool), BenchError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_direct())
+        .open(path)
+    {
+        Ok(f) => Ok((f, true)),
+        Err(_) => Ok((
+            File::open(path).map_err(io("opening the scratch file"))?,
+            false,
+        )),
+    }
+}
+
+/// `n` random 4 KiB-aligned offsets below `len` (xorshift64: the same sequence every run).
+fn random_offsets(n: usize, len: usize, seed: &mut u64) -> Vec<u64> {
+    let blocks = (len / 4096).max(1) as u64;
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed % blocks) * 4096
+        })
+        .collect()
+}
+
+/// Random 4 KiB `pread(2)`s, `depth` threads each with one read in flight (queue depth
+/// `depth`): thousands of reads per second, and whether `O_DIRECT` was used.
 pub fn pread_random(
     clock: &dyn Clock,
     b: &Budget,
     path: &Path,
     len: usize,
+    depth: usize,
 ) -> Result<(Option<Summary>, bool), BenchError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    const N: u32 = 2_000;
-    let direct = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_direct())
-        .open(path);
-    let (file, is_direct) = match direct {
-        Ok(f) => (f, true),
-        Err(_) => (
-            File::open(path).map_err(io("opening the scratch file"))?,
-            false,
-        ),
-    };
-    let (mut buf, _) = HugeBuffer::new(4096, false)?;
-    let blocks = (len / 4096) as u64;
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let per_thread = if depth == 1 { 2_000 } else { 256 };
+    let (file, direct) = open_for_random_reads(path)?;
+    let mut bufs = (0..depth)
+        .map(|_| HugeBuffer::new(4096, false).map(|(b, _)| b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut err = None;
     let s = repeat(clock, b, || {
-        if !is_direct {
+        if !direct {
             let _ = osml_sys::evict_from_page_cache(path);
         }
+        let offsets: Vec<Vec<u64>> = (0..depth)
+            .map(|_| random_offsets(per_thread, len, &mut seed))
+            .collect();
         let t = Instant::now();
-        for _ in 0..N {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let _ = file.read_at(buf.as_mut_slice(), (x % blocks) * 4096);
+        let failures: Vec<std::io::Error> = std::thread::scope(|scope| {
+            let file = &file;
+            let workers: Vec<_> = bufs
+                .iter_mut()
+                .zip(&offsets)
+                .map(|(buf, offs)| {
+                    scope.spawn(move || {
+                        for &o in offs {
+                            file.read_exact_at(buf.as_mut_slice(), o)?;
+                        }
+                        Ok::<(), std::io::Error>(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().ok().and_then(Result::err))
+                .collect()
+        });
+        let secs = t.elapsed().as_secs_f64();
+        if let Some(e) = failures.into_iter().next() {
+            err.get_or_insert(e);
         }
-        ns(t) / f64::from(N) / 1e3
+        (depth * per_thread) as f64 / secs / 1e3
     });
-    Ok((s, is_direct))
+    match err {
+        Some(e) => Err(BenchError::Io {
+            what: "pread of the scratch file",
+            source: e,
+        }),
+        None => Ok((s, direct)),
+    }
+}
+
+/// Random 4 KiB reads through `io_uring` with `depth` in flight: thousands of reads per
+/// second, and whether `O_DIRECT` was used.
+pub fn uring_random(
+    clock: &dyn Clock,
+    b: &Budget,
+    path: &Path,
+    len: usize,
+    depth: usize,
+) -> Result<(Option<Summary>, bool), BenchError> {
+    let n = if depth == 1 { 2_000 } else { 8_192 };
+    let (file, direct) = open_for_random_reads(path)?;
+    let mut ring = osml_sys::UringReader::new(depth, 4096)?;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut err = None;
+    let s = repeat(clock, b, || {
+        if !direct {
+            let _ = osml_sys::evict_from_page_cache(path);
+        }
+        let offsets = random_offsets(n, len, &mut seed);
+        let t = Instant::now();
+        if let Err(e) = ring.read_at_offsets(&file, &offsets) {
+            err.get_or_insert(e);
+        }
+        n as f64 / t.elapsed().as_secs_f64() / 1e3
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok((s, direct)),
+    }
+}
+
+/// Random 4 KiB reads of a file evicted from the page cache, buffered: with `pread(2)`, or
+/// (`mmap`) by touching one byte of a random page of a mapping, where each fault may also read
+/// the pages around it. Thousands of reads per second.
+pub fn cold_random(
+    clock: &dyn Clock,
+    b: &Budget,
+    path: &Path,
+    len: usize,
+    mmap: bool,
+) -> Result<Option<Summary>, BenchError> {
+    const N: usize = 1_000;
+    let file = File::open(path).map_err(io("opening the scratch file"))?;
+    let mut buf = vec![0u8; 4096];
+    let mut seed = 0xD1B5_4A32_D192_ED03u64;
+    let mut err = None;
+    let s = repeat(clock, b, || {
+        // Evicted before mapping: the kernel keeps pages that a mapping uses.
+        let _ = osml_sys::evict_from_page_cache(path);
+        let offsets = random_offsets(N, len, &mut seed);
+        let t = Instant::now();
+        if mmap {
+            match MappedFile::open(path) {
+                Ok(m) => {
+                    let bytes = m.bytes();
+                    let sum = offsets.iter().fold(0u8, |s, &o| {
+                        let at = usize::try_from(o).unwrap_or(0);
+                        s.wrapping_add(bytes.get(at).copied().unwrap_or(0))
+                    });
+                    std::hint::black_box(sum);
+                }
+                Err(e) => {
+                    err.get_or_insert(std::io::Error::other(e.to_string()));
+                }
+            }
+        } else {
+            for &o in &offsets {
+                if let Err(e) = file.read_exact_at(&mut buf, o) {
+                    err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        N as f64 / t.elapsed().as_secs_f64() / 1e3
+    });
+    match err {
+        Some(e) => Err(BenchError::Io {
+            what: "pread of the scratch file",
+            source: e,
+        }),
+        None => Ok(s),
+    }
 }
 
 /// `O_DIRECT` for x86-64 and arm64 Linux (rustix exposes it only through its own open).

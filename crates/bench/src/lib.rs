@@ -6,11 +6,13 @@
 //! loader.
 //!
 //! ```no_run
-//! let report = osml_bench::run(&["syscall".to_string()], true, &std::env::temp_dir()).unwrap();
+//! let report = osml_bench::run(&["syscall".to_string()], true, &std::env::temp_dir(), &mut |_, _, _| {})
+//!     .unwrap();
 //! println!("{} ns per syscall", report.results[0].median);
 //! ```
 
 mod benches;
+pub mod conditions;
 pub mod harness;
 pub mod stats;
 
@@ -62,14 +64,29 @@ pub const CATALOG: &[Info] = &[
         what: "one-byte pipe round trip with another process (two context switches)",
     },
     Info {
+        id: "ctxswitch.cross",
+        unit: "µs",
+        what: "one-byte pipe round trip between two threads pinned to two different CPUs",
+    },
+    Info {
         id: "spawn.thread",
         unit: "µs",
         what: "start and join a thread",
     },
     Info {
+        id: "spawn.task",
+        unit: "µs",
+        what: "spawn and await a task on a tokio multi-thread runtime",
+    },
+    Info {
         id: "spawn.process",
         unit: "µs",
-        what: "run /bin/true to completion (posix_spawn or fork+exec, then wait)",
+        what: "run /bin/true to completion with posix_spawn, then wait",
+    },
+    Info {
+        id: "spawn.fork",
+        unit: "µs",
+        what: "run /bin/true to completion with fork + exec, then wait",
     },
     Info {
         id: "fault.4k",
@@ -127,9 +144,34 @@ pub const CATALOG: &[Info] = &[
         what: "mapping and reading a 256 MiB file evicted from the page cache",
     },
     Info {
+        id: "read.cold.random",
+        unit: "kIOPS",
+        what: "random 4 KiB pread of a file evicted from the page cache (buffered)",
+    },
+    Info {
+        id: "mmap.cold.random",
+        unit: "kIOPS",
+        what: "touching random 4 KiB pages of a mapped file evicted from the page cache",
+    },
+    Info {
         id: "pread",
-        unit: "µs",
-        what: "random 4 KiB pread at queue depth 1 (O_DIRECT when allowed)",
+        unit: "kIOPS",
+        what: "random 4 KiB pread, queue depth 1 (O_DIRECT when allowed)",
+    },
+    Info {
+        id: "pread.qd32",
+        unit: "kIOPS",
+        what: "random 4 KiB pread from 32 threads, queue depth 32 (O_DIRECT when allowed)",
+    },
+    Info {
+        id: "io_uring",
+        unit: "kIOPS",
+        what: "random 4 KiB reads through io_uring, queue depth 1 (O_DIRECT when allowed)",
+    },
+    Info {
+        id: "io_uring.qd32",
+        unit: "kIOPS",
+        what: "random 4 KiB reads through io_uring, queue depth 32 (O_DIRECT when allowed)",
     },
 ];
 
@@ -168,20 +210,33 @@ fn meaning(id: &str, median: f64) -> String {
     match id {
         "syscall" => format!("a 12x1024 batch gathered with one read() per sample spends ~{:.1} µs in syscall entry and exit alone", 12.0 * median / 1e3),
         "ctxswitch.thread" | "ctxswitch.process" => format!("handing each batch to another {} and back costs ~{median:.1} µs; at 1,000 batches/s that is {:.1}% of a core", if id.ends_with("thread") { "thread" } else { "process" }, median / 10.0),
+        "ctxswitch.cross" => format!("waking a thread on another CPU and back costs ~{median:.1} µs: hand batches over in bulk, not per sample"),
+        "spawn.task" => format!("an async task costs {median:.2} µs: one per sample is affordable up to ~{:.0} k samples/s per core", 1e3 / median.max(1e-9)),
         "spawn.thread" => format!("starting a loader thread costs {median:.0} µs: start them once, not per epoch"),
-        "spawn.process" => format!("starting a DataLoader-style worker process costs at least {:.2} ms before it imports anything", median / 1e3),
+        "spawn.process" => format!("starting a worker process costs at least {:.2} ms before it imports anything", median / 1e3),
+        "spawn.fork" => format!("forking costs {:.2} ms here and grows with the parent's memory: a DataLoader worker forked from a 10 GiB trainer copies its page tables", median / 1e3),
         "fault.4k" => format!("a fresh 98 KB batch buffer (12x1025 int64) takes 24 faults, ~{:.0} µs: allocate buffers once", 24.0 * median),
         "fault.thp" => format!("with huge pages the same buffer takes one fault of {median:.0} µs"),
         "tlb.4k" | "tlb.thp" => format!("a random token lookup in a large table costs ~{median:.0} ns"),
         "memcpy" | "memcpy.all" => format!("the ceiling for gathering batches: {median:.1} GB/s is {:.0} batches/s of 12x1025 int64", median * 1e9 / 98_400.0),
         "read.warm" | "read.warm.4k" | "mmap.warm" => format!("reading a cached dataset: {median:.1} GB/s"),
         "read.cold" | "mmap.cold" => format!("streaming a dataset from this disk: {median:.2} GB/s, {:.0} M uint16 tokens/s", median * 1e9 / 2.0 / 1e6),
-        "pread" => format!("a random sample read from disk costs {median:.0} µs at queue depth 1: {:.0} reads/s per thread", 1e6 / median.max(1e-9)),
+        "read.cold.random" => format!("random samples from an uncached dataset through the page cache: {:.0} µs each", 1e3 / median.max(1e-9)),
+        "mmap.cold.random" => format!("random samples from an uncached mapped dataset: {:.0} µs each, read-around included", 1e3 / median.max(1e-9)),
+        "pread" | "io_uring" => format!("one random sample read from the device costs {:.0} µs when only one is in flight", 1e3 / median.max(1e-9)),
+        "pread.qd32" => format!("{median:.0} k random samples/s when 32 threads each keep a read in flight"),
+        "io_uring.qd32" => format!("{median:.0} k random samples/s from one thread keeping 32 reads in flight"),
         _ => String::new(),
     }
 }
 
-fn result(info: &Info, s: Summary, extra: BTreeMap<&'static str, f64>) -> BenchResult {
+fn result(
+    info: &Info,
+    s: Summary,
+    extra: BTreeMap<&'static str, f64>,
+    notes: Vec<String>,
+) -> BenchResult {
+    let unreliable: Vec<String> = s.unreliable().into_iter().chain(notes).collect();
     BenchResult {
         id: info.id,
         unit: info.unit,
@@ -192,15 +247,34 @@ fn result(info: &Info, s: Summary, extra: BTreeMap<&'static str, f64>) -> BenchR
         max: s.max,
         samples: s.samples,
         outliers: s.outliers,
-        unreliable: s.unreliable(),
+        unreliable: (!unreliable.is_empty()).then(|| unreliable.join("; ")),
         meaning: meaning(info.id, s.median),
         extra,
     }
 }
 
+/// Benchmarks whose figure is mostly CPU time, and so moves with the CPU's frequency.
+fn cpu_bound(id: &str) -> bool {
+    !(id.starts_with("read")
+        || id.starts_with("mmap")
+        || id.starts_with("pread")
+        || id.starts_with("io_uring"))
+}
+
+/// Whether a benchmark needs the scratch file.
+fn needs_file(id: &str) -> bool {
+    !cpu_bound(id)
+}
+
 /// Runs the benchmarks named in `only` (all when empty); `quick` uses a small budget and small
-/// buffers; scratch files go in `dir` and are removed.
-pub fn run(only: &[String], quick: bool, dir: &Path) -> Result<Report, BenchError> {
+/// buffers; scratch files go in `dir` and are removed. `progress` is called before each
+/// benchmark with its index, the number to run and its id.
+pub fn run(
+    only: &[String],
+    quick: bool,
+    dir: &Path,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Report, BenchError> {
     for id in only {
         if !CATALOG.iter().any(|c| c.id == id) {
             let known: Vec<&str> = CATALOG.iter().map(|c| c.id).collect();
@@ -210,22 +284,32 @@ pub fn run(only: &[String], quick: bool, dir: &Path) -> Result<Report, BenchErro
     let clock = RealClock::default();
     let budget = if quick { Budget::QUICK } else { Budget::NORMAL };
     let mb = |normal: usize| if quick { normal / 8 } else { normal };
-    let wanted = |id: &str| only.is_empty() || only.iter().any(|o| o == id);
+    let wanted: Vec<&Info> = CATALOG
+        .iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c.id))
+        .collect();
     let mut results = Vec::new();
     let mut skipped = Vec::new();
-    let needs_file = CATALOG.iter().any(|c| {
-        wanted(c.id) && (c.id.starts_with("read") || c.id.starts_with("mmap") || c.id == "pread")
-    });
     let file_len = mb(256 << 20);
-    let file = if needs_file {
+    let file = if wanted.iter().any(|c| needs_file(c.id)) {
         Some(benches::scratch_file(dir, file_len)?)
     } else {
         None
     };
-    for info in CATALOG.iter().filter(|c| wanted(c.id)) {
+    let host = osml_host::HostRoot::live();
+    let governor = osml_sys::allowed_cpus()
+        .ok()
+        .and_then(|cpus| conditions::governor_note(&host, &cpus));
+    for (i, info) in wanted.iter().enumerate() {
+        progress(i, wanted.len(), info.id);
+        let before = conditions::Counters::read(&host);
         let outcome = measure(info.id, &clock, &budget, file.as_deref(), file_len, quick);
+        let mut notes = before.notes(&conditions::Counters::read(&host));
+        if cpu_bound(info.id) {
+            notes.extend(governor.clone());
+        }
         match outcome {
-            Ok((Some(s), extra)) => results.push(result(info, s, extra)),
+            Ok((Some(s), extra)) => results.push(result(info, s, extra, notes)),
             Ok((None, _)) => skipped.push((info.id.to_owned(), "no samples".to_owned())),
             Err(e) => skipped.push((info.id.to_owned(), e.to_string())),
         }
@@ -263,8 +347,11 @@ fn measure(
         "syscall" => (benches::syscall(clock, b), none()),
         "ctxswitch.thread" => (benches::ctxswitch_thread(clock, b)?, none()),
         "ctxswitch.process" => (benches::ctxswitch_process(clock, b)?, none()),
+        "ctxswitch.cross" => (benches::ctxswitch_cross(clock, b)?, none()),
+        "spawn.task" => (benches::spawn_task(clock, b)?, none()),
+        "spawn.fork" => (benches::spawn_process(clock, b, true)?, none()),
         "spawn.thread" => (benches::spawn_thread(clock, b), none()),
-        "spawn.process" => (benches::spawn_process(clock, b)?, none()),
+        "spawn.process" => (benches::spawn_process(clock, b, false)?, none()),
         "fault.4k" | "fault.thp" => {
             let (per_fault, per_kib) = benches::first_touch(
                 clock,
@@ -301,8 +388,17 @@ fn measure(
             none(),
         ),
         "mmap.cold" => (benches::mmap_file(clock, b, file()?, true)?, none()),
-        "pread" => {
-            let (s, direct) = benches::pread_random(clock, b, file()?, file_len)?;
+        "read.cold.random" | "mmap.cold.random" => (
+            benches::cold_random(clock, b, file()?, file_len, id.starts_with("mmap"))?,
+            none(),
+        ),
+        "pread" | "pread.qd32" | "io_uring" | "io_uring.qd32" => {
+            let depth = if id.ends_with("qd32") { 32 } else { 1 };
+            let (s, direct) = if id.starts_with("pread") {
+                benches::pread_random(clock, b, file()?, file_len, depth)?
+            } else {
+                benches::uring_random(clock, b, file()?, file_len, depth)?
+            };
             (
                 s,
                 BTreeMap::from([("o_direct", if direct { 1.0 } else { 0.0 })]),

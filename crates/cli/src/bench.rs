@@ -1,16 +1,33 @@
 //! `osml bench`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use osml_bench::{BenchError, Report};
 
 use crate::cli::OsBenchArgs;
 
 pub fn run(a: &OsBenchArgs) -> Result<ExitCode> {
     let dir = a.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let report = match osml_bench::run(&a.only, a.quick, &dir) {
+    // Progress on stderr, only for a person watching a terminal.
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:20} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let outcome = osml_bench::run(&a.only, a.quick, &dir, &mut |i, n, id| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+        bar.set_message(id.to_owned());
+    });
+    bar.finish_and_clear();
+    let report = match outcome {
         Ok(r) => r,
         Err(e @ BenchError::Unknown(..)) => {
             eprintln!("osml: error: {e}");

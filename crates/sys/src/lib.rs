@@ -10,7 +10,10 @@
 //!   `SIGBUS` guard that names the file when it is truncated under the mapping;
 //! - [`HugeBuffer`]: 2 MiB-aligned anonymous memory with `MADV_HUGEPAGE`, optionally `mlock`ed;
 //! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`);
-//! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter.
+//! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter;
+//! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
+//! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
+//!   `posix_spawn(3)`.
 //!
 //! ```
 //! let cpus = osml_sys::allowed_cpus().expect("sched_getaffinity");
@@ -21,6 +24,7 @@ mod buffer;
 mod mmap;
 mod perf;
 mod sigbus;
+mod uring;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +35,7 @@ pub use buffer::{
 pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
 pub use perf::SyscallCounter;
 pub use sigbus::EXIT_FILE_CHANGED;
+pub use uring::UringReader;
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,23 @@ pub fn probe_io_uring() -> Result<(), SysError> {
         })
 }
 
+/// Runs `cmd` to completion with `fork(2)` + `execve(2)` + `wait4(2)`, the way a Python
+/// `multiprocessing` fork start or an old-style launcher does, rather than the
+/// `posix_spawn(3)` (`clone(CLONE_VM | CLONE_VFORK)`) that `std::process::Command` uses when it
+/// can. Giving `Command` a `pre_exec` hook is what makes the standard library fork.
+#[allow(unsafe_code)]
+pub fn fork_exec_status(
+    cmd: &mut std::process::Command,
+) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec; it does nothing, so it allocates
+    // nothing, takes no lock and is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
+    cmd.status()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +143,15 @@ mod tests {
         assert!(usage.total_bytes > 0);
         assert!(usage.used_bytes <= usage.total_bytes);
         assert!(usage.available_bytes <= usage.total_bytes);
+    }
+
+    #[test]
+    fn fork_exec_runs_the_command_and_reports_its_status() {
+        let ok = fork_exec_status(&mut std::process::Command::new("/bin/true")).unwrap();
+        assert!(ok.success());
+        let bad = fork_exec_status(&mut std::process::Command::new("/bin/false")).unwrap();
+        assert_eq!(bad.code(), Some(1));
+        assert!(fork_exec_status(&mut std::process::Command::new("/nonexistent/osml")).is_err());
     }
 
     #[test]
