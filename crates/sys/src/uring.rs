@@ -36,7 +36,7 @@ impl UringReader {
         let depth = depth.max(1);
         let entries = u32::try_from(depth.next_power_of_two()).unwrap_or(4096);
         let ring = IoUring::new(entries).map_err(call("io_uring_setup"))?;
-        let (buf, _) = HugeBuffer::new(depth * block, false)?;
+        let (buf, _) = HugeBuffer::with_pages(depth * block, false, false)?;
         Ok(Self {
             ring,
             buf,
