@@ -40,6 +40,120 @@ pub enum Command {
     /// Each figure is the median of repetitions within a time budget after a warm-up, with a
     /// MAD-based spread and a note when it is unreliable. Exit status: 0, or 2 on a usage error.
     Bench(OsBenchArgs),
+    /// Show the topology: packages, NUMA nodes, L3 domains, cores and the GPUs, NICs and NVMe
+    /// drives under their node, and a GPU/NIC matrix in `nvidia-smi topo -m` words.
+    ///
+    /// Only the CPUs this process may use count (online, affinity, cgroup cpuset). Exit
+    /// status: 0, or 2 when the root cannot be read.
+    Topo(TopoArgs),
+    /// Plan CPU placement for the local ranks of a job: each rank's GPU, NUMA node and CPUs, a
+    /// disjoint set of CPUs for its loader threads, its nearest NIC, and the equivalent
+    /// numactl and taskset commands.
+    ///
+    /// Exit status: 0, or 2 on a usage error (no ranks, a rank out of range, no usable CPU).
+    Affinity(AffinityArgs),
+    /// Run a command bound to CPUs (and optionally a memory policy): `osml run --bind auto --
+    /// python train.py` under torchrun binds each rank next to its GPU.
+    ///
+    /// Sets the CPU affinity and memory policy of this process, sets OMP_NUM_THREADS and
+    /// MKL_NUM_THREADS to the number of CPUs unless they are set, then executes the command in
+    /// place. Exit status: the command's; 2 when the binding is invalid (nothing is run); 126
+    /// when the command cannot be executed, 127 when it is not found.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopoArgs {
+    /// Read the host from this directory or archive (.tar, .tar.gz, .tar.bz2) instead of `/`.
+    #[arg(long, value_name = "DIR|ARCHIVE")]
+    pub root: Option<PathBuf>,
+    /// Print JSON (`packages`, `cores`, `pus`, `numa_nodes`, `devices`, `matrix`…).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Placement modes, as torchrun's `--numa-binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BindMode {
+    /// Every usable CPU of the GPU's NUMA node.
+    Node,
+    /// Every usable CPU of the package (socket) holding the GPU's node.
+    Socket,
+    /// The node's physical cores split evenly between the ranks on that node.
+    Exclusive,
+    /// One L3 cache domain per rank.
+    CoreComplex,
+}
+
+impl From<BindMode> for osml_host::affinity::Mode {
+    fn from(m: BindMode) -> Self {
+        match m {
+            BindMode::Node => Self::Node,
+            BindMode::Socket => Self::Socket,
+            BindMode::Exclusive => Self::Exclusive,
+            BindMode::CoreComplex => Self::CoreComplex,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AffinityArgs {
+    /// Processes (ranks) on this host, as torchrun's --nproc-per-node.
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: usize,
+    /// Show only this local rank.
+    #[arg(long, value_name = "R")]
+    pub local_rank: Option<usize>,
+    /// How wide each rank's CPU set is.
+    #[arg(long, value_enum, default_value = "node")]
+    pub mode: BindMode,
+    /// CPUs to set aside for each rank's loader threads.
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub loader_threads: usize,
+    /// Read the host from this directory or archive instead of `/`.
+    #[arg(long, value_name = "DIR|ARCHIVE")]
+    pub root: Option<PathBuf>,
+    /// Print JSON (`ranks`, each with `local_rank`, `gpu_pci_address`, `numa_node`, `cpus`,
+    /// `loader_cpus`…).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Memory policies for `osml run --mem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MemMode {
+    /// Allocate only on the bound nodes (numactl --membind).
+    Bind,
+    /// Prefer the first bound node, fall back to others (numactl --preferred).
+    Preferred,
+    /// Interleave pages over the bound nodes (numactl --interleave).
+    Interleave,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// `auto` (the plan for LOCAL_RANK of LOCAL_WORLD_SIZE, as torchrun sets them),
+    /// `node:N` (the usable CPUs of node N) or `cpus:LIST` (e.g. `cpus:0-3,8`).
+    #[arg(long, value_name = "auto|node:N|cpus:LIST")]
+    pub bind: String,
+    /// Also set a memory policy over the bound CPUs' nodes (default: the kernel's local
+    /// allocation, which already prefers the node a thread runs on).
+    #[arg(long, value_enum)]
+    pub mem: Option<MemMode>,
+    /// With `--bind auto`: the placement mode.
+    #[arg(long, value_enum, default_value = "node")]
+    pub mode: BindMode,
+    /// Print the binding to stderr before running the command.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

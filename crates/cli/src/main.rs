@@ -11,6 +11,7 @@ mod cli;
 mod data;
 mod doctor;
 mod output;
+mod place;
 
 use std::process::ExitCode;
 
@@ -43,5 +44,8 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Doctor(args) => doctor::run(&args),
         cli::Command::Data { command } => data::run(&command),
         cli::Command::Bench(args) => bench::run(&args),
+        cli::Command::Topo(args) => place::topo(&args),
+        cli::Command::Affinity(args) => place::affinity(&args),
+        cli::Command::Run(args) => place::run(&args),
     }
 }

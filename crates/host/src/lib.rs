@@ -15,11 +15,13 @@
 //! }
 //! ```
 
+pub mod affinity;
 mod cpulist;
 mod fact;
 pub mod parse;
 mod root;
 mod snapshot;
+pub mod topology;
 
 pub use cpulist::CpuList;
 pub use fact::Fact;
@@ -30,6 +32,7 @@ pub use parse::pressure::{Psi, PsiAverages};
 pub use parse::swaps::SwapDevice;
 pub use root::{HostRoot, Recorded};
 pub use snapshot::*;
+pub use topology::Topology;
 
 /// Why a file of the host could not be read.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,6 +11,7 @@
 //! - [`HugeBuffer`]: 2 MiB-aligned anonymous memory with `MADV_HUGEPAGE`, optionally `mlock`ed;
 //! - [`pin_current_thread`] (`sched_setaffinity(2)`) and [`usage`] (`getrusage(2)`);
 //! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter;
+//! - [`set_mempolicy`] and [`get_mempolicy`]: the thread's NUMA memory policy;
 //! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
 //! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
 //!   `posix_spawn(3)`.
@@ -21,6 +22,7 @@
 //! ```
 
 mod buffer;
+mod mempolicy;
 mod mmap;
 mod perf;
 mod sigbus;
@@ -32,6 +34,7 @@ pub use buffer::{
     pin_current_thread, usage, BufferReport, HugeBuffer, HugeSlice, Split, Usage, UsageOf,
     HUGE_PAGE,
 };
+pub use mempolicy::{get_mempolicy, set_mempolicy, MemPolicy};
 pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
 pub use perf::SyscallCounter;
 pub use sigbus::EXIT_FILE_CHANGED;

@@ -1,0 +1,482 @@
+//! `osml topo`, `osml affinity` and `osml run --bind`: where things are, where ranks should go,
+//! and putting a command there.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use osml_host::affinity::{plan, Plan};
+use osml_host::topology::{link, DeviceKind, Topology, LINK_LEGEND};
+use osml_host::{CpuList, HostRoot};
+use serde::Serialize;
+
+use crate::archive;
+use crate::cli::{AffinityArgs, MemMode, RunArgs, TopoArgs};
+
+/// What `osml topo --json` prints: the topology, the matrix and what is missing.
+#[derive(Serialize)]
+struct TopoReport<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    topology: &'a Topology,
+    matrix: Matrix,
+    nvlink: &'static str,
+}
+
+/// GPUs then NICs, and the link between each pair.
+#[derive(Serialize)]
+struct Matrix {
+    labels: Vec<String>,
+    pci_addresses: Vec<String>,
+    links: Vec<Vec<&'static str>>,
+}
+
+const NVLINK_NOTE: &str = "not shown: NVLink is reported by NVML (libnvidia-ml), which osml does not load; the links above are PCIe paths";
+
+fn load(root: Option<&std::path::Path>) -> Result<(Topology, Option<archive::OpenedRoot>)> {
+    let opened = root.map(archive::open_root).transpose()?;
+    let host = match &opened {
+        Some(o) => HostRoot::at(&o.base),
+        None => HostRoot::live(),
+    };
+    Ok((Topology::read(&host), opened))
+}
+
+fn matrix(t: &Topology) -> Matrix {
+    let mut devs = Vec::new();
+    let mut labels = Vec::new();
+    for (kind, prefix) in [(DeviceKind::Gpu, "GPU"), (DeviceKind::Nic, "NIC")] {
+        for (i, d) in t.devices_of(kind).enumerate() {
+            devs.push(d);
+            labels.push(format!("{prefix}{i}"));
+        }
+    }
+    Matrix {
+        labels,
+        pci_addresses: devs.iter().map(|d| d.pci_address.clone()).collect(),
+        links: devs
+            .iter()
+            .map(|a| devs.iter().map(|b| link(a, b).as_str()).collect())
+            .collect(),
+    }
+}
+
+fn cpus(list: &[usize]) -> String {
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.iter().copied().collect::<CpuList>().to_string()
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+fn device_line(d: &osml_host::topology::Device) -> String {
+    let kind = match d.kind {
+        DeviceKind::Gpu => "GPU",
+        DeviceKind::Nic => "NIC",
+        DeviceKind::Nvme => "NVMe",
+        DeviceKind::Other => "PCI",
+    };
+    let mut s = format!(
+        "{kind} {} ({:04x}:{:04x}",
+        d.pci_address, d.vendor, d.device
+    );
+    if let Some(drv) = &d.driver {
+        let _ = write!(s, ", {drv}");
+    }
+    if !d.rdma.is_empty() {
+        let _ = write!(s, ", {}", d.rdma.join(" "));
+    }
+    s.push(')');
+    s
+}
+
+pub fn topo(a: &TopoArgs) -> Result<ExitCode> {
+    let (t, _keep) = load(a.root.as_deref())?;
+    let m = matrix(&t);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let report = TopoReport {
+            schema_version: 1,
+            topology: &t,
+            matrix: m,
+            nvlink: NVLINK_NOTE,
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_topo(&mut out, &t, &m)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_topo(out: &mut impl Write, t: &Topology, m: &Matrix) -> std::io::Result<()> {
+    let smt = t.cores > 0 && t.pus > t.cores;
+    writeln!(
+        out,
+        "Machine: {} package(s), {} NUMA node(s), {} core(s), {} PU(s){}",
+        t.packages,
+        t.numa_nodes.len(),
+        t.cores,
+        t.pus,
+        if smt { " (SMT on)" } else { "" }
+    )?;
+    if !t.restricted_by.is_empty() {
+        writeln!(
+            out,
+            "  usable CPUs {} (restricted by {})",
+            cpus(&t.allowed),
+            t.restricted_by.join(" and ")
+        )?;
+    }
+    let node_line = |n: &osml_host::topology::NodeSet| {
+        let mut s = format!("NUMA node {}", n.id);
+        if let Some(b) = n.memory_bytes {
+            let _ = write!(s, " ({})", gib(b));
+        }
+        if t.numa_assumed {
+            s.push_str(" (no NUMA information: one node assumed)");
+        }
+        s
+    };
+    let devices_on = |node: Option<usize>| -> Vec<String> {
+        t.devices
+            .iter()
+            .filter(|d| d.kind != DeviceKind::Other && d.numa_node == node)
+            .map(device_line)
+            .collect()
+    };
+    for p in &t.package_sets {
+        writeln!(out, "Package {} (CPUs {})", p.id, cpus(&p.cpus))?;
+        for n in t
+            .numa_nodes
+            .iter()
+            .filter(|n| n.packages.first() == Some(&p.id))
+        {
+            writeln!(out, "  {}", node_line(n))?;
+            let cores: Vec<_> = t
+                .core_sets
+                .iter()
+                .filter(|c| c.numa_node == Some(n.id) && c.package == p.id)
+                .collect();
+            let mut by_l3: BTreeMap<Option<usize>, Vec<&osml_host::topology::CoreSet>> =
+                BTreeMap::new();
+            for c in cores {
+                by_l3.entry(c.l3).or_default().push(c);
+            }
+            for (l3, cs) in by_l3 {
+                let pus: Vec<usize> = cs.iter().flat_map(|c| c.pus.iter().copied()).collect();
+                let first: Vec<usize> = cs.iter().filter_map(|c| c.pus.first().copied()).collect();
+                writeln!(
+                    out,
+                    "    {}{} core(s), PUs {} (one per core: {})",
+                    l3.map_or_else(String::new, |i| format!("L3 #{i}: ")),
+                    cs.len(),
+                    cpus(&pus),
+                    cpus(&first)
+                )?;
+            }
+            for d in devices_on(Some(n.id)) {
+                writeln!(out, "    {d}")?;
+            }
+        }
+    }
+    for n in t.numa_nodes.iter().filter(|n| n.cpus.is_empty()) {
+        writeln!(out, "{} (no CPUs: memory only)", node_line(n))?;
+        for d in devices_on(Some(n.id)) {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    let lost = devices_on(None);
+    if !lost.is_empty() {
+        writeln!(out, "Devices without a NUMA node (numa_node -1):")?;
+        for d in lost {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    let others = t
+        .devices
+        .iter()
+        .filter(|d| d.kind == DeviceKind::Other)
+        .count();
+    if others > 0 {
+        writeln!(
+            out,
+            "({others} other PCI device(s) not shown; --json lists them)"
+        )?;
+    }
+    for n in &t.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    if m.labels.is_empty() {
+        writeln!(out, "\nNo GPU or NIC found: no device matrix.")?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    let w = m.labels.iter().map(String::len).max().unwrap_or(4).max(4) + 2;
+    write!(out, "{:w$}", "")?;
+    for l in &m.labels {
+        write!(out, "{l:<w$}")?;
+    }
+    writeln!(out, "CPU Affinity    NUMA Affinity")?;
+    let devs: Vec<_> = [DeviceKind::Gpu, DeviceKind::Nic]
+        .iter()
+        .flat_map(|k| t.devices_of(*k))
+        .collect();
+    for (i, row) in m.links.iter().enumerate() {
+        write!(out, "{:<w$}", m.labels[i])?;
+        for cell in row {
+            write!(out, "{cell:<w$}")?;
+        }
+        let d = devs[i];
+        let (aff, node) = match d.numa_node {
+            Some(n) => (
+                t.numa_nodes
+                    .iter()
+                    .find(|x| x.id == n)
+                    .map_or_else(|| "N/A".to_owned(), |x| cpus(&x.cpus)),
+                n.to_string(),
+            ),
+            None => ("N/A".to_owned(), "N/A".to_owned()),
+        };
+        writeln!(out, "{aff:<16}{node}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "Legend:")?;
+    for (k, v) in LINK_LEGEND {
+        writeln!(out, "  {k:<4} = {v}")?;
+    }
+    writeln!(out)?;
+    for (l, (addr, d)) in m.labels.iter().zip(m.pci_addresses.iter().zip(&devs)) {
+        let names = if d.rdma.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.rdma.join(", "))
+        };
+        writeln!(out, "  {l}: {addr}{names}")?;
+    }
+    writeln!(out, "NVLink: {NVLINK_NOTE}.")?;
+    Ok(())
+}
+
+pub fn affinity(a: &AffinityArgs) -> Result<ExitCode> {
+    if let Some(r) = a.local_rank {
+        if r >= a.nproc_per_node {
+            eprintln!(
+                "osml: error: --local-rank {r} is outside 0..{} (--nproc-per-node {})",
+                a.nproc_per_node, a.nproc_per_node
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let (t, _keep) = load(a.root.as_deref())?;
+    let mut p = match plan(&t, a.nproc_per_node, a.mode.into(), a.loader_threads) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("osml: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(r) = a.local_rank {
+        p.ranks.retain(|x| x.local_rank == r);
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &p)?;
+        writeln!(out)?;
+    } else {
+        write_plan(&mut out, &p)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_plan(out: &mut impl Write, p: &Plan) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} rank(s), mode {}, {} loader CPU(s) per rank",
+        p.nproc_per_node,
+        p.mode.as_str(),
+        p.loader_threads
+    )?;
+    for n in &p.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    for r in &p.ranks {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "rank {}: GPU {}, NUMA node {}",
+            r.local_rank,
+            r.gpu_pci_address.as_deref().unwrap_or("none"),
+            r.numa_node
+                .map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+        )?;
+        writeln!(out, "  cpus         {}", cpus(&r.cpus))?;
+        if let Some(m) = r.main_cpu {
+            writeln!(out, "  main thread  {m}")?;
+        }
+        writeln!(out, "  loader cpus  {}", cpus(&r.loader_cpus))?;
+        if let Some(nic) = &r.nic_pci_address {
+            writeln!(
+                out,
+                "  nic          {nic}{} ({})",
+                if r.nic_rdma.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", r.nic_rdma.join(" "))
+                },
+                r.nic_link.as_deref().unwrap_or("?")
+            )?;
+        }
+        writeln!(out, "  numactl      {}", r.numactl)?;
+        writeln!(out, "  taskset      {}", r.taskset)?;
+        for n in &r.notes {
+            writeln!(out, "  note: {n}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A usage error of `osml run`: printed, exit 2, nothing run.
+fn refuse(msg: &str) -> ExitCode {
+    eprintln!("osml run: error: {msg}");
+    ExitCode::from(2)
+}
+
+fn env_usize(name: &str) -> Result<usize, String> {
+    let v = std::env::var(name).map_err(|_| {
+        format!("--bind auto needs {name} in the environment (torchrun sets it; or use --bind node:N / cpus:LIST)")
+    })?;
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{name}={v:?} is not a number"))
+}
+
+pub fn run(a: &RunArgs) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+
+    let t = Topology::read(&HostRoot::live());
+    let (bind_cpus, nodes): (Vec<usize>, Vec<usize>) = if a.bind == "auto" {
+        let rank = match env_usize("LOCAL_RANK") {
+            Ok(r) => r,
+            Err(e) => return Ok(refuse(&e)),
+        };
+        let world = match env_usize("LOCAL_WORLD_SIZE") {
+            Ok(r) => r,
+            Err(e) => return Ok(refuse(&e)),
+        };
+        if rank >= world {
+            return Ok(refuse(&format!(
+                "LOCAL_RANK {rank} is outside 0..{world} (LOCAL_WORLD_SIZE)"
+            )));
+        }
+        let p = match plan(&t, world, a.mode.into(), 0) {
+            Ok(p) => p,
+            Err(e) => return Ok(refuse(&e.to_string())),
+        };
+        let r = &p.ranks[rank];
+        (r.cpus.clone(), r.numa_node.into_iter().collect())
+    } else if let Some(n) = a.bind.strip_prefix("node:") {
+        let Ok(n) = n.trim().parse::<usize>() else {
+            return Ok(refuse(&format!("--bind node:{n}: not a node number")));
+        };
+        let Some(node) = t.numa_nodes.iter().find(|x| x.id == n) else {
+            let known: Vec<String> = t.numa_nodes.iter().map(|x| x.id.to_string()).collect();
+            return Ok(refuse(&format!(
+                "--bind node:{n}: no such NUMA node here (nodes: {})",
+                known.join(", ")
+            )));
+        };
+        if node.cpus.is_empty() {
+            return Ok(refuse(&format!(
+                "--bind node:{n}: the node has no CPU this process may use (memory only, or outside its cpuset)"
+            )));
+        }
+        (node.cpus.clone(), vec![n])
+    } else if let Some(list) = a.bind.strip_prefix("cpus:") {
+        let wanted = match CpuList::parse(list) {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => return Ok(refuse("--bind cpus: names no CPU")),
+            Err(e) => return Ok(refuse(&format!("--bind cpus:{list}: {e}"))),
+        };
+        let allowed: CpuList = t.allowed.iter().copied().collect();
+        let outside = wanted.difference(&allowed);
+        if !outside.is_empty() {
+            return Ok(refuse(&format!(
+                "--bind cpus:{list}: CPU(s) {outside} are outside the CPUs this process may use ({allowed})"
+            )));
+        }
+        let mut nodes: Vec<usize> = wanted
+            .ids()
+            .iter()
+            .filter_map(|&c| t.node_of_cpu(c))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        (wanted.ids().to_vec(), nodes)
+    } else {
+        return Ok(refuse(&format!(
+            "--bind {}: expected auto, node:N or cpus:LIST",
+            a.bind
+        )));
+    };
+    if bind_cpus.is_empty() {
+        return Ok(refuse("the binding names no CPU"));
+    }
+    if let Err(e) = osml_sys::pin_current_thread(&bind_cpus) {
+        return Ok(refuse(&format!("setting the CPU affinity: {e}")));
+    }
+    if let Some(mode) = a.mem {
+        if nodes.is_empty() {
+            return Ok(refuse("--mem: the bound CPUs belong to no known NUMA node"));
+        }
+        let policy = match mode {
+            MemMode::Bind => osml_sys::MemPolicy::Bind,
+            MemMode::Preferred => osml_sys::MemPolicy::Preferred,
+            MemMode::Interleave => osml_sys::MemPolicy::Interleave,
+        };
+        let nodes = if mode == MemMode::Preferred {
+            &nodes[..1]
+        } else {
+            &nodes[..]
+        };
+        if let Err(e) = osml_sys::set_mempolicy(policy, nodes) {
+            return Ok(refuse(&format!("setting the memory policy: {e}")));
+        }
+    }
+    let n = bind_cpus.len().to_string();
+    let mut cmd = std::process::Command::new(&a.command[0]);
+    cmd.args(&a.command[1..]);
+    for var in ["OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, &n);
+        }
+    }
+    if a.verbose {
+        eprintln!(
+            "osml run: cpus {} ({n}), memory {}",
+            cpus(&bind_cpus),
+            a.mem.map_or_else(
+                || "local allocation".to_owned(),
+                |m| format!("{m:?} on node(s) {}", cpus(&nodes)).to_lowercase()
+            )
+        );
+    }
+    let err = cmd.exec();
+    eprintln!(
+        "osml run: error: cannot run {}: {err}",
+        a.command[0].to_string_lossy()
+    );
+    Ok(ExitCode::from(
+        if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+    ))
+}

@@ -1,0 +1,458 @@
+//! CPU placement for the ranks of a job on one host: each local rank next to its GPU, with a
+//! set of CPUs for its loader threads that no other rank and not its own training thread uses.
+//!
+//! Modes as torchrun's `--numa-binding`: `node` (the CPUs of the GPU's NUMA node), `socket`
+//! (every node of its package), `exclusive` (the node's physical cores split evenly between
+//! the node's ranks, the remainder to the lowest ranks) and `core-complex` (one L3 domain per
+//! rank). Beyond torchrun: CPU-less nodes and `numa_node = -1` are placed on the nearest node
+//! with usable CPUs (by the device's `local_cpulist`, else the SLIT distances, else by rank
+//! order) and said so; cpusets that cut a node are honoured; ranks beyond the GPUs and hosts
+//! without GPUs are spread over the nodes.
+//!
+//! Loader CPUs come from the rank's own slice of its node (its share of the node's cores):
+//! first one hardware thread of each core, then the SMT siblings, never the core of the
+//! training thread (the first core of the slice).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::topology::{link, CoreSet, Device, DeviceKind, Link, Topology};
+use crate::CpuList;
+
+/// How wide each rank's CPU set is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Node,
+    Socket,
+    Exclusive,
+    CoreComplex,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::Socket => "socket",
+            Self::Exclusive => "exclusive",
+            Self::CoreComplex => "core-complex",
+        }
+    }
+}
+
+/// What cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--nproc-per-node must be at least 1")]
+    NoRanks,
+    #[error("local rank {rank} is outside 0..{nproc}")]
+    RankOutOfRange { rank: usize, nproc: usize },
+    #[error("this process may use no CPU (the topology shows none usable)")]
+    NoCpus,
+}
+
+/// The placement of one local rank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RankPlan {
+    pub local_rank: usize,
+    pub gpu_pci_address: Option<String>,
+    /// The node whose CPUs and memory the rank uses.
+    pub numa_node: Option<usize>,
+    /// CPUs of the training process.
+    pub cpus: Vec<usize>,
+    /// The CPU for the training thread itself (the first of its slice).
+    pub main_cpu: Option<usize>,
+    /// CPUs for its loader threads: disjoint across ranks, never the training thread's core.
+    pub loader_cpus: Vec<usize>,
+    /// The nearest NIC (PCI address) and how it connects to the GPU.
+    pub nic_pci_address: Option<String>,
+    pub nic_rdma: Vec<String>,
+    pub nic_link: Option<String>,
+    /// `numactl` and `taskset` commands with the same effect.
+    pub numactl: String,
+    pub taskset: String,
+    /// Why the placement is not the obvious one.
+    pub notes: Vec<String>,
+}
+
+/// The plan for every local rank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub mode: Mode,
+    pub nproc_per_node: usize,
+    pub loader_threads: usize,
+    pub ranks: Vec<RankPlan>,
+    pub notes: Vec<String>,
+}
+
+fn list(cpus: &[usize]) -> String {
+    cpus.iter().copied().collect::<CpuList>().to_string()
+}
+
+/// Nodes with usable CPUs, ascending.
+fn cpu_nodes(t: &Topology) -> Vec<usize> {
+    t.numa_nodes
+        .iter()
+        .filter(|n| !n.cpus.is_empty())
+        .map(|n| n.id)
+        .collect()
+}
+
+/// The node with usable CPUs nearest to `node` by SLIT distance, if distances are known.
+fn nearest_cpu_node(t: &Topology, node: usize) -> Option<usize> {
+    let d = t
+        .numa_nodes
+        .iter()
+        .find(|n| n.id == node)?
+        .distances
+        .as_ref()?;
+    cpu_nodes(t)
+        .into_iter()
+        .filter_map(|c| d.get(&c).map(|&dist| (dist, c)))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Where a GPU's rank goes: its node if it has usable CPUs; otherwise what can be inferred.
+fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<usize> {
+    let nodes = cpu_nodes(t);
+    match d.numa_node {
+        Some(n) if nodes.contains(&n) => return Some(n),
+        Some(n) => {
+            if let Some(near) = nearest_cpu_node(t, n) {
+                notes.push(format!(
+                    "{} is on node {n}, which has no CPUs this process may use: nearest node {near} by distance",
+                    d.pci_address
+                ));
+                return Some(near);
+            }
+        }
+        None => {}
+    }
+    // Devices behind one host bridge hang off one root complex, so one node.
+    if let Some(hb) = &d.host_bridge {
+        let mut peers: Vec<usize> = t
+            .devices
+            .iter()
+            .filter(|o| o.host_bridge.as_ref() == Some(hb))
+            .filter_map(|o| o.numa_node)
+            .filter(|n| nodes.contains(n))
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        if let [n] = peers[..] {
+            if nodes.len() > 1 {
+                notes.push(format!(
+                    "{} has no NUMA node (numa_node -1); the other devices of its host bridge {hb} are on node {n} (torchrun would assume node 0)",
+                    d.pci_address
+                ));
+            }
+            return Some(n);
+        }
+    }
+    // local_cpulist, when it names a proper subset of the CPUs, says where the device is.
+    if let Some(local) = &d.local_cpus {
+        let mut votes: BTreeMap<usize, usize> = BTreeMap::new();
+        for &c in local {
+            if let Some(n) = t.node_of_cpu(c) {
+                *votes.entry(n).or_default() += 1;
+            }
+        }
+        if votes.len() == 1 || (votes.len() < nodes.len() && !votes.is_empty()) {
+            if let Some((&n, _)) = votes.iter().max_by_key(|(_, v)| **v) {
+                if nodes.len() > 1 {
+                    notes.push(format!(
+                        "{} has no NUMA node (numa_node -1); its local_cpulist puts it on node {n} (torchrun would assume node 0)",
+                        d.pci_address
+                    ));
+                }
+                return Some(n);
+            }
+        }
+    }
+    if nodes.len() == 1 {
+        return nodes.first().copied();
+    }
+    None
+}
+
+/// A rank's slice of its node: the node's cores split evenly between the ranks placed on it,
+/// the remainder to the lowest.
+fn slice<'a>(cores: &[&'a CoreSet], index: usize, count: usize) -> Vec<&'a CoreSet> {
+    if count == 0 || cores.is_empty() {
+        return Vec::new();
+    }
+    if cores.len() < count {
+        // More ranks than cores: ranks share cores round-robin.
+        return vec![cores[index % cores.len()]];
+    }
+    let base = cores.len() / count;
+    let extra = cores.len() % count;
+    let start = index * base + index.min(extra);
+    let len = base + usize::from(index < extra);
+    cores[start..start + len].to_vec()
+}
+
+fn pus_of(cores: &[&CoreSet]) -> Vec<usize> {
+    let mut v: Vec<usize> = cores.iter().flat_map(|c| c.pus.iter().copied()).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Loader CPUs from a slice: one thread per core first (skipping the training core), then
+/// siblings.
+fn loader_cpus(slice: &[&CoreSet], k: usize) -> Vec<usize> {
+    let rest = slice.get(1..).unwrap_or(&[]);
+    let depth = rest.iter().map(|c| c.pus.len()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for level in 0..depth {
+        for c in rest {
+            if out.len() == k {
+                return out;
+            }
+            if let Some(&p) = c.pus.get(level) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Plans `nproc` local ranks; `loader_threads` CPUs of loader threads each.
+pub fn plan(
+    t: &Topology,
+    nproc: usize,
+    mode: Mode,
+    loader_threads: usize,
+) -> Result<Plan, PlanError> {
+    if nproc == 0 {
+        return Err(PlanError::NoRanks);
+    }
+    if t.allowed.is_empty() {
+        return Err(PlanError::NoCpus);
+    }
+    let mut notes = Vec::new();
+    let gpus: Vec<&Device> = t.devices_of(DeviceKind::Gpu).collect();
+    let nics: Vec<&Device> = t.devices_of(DeviceKind::Nic).collect();
+    let nodes = cpu_nodes(t);
+    if gpus.is_empty() {
+        notes.push(format!(
+            "no GPU found: {nproc} rank(s) spread over {} node(s) with CPUs",
+            nodes.len()
+        ));
+    } else if nproc > gpus.len() {
+        notes.push(format!(
+            "{nproc} ranks for {} GPU(s): ranks {}..{} get no GPU and are spread over the nodes",
+            gpus.len(),
+            gpus.len(),
+            nproc - 1
+        ));
+    }
+
+    // 1. A node (and GPU) per rank.
+    let mut placed: Vec<(Option<&Device>, Option<usize>, Vec<String>)> = Vec::new();
+    let mut gpu_less = 0usize;
+    let gpu_less_total = nproc.saturating_sub(gpus.len());
+    for r in 0..nproc {
+        let mut rn = Vec::new();
+        if let Some(&g) = gpus.get(r) {
+            let node = node_for_device(t, g, &mut rn);
+            placed.push((Some(g), node, rn));
+        } else {
+            // Spread in blocks: ranks next to each other share a node.
+            let i = gpu_less * nodes.len() / gpu_less_total.max(1);
+            gpu_less += 1;
+            placed.push((None, nodes.get(i).copied(), rn));
+        }
+    }
+    // GPUs whose node could not be told: each to the node with the fewest ranks so far.
+    for r in 0..nproc {
+        if placed[r].1.is_some() {
+            continue;
+        }
+        let n = nodes
+            .iter()
+            .min_by_key(|&&n| (placed.iter().filter(|p| p.1 == Some(n)).count(), n))
+            .copied();
+        if let (Some(g), Some(n)) = (placed[r].0, n) {
+            placed[r].2.push(format!(
+                "{} has no NUMA node, and neither its host bridge nor its local_cpulist tells: placed on node {n}, the one with the fewest ranks (torchrun would assume node 0)",
+                g.pci_address
+            ));
+        }
+        placed[r].1 = n;
+    }
+
+    // 2. Slices: per node, its cores split between the ranks on it.
+    let mut on_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (r, p) in placed.iter().enumerate() {
+        if let Some(n) = p.1 {
+            on_node.entry(n).or_default().push(r);
+        }
+    }
+    let cores_of = |n: usize| -> Vec<&CoreSet> {
+        t.core_sets
+            .iter()
+            .filter(|c| c.numa_node == Some(n))
+            .collect()
+    };
+    let mut nic_use: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ranks = Vec::new();
+    for (r, (gpu, node, mut rnotes)) in placed.into_iter().enumerate() {
+        let (slice_cores, peers_index, peers) = match node {
+            Some(n) => {
+                let peers = &on_node[&n];
+                let i = peers.iter().position(|&x| x == r).unwrap_or(0);
+                (slice(&cores_of(n), i, peers.len()), i, peers.len())
+            }
+            None => (Vec::new(), 0, 1),
+        };
+        let cpus: Vec<usize> = match (mode, node) {
+            (_, None) => t.allowed.clone(),
+            (Mode::Node, Some(n)) => t
+                .numa_nodes
+                .iter()
+                .find(|x| x.id == n)
+                .map(|x| x.cpus.clone())
+                .unwrap_or_default(),
+            (Mode::Socket, Some(n)) => {
+                let pkgs = t
+                    .numa_nodes
+                    .iter()
+                    .find(|x| x.id == n)
+                    .map(|x| x.packages.clone())
+                    .unwrap_or_default();
+                let mut v: Vec<usize> = t
+                    .package_sets
+                    .iter()
+                    .filter(|p| pkgs.contains(&p.id))
+                    .flat_map(|p| p.cpus.iter().copied())
+                    .collect();
+                v.sort_unstable();
+                v
+            }
+            (Mode::Exclusive, Some(_)) => pus_of(&slice_cores),
+            (Mode::CoreComplex, Some(n)) => {
+                // The node's L3 domains, one per rank in order (shared when fewer).
+                let mut domains: Vec<usize> = cores_of(n).iter().filter_map(|c| c.l3).collect();
+                domains.dedup();
+                if domains.is_empty() {
+                    rnotes.push(format!(
+                        "node {n} reports no L3 cache domains: exclusive cores instead"
+                    ));
+                    pus_of(&slice_cores)
+                } else {
+                    let d = domains[peers_index % domains.len()];
+                    if peers > domains.len() {
+                        rnotes.push(format!(
+                            "{peers} ranks on node {n} share its {} L3 domain(s)",
+                            domains.len()
+                        ));
+                    }
+                    t.l3_domains[d].cpus.clone()
+                }
+            }
+        };
+        let main_cpu = slice_cores.first().and_then(|c| c.pus.first().copied());
+        let loaders = loader_cpus(&slice_cores, loader_threads);
+        if loaders.len() < loader_threads {
+            rnotes.push(format!(
+                "{} loader CPU(s) of {loader_threads} asked: its slice of the node has {} core(s), one kept for the training thread",
+                loaders.len(),
+                slice_cores.len()
+            ));
+        }
+        // 3. The nearest NIC, spreading ranks over equally near ones.
+        let nic = nics
+            .iter()
+            .min_by_key(|nic| {
+                let l = match gpu {
+                    Some(g) => link(g, nic),
+                    None if nic.numa_node.is_some() && nic.numa_node == node => Link::Node,
+                    None => Link::Sys,
+                };
+                (
+                    l,
+                    nic_use.get(nic.pci_address.as_str()).copied().unwrap_or(0),
+                    nic.rdma.is_empty(),
+                    nic.pci_address.clone(),
+                )
+            })
+            .copied();
+        if let Some(n) = nic {
+            *nic_use.entry(n.pci_address.as_str()).or_default() += 1;
+        }
+        let cpu_text = list(&cpus);
+        ranks.push(RankPlan {
+            local_rank: r,
+            gpu_pci_address: gpu.map(|g| g.pci_address.clone()),
+            numa_node: node,
+            numactl: match node {
+                Some(n) => format!("numactl --physcpubind={cpu_text} --membind={n}"),
+                None => format!("numactl --physcpubind={cpu_text}"),
+            },
+            taskset: format!("taskset -c {cpu_text}"),
+            cpus,
+            main_cpu,
+            loader_cpus: loaders,
+            nic_link: nic.map(|n| {
+                match gpu {
+                    Some(g) => link(g, n),
+                    None if n.numa_node.is_some() && n.numa_node == node => Link::Node,
+                    None => Link::Sys,
+                }
+                .as_str()
+                .to_owned()
+            }),
+            nic_pci_address: nic.map(|n| n.pci_address.clone()),
+            nic_rdma: nic.map(|n| n.rdma.clone()).unwrap_or_default(),
+            notes: rnotes,
+        });
+    }
+    Ok(Plan {
+        mode,
+        nproc_per_node: nproc,
+        loader_threads,
+        ranks,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(pus: &[usize]) -> CoreSet {
+        CoreSet {
+            package: 0,
+            core_id: None,
+            pus: pus.to_vec(),
+            numa_node: Some(0),
+            l3: None,
+        }
+    }
+
+    #[test]
+    fn slices_split_evenly_with_the_remainder_first() {
+        let cores: Vec<CoreSet> = (0..10).map(|i| core(&[i])).collect();
+        let refs: Vec<&CoreSet> = cores.iter().collect();
+        let sizes: Vec<usize> = (0..4).map(|i| slice(&refs, i, 4).len()).collect();
+        assert_eq!(sizes, [3, 3, 2, 2]);
+        let all: Vec<usize> = (0..4).flat_map(|i| pus_of(&slice(&refs, i, 4))).collect();
+        assert_eq!(
+            all,
+            (0..10).collect::<Vec<_>>(),
+            "every core once, in order"
+        );
+    }
+
+    #[test]
+    fn loader_cpus_take_cores_before_siblings_and_skip_the_main_core() {
+        let cores = [core(&[0, 8]), core(&[1, 9]), core(&[2, 10])];
+        let refs: Vec<&CoreSet> = cores.iter().collect();
+        assert_eq!(loader_cpus(&refs, 3), [1, 2, 9]);
+        assert_eq!(loader_cpus(&refs, 10), [1, 2, 9, 10]);
+        assert!(loader_cpus(&refs[..1], 2).is_empty());
+    }
+}

@@ -1,0 +1,483 @@
+//! [`Topology`]: where the CPUs, memory and devices of a host sit relative to each other, as
+//! far as this process is concerned.
+//!
+//! Built from a [`HostSnapshot`] plus the L3 cache domains (`cache/index*/shared_cpu_list`).
+//! Only the CPUs this process may use count: online, present in sysfs, in its affinity mask
+//! and in its cgroup cpuset. NUMA nodes without CPUs (GPU or CXL memory) are kept. Devices
+//! carry their NUMA node and the bridge path to their host bridge, from which [`link`] derives
+//! the `nvidia-smi topo -m` words.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::{CpuList, HostRoot, HostSnapshot, PciDevice, PciKind};
+
+/// One package (socket): its id and its usable CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageSet {
+    pub id: usize,
+    pub cpus: Vec<usize>,
+}
+
+/// One core: its package, `core_id`, and its usable hardware threads, lowest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoreSet {
+    pub package: usize,
+    pub core_id: Option<usize>,
+    pub pus: Vec<usize>,
+    /// The NUMA node of its first PU.
+    pub numa_node: Option<usize>,
+    /// Index into [`Topology::l3_domains`].
+    pub l3: Option<usize>,
+}
+
+/// A NUMA node: its usable CPUs (empty for memory-only nodes) and memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSet {
+    pub id: usize,
+    pub cpus: Vec<usize>,
+    pub memory_bytes: Option<u64>,
+    /// SLIT distances to other nodes (node id → distance), when the kernel gives them.
+    pub distances: Option<BTreeMap<usize, u32>>,
+    /// The packages its CPUs belong to.
+    pub packages: Vec<usize>,
+}
+
+/// The CPUs that share one L3 cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheDomain {
+    pub cpus: Vec<usize>,
+}
+
+/// What a device is, as `osml topo` groups them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Gpu,
+    Nic,
+    Nvme,
+    Other,
+}
+
+/// A PCI device placed in the topology.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    pub kind: DeviceKind,
+    pub pci_address: String,
+    /// `None` when the firmware does not say (`numa_node` is -1) or it is unreadable.
+    pub numa_node: Option<usize>,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u32,
+    pub driver: Option<String>,
+    /// RDMA devices (`mlx5_0`) on this function.
+    pub rdma: Vec<String>,
+    /// Bridges from the host bridge down, outermost first.
+    pub bridges: Vec<String>,
+    pub host_bridge: Option<String>,
+    /// `local_cpulist`: the CPUs the firmware calls near, when readable.
+    pub local_cpus: Option<Vec<usize>>,
+}
+
+/// The topology this process sees.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topology {
+    /// Usable packages, cores and hardware threads (PUs).
+    pub packages: usize,
+    pub cores: usize,
+    pub pus: usize,
+    /// The usable CPUs.
+    pub allowed: Vec<usize>,
+    /// What restricts them below the online CPUs: `affinity`, `cgroup cpuset`; empty if nothing.
+    pub restricted_by: Vec<String>,
+    pub package_sets: Vec<PackageSet>,
+    pub numa_nodes: Vec<NodeSet>,
+    /// `true` when the host has no NUMA information and one node was assumed.
+    pub numa_assumed: bool,
+    pub l3_domains: Vec<CacheDomain>,
+    pub core_sets: Vec<CoreSet>,
+    /// GPUs, NICs, NVMe drives and other endpoints (bridges left out), in PCI order.
+    pub devices: Vec<Device>,
+    /// Why a part of the topology is unknown (e.g. no PCI devices readable).
+    pub notes: Vec<String>,
+}
+
+/// How two devices are connected, in `nvidia-smi topo -m` words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Link {
+    /// The same device.
+    X,
+    /// At most one PCIe bridge (or switch) between them.
+    Pix,
+    /// Several PCIe bridges, without the host bridge.
+    Pxb,
+    /// Through a PCIe host bridge (the CPU).
+    Phb,
+    /// Different host bridges in one NUMA node.
+    Node,
+    /// Across the interconnect between NUMA nodes (or a node unknown).
+    Sys,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::X => "X",
+            Self::Pix => "PIX",
+            Self::Pxb => "PXB",
+            Self::Phb => "PHB",
+            Self::Node => "NODE",
+            Self::Sys => "SYS",
+        }
+    }
+}
+
+/// The legend that `osml topo` prints under its matrix.
+pub const LINK_LEGEND: &[(&str, &str)] = &[
+    ("X", "self"),
+    (
+        "SYS",
+        "PCIe and the interconnect between NUMA nodes (e.g. QPI/UPI), or a node unknown",
+    ),
+    (
+        "NODE",
+        "PCIe and the interconnect between host bridges within a NUMA node",
+    ),
+    ("PHB", "PCIe and a PCIe host bridge (typically the CPU)"),
+    ("PXB", "several PCIe bridges, without a PCIe host bridge"),
+    ("PIX", "at most one PCIe bridge"),
+];
+
+/// How `a` and `b` are connected, from their bridge paths, host bridges and NUMA nodes. A
+/// switch shows as an upstream bridge with one downstream bridge per port, so two devices on
+/// ports of one switch (each one bridge below the shared upstream one) are `PIX`; deeper
+/// paths below the shared bridge are `PXB`.
+pub fn link(a: &Device, b: &Device) -> Link {
+    if a.pci_address == b.pci_address {
+        return Link::X;
+    }
+    let same_host = a.host_bridge.is_some() && a.host_bridge == b.host_bridge;
+    if same_host {
+        let common = a
+            .bridges
+            .iter()
+            .zip(&b.bridges)
+            .take_while(|(x, y)| x == y)
+            .count();
+        if common > 0 {
+            let below = (a.bridges.len() - common).max(b.bridges.len() - common);
+            return if below <= 1 { Link::Pix } else { Link::Pxb };
+        }
+        return Link::Phb;
+    }
+    match (a.numa_node, b.numa_node) {
+        (Some(x), Some(y)) if x == y => Link::Node,
+        _ => Link::Sys,
+    }
+}
+
+fn device_kind(d: &PciDevice) -> Option<DeviceKind> {
+    Some(match d.kind {
+        PciKind::Gpu => DeviceKind::Gpu,
+        PciKind::Nic => DeviceKind::Nic,
+        PciKind::Nvme => DeviceKind::Nvme,
+        PciKind::Bridge => return None,
+        PciKind::Nvswitch | PciKind::Other => DeviceKind::Other,
+    })
+}
+
+/// The L3 domains of `cpus`: distinct `shared_cpu_list`s of each CPU's level-3 cache.
+fn l3_lists(root: &HostRoot, cpus: &[usize]) -> BTreeMap<usize, CpuList> {
+    let mut out = BTreeMap::new();
+    for &cpu in cpus {
+        let base = format!("/sys/devices/system/cpu/cpu{cpu}/cache");
+        let Ok(entries) = root.list(&base) else {
+            continue;
+        };
+        for e in entries.iter().filter(|e| e.starts_with("index")) {
+            let level = root.read_trimmed(&format!("{base}/{e}/level"));
+            if level.ok().as_deref() != Some("3") {
+                continue;
+            }
+            if let Ok(list) = root
+                .read(&format!("{base}/{e}/shared_cpu_list"))
+                .map_err(|_| ())
+                .and_then(|t| CpuList::parse(&t).map_err(|_| ()))
+            {
+                out.insert(cpu, list);
+            }
+        }
+    }
+    out
+}
+
+impl Topology {
+    /// Reads the host behind `root` (gathering a snapshot).
+    pub fn read(root: &HostRoot) -> Self {
+        Self::from_snapshot(root, &HostSnapshot::gather(root))
+    }
+
+    /// Builds the topology from a snapshot; `root` is read again only for L3 caches.
+    pub fn from_snapshot(root: &HostRoot, snap: &HostSnapshot) -> Self {
+        let mut notes = Vec::new();
+        let topo = snap.cpu.topology.known().cloned().unwrap_or_default();
+        if let Some(why) = snap.cpu.topology.reason() {
+            notes.push(format!("CPU topology unknown: {why}"));
+        }
+        // CPUs with topology: a dump may list CPUs as online whose directories are missing.
+        let present: CpuList = topo
+            .iter()
+            .filter(|c| c.package.is_some())
+            .map(|c| c.cpu)
+            .collect();
+        let mut allowed = present.clone();
+        let mut restricted_by = Vec::new();
+        if let Some(a) = snap.cpu.allowed.known() {
+            let next = allowed.intersection(a);
+            if next != allowed {
+                restricted_by.push("affinity".to_owned());
+            }
+            allowed = next;
+        }
+        if let Some(c) = snap.cgroup.cpuset.known().and_then(|s| s.cpus.known()) {
+            let next = allowed.intersection(c);
+            if next != allowed {
+                restricted_by.push("cgroup cpuset".to_owned());
+            }
+            allowed = next;
+        }
+        let allowed_ids = allowed.ids().to_vec();
+
+        // NUMA nodes, each with its usable CPUs; one assumed node when sysfs has none.
+        let (mut numa_nodes, numa_assumed) =
+            match snap.numa.known() {
+                Some(nodes) if !nodes.is_empty() => (
+                    nodes
+                        .iter()
+                        .map(|n| NodeSet {
+                            id: n.id,
+                            cpus: n.cpus.intersection(&allowed).ids().to_vec(),
+                            memory_bytes: n.memory_bytes.known().copied(),
+                            // The kernel lists distances in node order.
+                            distances: n.distances.known().filter(|d| d.len() == nodes.len()).map(
+                                |d| nodes.iter().map(|m| m.id).zip(d.iter().copied()).collect(),
+                            ),
+                            packages: Vec::new(),
+                        })
+                        .collect::<Vec<_>>(),
+                    false,
+                ),
+                _ => (
+                    vec![NodeSet {
+                        id: 0,
+                        cpus: allowed_ids.clone(),
+                        memory_bytes: snap.memory.total_bytes.known().copied(),
+                        distances: None,
+                        packages: Vec::new(),
+                    }],
+                    true,
+                ),
+            };
+        // Nodes the cgroup forbids allocating from are not this process's to use.
+        if let Some(mems) = snap.cgroup.cpuset.known().and_then(|s| s.mems.known()) {
+            if !mems.is_empty() && !numa_assumed {
+                numa_nodes.retain(|n| mems.contains(n.id));
+            }
+        }
+        let node_of: BTreeMap<usize, usize> = numa_nodes
+            .iter()
+            .flat_map(|n| n.cpus.iter().map(move |&c| (c, n.id)))
+            .collect();
+
+        let l3 = l3_lists(root, &allowed_ids);
+        let mut l3_domains: Vec<CacheDomain> = Vec::new();
+        let mut l3_index: BTreeMap<usize, usize> = BTreeMap::new();
+        for (&cpu, list) in &l3 {
+            let cpus = list.intersection(&allowed).ids().to_vec();
+            let i = match l3_domains.iter().position(|d| d.cpus == cpus) {
+                Some(i) => i,
+                None => {
+                    l3_domains.push(CacheDomain { cpus });
+                    l3_domains.len() - 1
+                }
+            };
+            l3_index.insert(cpu, i);
+        }
+
+        // Cores: sets of hardware-thread siblings (core_id repeats across dies of a package).
+        let mut cores: BTreeMap<(usize, Vec<usize>), Option<usize>> = BTreeMap::new();
+        let mut packages: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for c in topo.iter().filter(|c| allowed.contains(c.cpu)) {
+            let Some(package) = c.package else { continue };
+            let siblings = c
+                .siblings
+                .as_ref()
+                .map_or_else(|| vec![c.cpu], |s| s.intersection(&allowed).ids().to_vec());
+            cores.entry((package, siblings)).or_insert(c.core);
+            packages.entry(package).or_default().push(c.cpu);
+        }
+        let mut core_sets: Vec<CoreSet> = cores
+            .into_iter()
+            .map(|((package, pus), core_id)| CoreSet {
+                package,
+                core_id,
+                numa_node: pus.first().and_then(|p| node_of.get(p).copied()),
+                l3: pus.first().and_then(|p| l3_index.get(p).copied()),
+                pus,
+            })
+            .collect();
+        core_sets.sort_by_key(|c| c.pus.first().copied());
+        for n in &mut numa_nodes {
+            let p: BTreeSet<usize> = core_sets
+                .iter()
+                .filter(|c| c.numa_node == Some(n.id))
+                .map(|c| c.package)
+                .collect();
+            n.packages = p.into_iter().collect();
+        }
+
+        let rdma: Vec<(String, String)> = snap
+            .rdma
+            .ports
+            .known()
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| Some((p.pci_address.clone()?, p.device.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let devices = match snap.pci_devices.known() {
+            Some(list) => {
+                let mut v: Vec<Device> = list
+                    .iter()
+                    .filter_map(|d| {
+                        let kind = device_kind(d)?;
+                        let mut names: Vec<String> = rdma
+                            .iter()
+                            .filter(|(a, _)| *a == d.address)
+                            .map(|(_, n)| n.clone())
+                            .collect();
+                        names.dedup();
+                        Some(Device {
+                            kind,
+                            pci_address: d.address.clone(),
+                            numa_node: d.numa_node.known().and_then(|&n| usize::try_from(n).ok()),
+                            vendor: d.vendor,
+                            device: d.device,
+                            class: d.class,
+                            driver: d.driver.clone(),
+                            rdma: names,
+                            bridges: d.bridges.clone(),
+                            host_bridge: d.host_bridge.clone(),
+                            local_cpus: d.local_cpus.known().map(|l| l.ids().to_vec()),
+                        })
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
+                v
+            }
+            None => {
+                if let Some(why) = snap.pci_devices.reason() {
+                    notes.push(format!("PCI devices unknown: {why}"));
+                }
+                Vec::new()
+            }
+        };
+
+        Self {
+            packages: packages.len(),
+            cores: core_sets.len(),
+            pus: allowed_ids.len(),
+            allowed: allowed_ids,
+            restricted_by,
+            package_sets: packages
+                .into_iter()
+                .map(|(id, cpus)| PackageSet { id, cpus })
+                .collect(),
+            numa_nodes,
+            numa_assumed,
+            l3_domains,
+            core_sets,
+            devices,
+            notes,
+        }
+    }
+
+    /// Devices of one kind, in PCI order.
+    pub fn devices_of(&self, kind: DeviceKind) -> impl Iterator<Item = &Device> {
+        self.devices.iter().filter(move |d| d.kind == kind)
+    }
+
+    /// The NUMA node of a CPU.
+    pub fn node_of_cpu(&self, cpu: usize) -> Option<usize> {
+        self.numa_nodes
+            .iter()
+            .find(|n| n.cpus.contains(&cpu))
+            .map(|n| n.id)
+    }
+}
+
+/// The CPUs of a device's NUMA node (usable ones), or `None` if its node is unknown or has no
+/// usable CPUs.
+pub fn device_cpus<'a>(t: &'a Topology, d: &Device) -> Option<&'a [usize]> {
+    let n = d.numa_node?;
+    t.numa_nodes
+        .iter()
+        .find(|x| x.id == n)
+        .map(|x| x.cpus.as_slice())
+        .filter(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(addr: &str, host: &str, bridges: &[&str], node: Option<usize>) -> Device {
+        Device {
+            kind: DeviceKind::Gpu,
+            pci_address: addr.to_owned(),
+            numa_node: node,
+            vendor: 0x10de,
+            device: 0,
+            class: 0x030200,
+            driver: None,
+            rdma: Vec::new(),
+            bridges: bridges.iter().map(|s| (*s).to_owned()).collect(),
+            host_bridge: Some(host.to_owned()),
+            local_cpus: None,
+        }
+    }
+
+    #[test]
+    fn links_follow_the_bridge_paths() {
+        // Root port r, switch upstream u, downstream ports d1, d2; a second host bridge.
+        let g0 = dev("0000:03:00.0", "pci0000:00", &["r", "u", "d1"], Some(0));
+        let g1 = dev("0000:04:00.0", "pci0000:00", &["r", "u", "d2"], Some(0));
+        let deep = dev(
+            "0000:05:00.0",
+            "pci0000:00",
+            &["r", "u", "d2", "u2", "d3"],
+            Some(0),
+        );
+        let direct = dev("0000:06:00.0", "pci0000:00", &["r2"], Some(0));
+        let other_host = dev("0000:81:00.0", "pci0000:80", &["s"], Some(0));
+        let far = dev("0000:c1:00.0", "pci0000:c0", &["t"], Some(1));
+        let unknown = dev("0000:e1:00.0", "pci0000:e0", &["v"], None);
+        assert_eq!(link(&g0, &g0), Link::X);
+        assert_eq!(link(&g0, &g1), Link::Pix);
+        assert_eq!(link(&g0, &deep), Link::Pxb);
+        assert_eq!(link(&g0, &direct), Link::Phb);
+        assert_eq!(link(&g0, &other_host), Link::Node);
+        assert_eq!(link(&g0, &far), Link::Sys);
+        assert_eq!(link(&g0, &unknown), Link::Sys);
+        // Two functions of one device share every bridge.
+        let f1 = dev("0000:03:00.1", "pci0000:00", &["r", "u", "d1"], Some(0));
+        assert_eq!(link(&g0, &f1), Link::Pix);
+        // Symmetric.
+        for (a, b) in [(&g0, &deep), (&g0, &far), (&direct, &g1)] {
+            assert_eq!(link(a, b), link(b, a));
+        }
+    }
+}
