@@ -46,6 +46,6 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Topo(args) => place::topo(&args),
         cli::Command::Affinity(args) => place::affinity(&args),
-        cli::Command::Run(args) => place::run(&args),
+        cli::Command::Run(args) => Ok(place::run(&args)),
     }
 }

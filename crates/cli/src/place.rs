@@ -115,7 +115,7 @@ pub fn topo(a: &TopoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_topo(out: &mut impl Write, t: &Topology, m: &Matrix) -> std::io::Result<()> {
+fn write_topo(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io::Result<()> {
     let smt = t.cores > 0 && t.pus > t.cores;
     writeln!(
         out,
@@ -213,25 +213,36 @@ fn write_topo(out: &mut impl Write, t: &Topology, m: &Matrix) -> std::io::Result
     for n in &t.notes {
         writeln!(out, "note: {n}")?;
     }
-    if m.labels.is_empty() {
+    write_matrix(out, t, matrix)
+}
+
+fn write_matrix(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io::Result<()> {
+    if matrix.labels.is_empty() {
         writeln!(out, "\nNo GPU or NIC found: no device matrix.")?;
         return Ok(());
     }
     writeln!(out)?;
-    let w = m.labels.iter().map(String::len).max().unwrap_or(4).max(4) + 2;
-    write!(out, "{:w$}", "")?;
-    for l in &m.labels {
-        write!(out, "{l:<w$}")?;
+    let width = matrix
+        .labels
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(4)
+        .max(4)
+        + 2;
+    write!(out, "{:width$}", "")?;
+    for l in &matrix.labels {
+        write!(out, "{l:<width$}")?;
     }
     writeln!(out, "CPU Affinity    NUMA Affinity")?;
     let devs: Vec<_> = [DeviceKind::Gpu, DeviceKind::Nic]
         .iter()
         .flat_map(|k| t.devices_of(*k))
         .collect();
-    for (i, row) in m.links.iter().enumerate() {
-        write!(out, "{:<w$}", m.labels[i])?;
+    for (i, row) in matrix.links.iter().enumerate() {
+        write!(out, "{:<width$}", matrix.labels[i])?;
         for cell in row {
-            write!(out, "{cell:<w$}")?;
+            write!(out, "{cell:<width$}")?;
         }
         let d = devs[i];
         let (aff, node) = match d.numa_node {
@@ -252,7 +263,11 @@ fn write_topo(out: &mut impl Write, t: &Topology, m: &Matrix) -> std::io::Result
         writeln!(out, "  {k:<4} = {v}")?;
     }
     writeln!(out)?;
-    for (l, (addr, d)) in m.labels.iter().zip(m.pci_addresses.iter().zip(&devs)) {
+    for (l, (addr, d)) in matrix
+        .labels
+        .iter()
+        .zip(matrix.pci_addresses.iter().zip(&devs))
+    {
         let names = if d.rdma.is_empty() {
             String::new()
         } else {
@@ -357,59 +372,51 @@ fn env_usize(name: &str) -> Result<usize, String> {
         .map_err(|_| format!("{name}={v:?} is not a number"))
 }
 
-pub fn run(a: &RunArgs) -> Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
-
-    let t = Topology::read(&HostRoot::live());
-    let (bind_cpus, nodes): (Vec<usize>, Vec<usize>) = if a.bind == "auto" {
-        let rank = match env_usize("LOCAL_RANK") {
-            Ok(r) => r,
-            Err(e) => return Ok(refuse(&e)),
-        };
-        let world = match env_usize("LOCAL_WORLD_SIZE") {
-            Ok(r) => r,
-            Err(e) => return Ok(refuse(&e)),
-        };
+/// The CPUs and NUMA nodes `--bind` names, checked against what this process may use.
+fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<(Vec<usize>, Vec<usize>), String> {
+    if a.bind == "auto" {
+        let rank = env_usize("LOCAL_RANK")?;
+        let world = env_usize("LOCAL_WORLD_SIZE")?;
         if rank >= world {
-            return Ok(refuse(&format!(
+            return Err(format!(
                 "LOCAL_RANK {rank} is outside 0..{world} (LOCAL_WORLD_SIZE)"
-            )));
+            ));
         }
-        let p = match plan(&t, world, a.mode.into(), 0) {
-            Ok(p) => p,
-            Err(e) => return Ok(refuse(&e.to_string())),
-        };
+        let p = plan(t, world, a.mode.into(), 0).map_err(|e| e.to_string())?;
         let r = &p.ranks[rank];
-        (r.cpus.clone(), r.numa_node.into_iter().collect())
-    } else if let Some(n) = a.bind.strip_prefix("node:") {
-        let Ok(n) = n.trim().parse::<usize>() else {
-            return Ok(refuse(&format!("--bind node:{n}: not a node number")));
-        };
+        return Ok((r.cpus.clone(), r.numa_node.into_iter().collect()));
+    }
+    if let Some(n) = a.bind.strip_prefix("node:") {
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--bind node:{n}: not a node number"))?;
         let Some(node) = t.numa_nodes.iter().find(|x| x.id == n) else {
             let known: Vec<String> = t.numa_nodes.iter().map(|x| x.id.to_string()).collect();
-            return Ok(refuse(&format!(
+            return Err(format!(
                 "--bind node:{n}: no such NUMA node here (nodes: {})",
                 known.join(", ")
-            )));
+            ));
         };
         if node.cpus.is_empty() {
-            return Ok(refuse(&format!(
+            return Err(format!(
                 "--bind node:{n}: the node has no CPU this process may use (memory only, or outside its cpuset)"
-            )));
+            ));
         }
-        (node.cpus.clone(), vec![n])
-    } else if let Some(list) = a.bind.strip_prefix("cpus:") {
+        return Ok((node.cpus.clone(), vec![n]));
+    }
+    if let Some(list) = a.bind.strip_prefix("cpus:") {
         let wanted = match CpuList::parse(list) {
             Ok(l) if !l.is_empty() => l,
-            Ok(_) => return Ok(refuse("--bind cpus: names no CPU")),
-            Err(e) => return Ok(refuse(&format!("--bind cpus:{list}: {e}"))),
+            Ok(_) => return Err("--bind cpus: names no CPU".to_owned()),
+            Err(e) => return Err(format!("--bind cpus:{list}: {e}")),
         };
         let allowed: CpuList = t.allowed.iter().copied().collect();
         let outside = wanted.difference(&allowed);
         if !outside.is_empty() {
-            return Ok(refuse(&format!(
+            return Err(format!(
                 "--bind cpus:{list}: CPU(s) {outside} are outside the CPUs this process may use ({allowed})"
-            )));
+            ));
         }
         let mut nodes: Vec<usize> = wanted
             .ids()
@@ -418,22 +425,31 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
-        (wanted.ids().to_vec(), nodes)
-    } else {
-        return Ok(refuse(&format!(
-            "--bind {}: expected auto, node:N or cpus:LIST",
-            a.bind
-        )));
+        return Ok((wanted.ids().to_vec(), nodes));
+    }
+    Err(format!(
+        "--bind {}: expected auto, node:N or cpus:LIST",
+        a.bind
+    ))
+}
+
+pub fn run(a: &RunArgs) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    let t = Topology::read(&HostRoot::live());
+    let (bind_cpus, nodes) = match resolve_binding(a, &t) {
+        Ok(b) => b,
+        Err(e) => return refuse(&e),
     };
     if bind_cpus.is_empty() {
-        return Ok(refuse("the binding names no CPU"));
+        return refuse("the binding names no CPU");
     }
     if let Err(e) = osml_sys::pin_current_thread(&bind_cpus) {
-        return Ok(refuse(&format!("setting the CPU affinity: {e}")));
+        return refuse(&format!("setting the CPU affinity: {e}"));
     }
     if let Some(mode) = a.mem {
         if nodes.is_empty() {
-            return Ok(refuse("--mem: the bound CPUs belong to no known NUMA node"));
+            return refuse("--mem: the bound CPUs belong to no known NUMA node");
         }
         let policy = match mode {
             MemMode::Bind => osml_sys::MemPolicy::Bind,
@@ -446,7 +462,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             &nodes[..]
         };
         if let Err(e) = osml_sys::set_mempolicy(policy, nodes) {
-            return Ok(refuse(&format!("setting the memory policy: {e}")));
+            return refuse(&format!("setting the memory policy: {e}"));
         }
     }
     let n = bind_cpus.len().to_string();
@@ -472,11 +488,9 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         "osml run: error: cannot run {}: {err}",
         a.command[0].to_string_lossy()
     );
-    Ok(ExitCode::from(
-        if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        },
-    ))
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
 }

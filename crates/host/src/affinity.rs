@@ -116,9 +116,9 @@ fn nearest_cpu_node(t: &Topology, node: usize) -> Option<usize> {
 
 /// Where a GPU's rank goes: its node if it has usable CPUs; otherwise what can be inferred.
 fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<usize> {
-    let nodes = cpu_nodes(t);
+    let cpu_node_ids = cpu_nodes(t);
     match d.numa_node {
-        Some(n) if nodes.contains(&n) => return Some(n),
+        Some(n) if cpu_node_ids.contains(&n) => return Some(n),
         Some(n) => {
             if let Some(near) = nearest_cpu_node(t, n) {
                 notes.push(format!(
@@ -137,12 +137,12 @@ fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<
             .iter()
             .filter(|o| o.host_bridge.as_ref() == Some(hb))
             .filter_map(|o| o.numa_node)
-            .filter(|n| nodes.contains(n))
+            .filter(|n| cpu_node_ids.contains(n))
             .collect();
         peers.sort_unstable();
         peers.dedup();
         if let [n] = peers[..] {
-            if nodes.len() > 1 {
+            if cpu_node_ids.len() > 1 {
                 notes.push(format!(
                     "{} has no NUMA node (numa_node -1); the other devices of its host bridge {hb} are on node {n} (torchrun would assume node 0)",
                     d.pci_address
@@ -159,9 +159,9 @@ fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<
                 *votes.entry(n).or_default() += 1;
             }
         }
-        if votes.len() == 1 || (votes.len() < nodes.len() && !votes.is_empty()) {
+        if votes.len() == 1 || (votes.len() < cpu_node_ids.len() && !votes.is_empty()) {
             if let Some((&n, _)) = votes.iter().max_by_key(|(_, v)| **v) {
-                if nodes.len() > 1 {
+                if cpu_node_ids.len() > 1 {
                     notes.push(format!(
                         "{} has no NUMA node (numa_node -1); its local_cpulist puts it on node {n} (torchrun would assume node 0)",
                         d.pci_address
@@ -171,8 +171,8 @@ fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<
             }
         }
     }
-    if nodes.len() == 1 {
-        return nodes.first().copied();
+    if cpu_node_ids.len() == 1 {
+        return cpu_node_ids.first().copied();
     }
     None
 }
@@ -219,6 +219,133 @@ fn loader_cpus(slice: &[&CoreSet], k: usize) -> Vec<usize> {
     out
 }
 
+/// A rank placed on a node, before its CPUs are chosen.
+struct Placed<'a> {
+    gpu: Option<&'a Device>,
+    node: Option<usize>,
+    notes: Vec<String>,
+}
+
+/// A node (and GPU) per rank: GPUs in PCI order on their node, ranks beyond the GPUs spread
+/// over the nodes in blocks, GPUs whose node cannot be told on the node with fewest ranks.
+fn place<'a>(t: &Topology, gpus: &[&'a Device], nproc: usize) -> Vec<Placed<'a>> {
+    let cpu_node_ids = cpu_nodes(t);
+    let gpu_less_total = nproc.saturating_sub(gpus.len());
+    let mut placed: Vec<Placed<'a>> = (0..nproc)
+        .map(|r| {
+            let mut notes = Vec::new();
+            if let Some(&g) = gpus.get(r) {
+                let node = node_for_device(t, g, &mut notes);
+                Placed {
+                    gpu: Some(g),
+                    node,
+                    notes,
+                }
+            } else {
+                let i = (r - gpus.len()) * cpu_node_ids.len() / gpu_less_total.max(1);
+                Placed {
+                    gpu: None,
+                    node: cpu_node_ids.get(i).copied(),
+                    notes,
+                }
+            }
+        })
+        .collect();
+    for r in 0..nproc {
+        if placed[r].node.is_some() {
+            continue;
+        }
+        let n = cpu_node_ids
+            .iter()
+            .min_by_key(|&&n| (placed.iter().filter(|p| p.node == Some(n)).count(), n))
+            .copied();
+        if let (Some(g), Some(n)) = (placed[r].gpu, n) {
+            placed[r].notes.push(format!(
+                "{} has no NUMA node, and neither its host bridge nor its local_cpulist tells: placed on node {n}, the one with the fewest ranks (torchrun would assume node 0)",
+                g.pci_address
+            ));
+        }
+        placed[r].node = n;
+    }
+    placed
+}
+
+fn cores_of(t: &Topology, n: usize) -> Vec<&CoreSet> {
+    t.core_sets
+        .iter()
+        .filter(|c| c.numa_node == Some(n))
+        .collect()
+}
+
+/// The CPUs of a rank in `mode`, and its slice (the cores its main and loader threads come
+/// from). `index` is its position among the `peers` ranks on its node.
+fn rank_cpus<'a>(
+    t: &'a Topology,
+    mode: Mode,
+    node: Option<usize>,
+    index: usize,
+    peers: usize,
+    notes: &mut Vec<String>,
+) -> (Vec<usize>, Vec<&'a CoreSet>) {
+    let Some(n) = node else {
+        return (t.allowed.clone(), Vec::new());
+    };
+    let node_set = t.numa_nodes.iter().find(|x| x.id == n);
+    let node_cores = cores_of(t, n);
+    let own = slice(&node_cores, index, peers);
+    match mode {
+        Mode::Node => (node_set.map(|x| x.cpus.clone()).unwrap_or_default(), own),
+        Mode::Socket => {
+            let pkgs = node_set.map(|x| x.packages.clone()).unwrap_or_default();
+            let mut v: Vec<usize> = t
+                .package_sets
+                .iter()
+                .filter(|p| pkgs.contains(&p.id))
+                .flat_map(|p| p.cpus.iter().copied())
+                .collect();
+            v.sort_unstable();
+            (v, own)
+        }
+        Mode::Exclusive => (pus_of(&own), own),
+        Mode::CoreComplex => {
+            // The node's L3 domains, one per rank in order; ranks beyond the number of domains
+            // share them, each with its own share of the domain's cores.
+            let mut domains: Vec<usize> = node_cores.iter().filter_map(|c| c.l3).collect();
+            domains.sort_unstable();
+            domains.dedup();
+            if domains.is_empty() {
+                notes.push(format!(
+                    "node {n} reports no L3 cache domains: exclusive cores instead"
+                ));
+                return (pus_of(&own), own);
+            }
+            let d = domains[index % domains.len()];
+            let sharing = (0..peers)
+                .filter(|i| i % domains.len() == index % domains.len())
+                .count();
+            if sharing > 1 {
+                notes.push(format!(
+                    "{peers} ranks on node {n} for {} L3 domain(s): {sharing} share this one",
+                    domains.len()
+                ));
+            }
+            let in_domain: Vec<&CoreSet> =
+                node_cores.into_iter().filter(|c| c.l3 == Some(d)).collect();
+            let own = slice(&in_domain, index / domains.len(), sharing);
+            (t.l3_domains[d].cpus.clone(), own)
+        }
+    }
+}
+
+/// How a rank reaches a NIC: from its GPU, else by node.
+fn nic_link(gpu: Option<&Device>, node: Option<usize>, nic: &Device) -> Link {
+    match gpu {
+        Some(g) => link(g, nic),
+        None if nic.numa_node.is_some() && nic.numa_node == node => Link::Node,
+        None => Link::Sys,
+    }
+}
+
 /// Plans `nproc` local ranks; `loader_threads` CPUs of loader threads each.
 pub fn plan(
     t: &Topology,
@@ -235,11 +362,10 @@ pub fn plan(
     let mut notes = Vec::new();
     let gpus: Vec<&Device> = t.devices_of(DeviceKind::Gpu).collect();
     let nics: Vec<&Device> = t.devices_of(DeviceKind::Nic).collect();
-    let nodes = cpu_nodes(t);
     if gpus.is_empty() {
         notes.push(format!(
             "no GPU found: {nproc} rank(s) spread over {} node(s) with CPUs",
-            nodes.len()
+            cpu_nodes(t).len()
         ));
     } else if nproc > gpus.len() {
         notes.push(format!(
@@ -249,131 +375,41 @@ pub fn plan(
             nproc - 1
         ));
     }
-
-    // 1. A node (and GPU) per rank.
-    let mut placed: Vec<(Option<&Device>, Option<usize>, Vec<String>)> = Vec::new();
-    let mut gpu_less = 0usize;
-    let gpu_less_total = nproc.saturating_sub(gpus.len());
-    for r in 0..nproc {
-        let mut rn = Vec::new();
-        if let Some(&g) = gpus.get(r) {
-            let node = node_for_device(t, g, &mut rn);
-            placed.push((Some(g), node, rn));
-        } else {
-            // Spread in blocks: ranks next to each other share a node.
-            let i = gpu_less * nodes.len() / gpu_less_total.max(1);
-            gpu_less += 1;
-            placed.push((None, nodes.get(i).copied(), rn));
-        }
-    }
-    // GPUs whose node could not be told: each to the node with the fewest ranks so far.
-    for r in 0..nproc {
-        if placed[r].1.is_some() {
-            continue;
-        }
-        let n = nodes
-            .iter()
-            .min_by_key(|&&n| (placed.iter().filter(|p| p.1 == Some(n)).count(), n))
-            .copied();
-        if let (Some(g), Some(n)) = (placed[r].0, n) {
-            placed[r].2.push(format!(
-                "{} has no NUMA node, and neither its host bridge nor its local_cpulist tells: placed on node {n}, the one with the fewest ranks (torchrun would assume node 0)",
-                g.pci_address
-            ));
-        }
-        placed[r].1 = n;
-    }
-
-    // 2. Slices: per node, its cores split between the ranks on it.
+    let placed = place(t, &gpus, nproc);
     let mut on_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (r, p) in placed.iter().enumerate() {
-        if let Some(n) = p.1 {
+        if let Some(n) = p.node {
             on_node.entry(n).or_default().push(r);
         }
     }
-    let cores_of = |n: usize| -> Vec<&CoreSet> {
-        t.core_sets
-            .iter()
-            .filter(|c| c.numa_node == Some(n))
-            .collect()
-    };
     let mut nic_use: BTreeMap<&str, usize> = BTreeMap::new();
     let mut ranks = Vec::new();
-    for (r, (gpu, node, mut rnotes)) in placed.into_iter().enumerate() {
-        let (slice_cores, peers_index, peers) = match node {
-            Some(n) => {
-                let peers = &on_node[&n];
-                let i = peers.iter().position(|&x| x == r).unwrap_or(0);
-                (slice(&cores_of(n), i, peers.len()), i, peers.len())
-            }
-            None => (Vec::new(), 0, 1),
-        };
-        let cpus: Vec<usize> = match (mode, node) {
-            (_, None) => t.allowed.clone(),
-            (Mode::Node, Some(n)) => t
-                .numa_nodes
-                .iter()
-                .find(|x| x.id == n)
-                .map(|x| x.cpus.clone())
-                .unwrap_or_default(),
-            (Mode::Socket, Some(n)) => {
-                let pkgs = t
-                    .numa_nodes
-                    .iter()
-                    .find(|x| x.id == n)
-                    .map(|x| x.packages.clone())
-                    .unwrap_or_default();
-                let mut v: Vec<usize> = t
-                    .package_sets
-                    .iter()
-                    .filter(|p| pkgs.contains(&p.id))
-                    .flat_map(|p| p.cpus.iter().copied())
-                    .collect();
-                v.sort_unstable();
-                v
-            }
-            (Mode::Exclusive, Some(_)) => pus_of(&slice_cores),
-            (Mode::CoreComplex, Some(n)) => {
-                // The node's L3 domains, one per rank in order (shared when fewer).
-                let mut domains: Vec<usize> = cores_of(n).iter().filter_map(|c| c.l3).collect();
-                domains.dedup();
-                if domains.is_empty() {
-                    rnotes.push(format!(
-                        "node {n} reports no L3 cache domains: exclusive cores instead"
-                    ));
-                    pus_of(&slice_cores)
-                } else {
-                    let d = domains[peers_index % domains.len()];
-                    if peers > domains.len() {
-                        rnotes.push(format!(
-                            "{peers} ranks on node {n} share its {} L3 domain(s)",
-                            domains.len()
-                        ));
-                    }
-                    t.l3_domains[d].cpus.clone()
-                }
-            }
-        };
-        let main_cpu = slice_cores.first().and_then(|c| c.pus.first().copied());
-        let loaders = loader_cpus(&slice_cores, loader_threads);
+    for (r, p) in placed.into_iter().enumerate() {
+        let Placed {
+            gpu,
+            node,
+            notes: mut rnotes,
+        } = p;
+        let (index, peers) = node.map_or((0, 1), |n| {
+            let on = &on_node[&n];
+            (on.iter().position(|&x| x == r).unwrap_or(0), on.len())
+        });
+        let (cpus, own) = rank_cpus(t, mode, node, index, peers, &mut rnotes);
+        let main_cpu = own.first().and_then(|c| c.pus.first().copied());
+        let loaders = loader_cpus(&own, loader_threads);
         if loaders.len() < loader_threads {
             rnotes.push(format!(
                 "{} loader CPU(s) of {loader_threads} asked: its slice of the node has {} core(s), one kept for the training thread",
                 loaders.len(),
-                slice_cores.len()
+                own.len()
             ));
         }
-        // 3. The nearest NIC, spreading ranks over equally near ones.
+        // The nearest NIC, spreading ranks over equally near ones.
         let nic = nics
             .iter()
             .min_by_key(|nic| {
-                let l = match gpu {
-                    Some(g) => link(g, nic),
-                    None if nic.numa_node.is_some() && nic.numa_node == node => Link::Node,
-                    None => Link::Sys,
-                };
                 (
-                    l,
+                    nic_link(gpu, node, nic),
                     nic_use.get(nic.pci_address.as_str()).copied().unwrap_or(0),
                     nic.rdma.is_empty(),
                     nic.pci_address.clone(),
@@ -396,15 +432,7 @@ pub fn plan(
             cpus,
             main_cpu,
             loader_cpus: loaders,
-            nic_link: nic.map(|n| {
-                match gpu {
-                    Some(g) => link(g, n),
-                    None if n.numa_node.is_some() && n.numa_node == node => Link::Node,
-                    None => Link::Sys,
-                }
-                .as_str()
-                .to_owned()
-            }),
+            nic_link: nic.map(|n| nic_link(gpu, node, n).as_str().to_owned()),
             nic_pci_address: nic.map(|n| n.pci_address.clone()),
             nic_rdma: nic.map(|n| n.rdma.clone()).unwrap_or_default(),
             notes: rnotes,

@@ -108,11 +108,11 @@ pub struct Topology {
 pub enum Link {
     /// The same device.
     X,
-    /// At most one PCIe bridge (or switch) between them.
+    /// At most one `PCIe` bridge (or switch) between them.
     Pix,
-    /// Several PCIe bridges, without the host bridge.
+    /// Several `PCIe` bridges, without the host bridge.
     Pxb,
-    /// Through a PCIe host bridge (the CPU).
+    /// Through a `PCIe` host bridge (the CPU).
     Phb,
     /// Different host bridges in one NUMA node.
     Node,
@@ -212,6 +212,136 @@ fn l3_lists(root: &HostRoot, cpus: &[usize]) -> BTreeMap<usize, CpuList> {
     out
 }
 
+/// The CPUs this process may use: those with topology in sysfs (a dump may list CPUs as
+/// online whose directories are missing), in its affinity mask and its cgroup cpuset; and
+/// what restricted them.
+fn usable_cpus(snap: &HostSnapshot, topo: &[crate::CpuTopology]) -> (CpuList, Vec<String>) {
+    let mut allowed: CpuList = topo
+        .iter()
+        .filter(|c| c.package.is_some())
+        .map(|c| c.cpu)
+        .collect();
+    let mut restricted_by = Vec::new();
+    let limits = [
+        ("affinity", snap.cpu.allowed.known()),
+        (
+            "cgroup cpuset",
+            snap.cgroup.cpuset.known().and_then(|s| s.cpus.known()),
+        ),
+    ];
+    for (what, limit) in limits {
+        if let Some(l) = limit {
+            let next = allowed.intersection(l);
+            if next != allowed {
+                restricted_by.push(what.to_owned());
+            }
+            allowed = next;
+        }
+    }
+    (allowed, restricted_by)
+}
+
+/// NUMA nodes with their usable CPUs (one node assumed when sysfs has none), without the nodes
+/// the cgroup forbids allocating from.
+fn numa_nodes(snap: &HostSnapshot, allowed: &CpuList) -> (Vec<NodeSet>, bool) {
+    let Some(all) = snap.numa.known().filter(|n| !n.is_empty()) else {
+        let assumed = NodeSet {
+            id: 0,
+            cpus: allowed.ids().to_vec(),
+            memory_bytes: snap.memory.total_bytes.known().copied(),
+            distances: None,
+            packages: Vec::new(),
+        };
+        return (vec![assumed], true);
+    };
+    let mut nodes: Vec<NodeSet> = all
+        .iter()
+        .map(|n| NodeSet {
+            id: n.id,
+            cpus: n.cpus.intersection(allowed).ids().to_vec(),
+            memory_bytes: n.memory_bytes.known().copied(),
+            // The kernel lists distances in node order.
+            distances: n
+                .distances
+                .known()
+                .filter(|d| d.len() == all.len())
+                .map(|d| all.iter().map(|m| m.id).zip(d.iter().copied()).collect()),
+            packages: Vec::new(),
+        })
+        .collect();
+    if let Some(mems) = snap.cgroup.cpuset.known().and_then(|s| s.mems.known()) {
+        if !mems.is_empty() {
+            nodes.retain(|n| mems.contains(n.id));
+        }
+    }
+    (nodes, false)
+}
+
+/// Distinct L3 domains (usable CPUs only) and, per CPU, the index of its domain.
+fn l3_domains(root: &HostRoot, allowed: &CpuList) -> (Vec<CacheDomain>, BTreeMap<usize, usize>) {
+    let mut domains: Vec<CacheDomain> = Vec::new();
+    let mut index = BTreeMap::new();
+    for (cpu, list) in l3_lists(root, allowed.ids()) {
+        let cpus = list.intersection(allowed).ids().to_vec();
+        let i = if let Some(i) = domains.iter().position(|d| d.cpus == cpus) {
+            i
+        } else {
+            domains.push(CacheDomain { cpus });
+            domains.len() - 1
+        };
+        index.insert(cpu, i);
+    }
+    (domains, index)
+}
+
+/// Endpoints (bridges left out) in PCI order, with the RDMA devices on each.
+fn devices(snap: &HostSnapshot, notes: &mut Vec<String>) -> Vec<Device> {
+    let Some(list) = snap.pci_devices.known() else {
+        if let Some(why) = snap.pci_devices.reason() {
+            notes.push(format!("PCI devices unknown: {why}"));
+        }
+        return Vec::new();
+    };
+    let rdma: Vec<(String, String)> = snap
+        .rdma
+        .ports
+        .known()
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| Some((p.pci_address.clone()?, p.device.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut v: Vec<Device> = list
+        .iter()
+        .filter_map(|d| {
+            let kind = device_kind(d)?;
+            let mut names: Vec<String> = rdma
+                .iter()
+                .filter(|(a, _)| *a == d.address)
+                .map(|(_, n)| n.clone())
+                .collect();
+            names.dedup();
+            Some(Device {
+                kind,
+                pci_address: d.address.clone(),
+                numa_node: d.numa_node.known().and_then(|&n| usize::try_from(n).ok()),
+                vendor: d.vendor,
+                device: d.device,
+                class: d.class,
+                driver: d.driver.clone(),
+                rdma: names,
+                bridges: d.bridges.clone(),
+                host_bridge: d.host_bridge.clone(),
+                local_cpus: d.local_cpus.known().map(|l| l.ids().to_vec()),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
+    v
+}
+
 impl Topology {
     /// Reads the host behind `root` (gathering a snapshot).
     pub fn read(root: &HostRoot) -> Self {
@@ -225,85 +355,13 @@ impl Topology {
         if let Some(why) = snap.cpu.topology.reason() {
             notes.push(format!("CPU topology unknown: {why}"));
         }
-        // CPUs with topology: a dump may list CPUs as online whose directories are missing.
-        let present: CpuList = topo
-            .iter()
-            .filter(|c| c.package.is_some())
-            .map(|c| c.cpu)
-            .collect();
-        let mut allowed = present.clone();
-        let mut restricted_by = Vec::new();
-        if let Some(a) = snap.cpu.allowed.known() {
-            let next = allowed.intersection(a);
-            if next != allowed {
-                restricted_by.push("affinity".to_owned());
-            }
-            allowed = next;
-        }
-        if let Some(c) = snap.cgroup.cpuset.known().and_then(|s| s.cpus.known()) {
-            let next = allowed.intersection(c);
-            if next != allowed {
-                restricted_by.push("cgroup cpuset".to_owned());
-            }
-            allowed = next;
-        }
-        let allowed_ids = allowed.ids().to_vec();
-
-        // NUMA nodes, each with its usable CPUs; one assumed node when sysfs has none.
-        let (mut numa_nodes, numa_assumed) =
-            match snap.numa.known() {
-                Some(nodes) if !nodes.is_empty() => (
-                    nodes
-                        .iter()
-                        .map(|n| NodeSet {
-                            id: n.id,
-                            cpus: n.cpus.intersection(&allowed).ids().to_vec(),
-                            memory_bytes: n.memory_bytes.known().copied(),
-                            // The kernel lists distances in node order.
-                            distances: n.distances.known().filter(|d| d.len() == nodes.len()).map(
-                                |d| nodes.iter().map(|m| m.id).zip(d.iter().copied()).collect(),
-                            ),
-                            packages: Vec::new(),
-                        })
-                        .collect::<Vec<_>>(),
-                    false,
-                ),
-                _ => (
-                    vec![NodeSet {
-                        id: 0,
-                        cpus: allowed_ids.clone(),
-                        memory_bytes: snap.memory.total_bytes.known().copied(),
-                        distances: None,
-                        packages: Vec::new(),
-                    }],
-                    true,
-                ),
-            };
-        // Nodes the cgroup forbids allocating from are not this process's to use.
-        if let Some(mems) = snap.cgroup.cpuset.known().and_then(|s| s.mems.known()) {
-            if !mems.is_empty() && !numa_assumed {
-                numa_nodes.retain(|n| mems.contains(n.id));
-            }
-        }
+        let (allowed, restricted_by) = usable_cpus(snap, &topo);
+        let (numa_nodes, numa_assumed) = numa_nodes(snap, &allowed);
         let node_of: BTreeMap<usize, usize> = numa_nodes
             .iter()
             .flat_map(|n| n.cpus.iter().map(move |&c| (c, n.id)))
             .collect();
-
-        let l3 = l3_lists(root, &allowed_ids);
-        let mut l3_domains: Vec<CacheDomain> = Vec::new();
-        let mut l3_index: BTreeMap<usize, usize> = BTreeMap::new();
-        for (&cpu, list) in &l3 {
-            let cpus = list.intersection(&allowed).ids().to_vec();
-            let i = match l3_domains.iter().position(|d| d.cpus == cpus) {
-                Some(i) => i,
-                None => {
-                    l3_domains.push(CacheDomain { cpus });
-                    l3_domains.len() - 1
-                }
-            };
-            l3_index.insert(cpu, i);
-        }
+        let (l3_domains, l3_index) = l3_domains(root, &allowed);
 
         // Cores: sets of hardware-thread siblings (core_id repeats across dies of a package).
         let mut cores: BTreeMap<(usize, Vec<usize>), Option<usize>> = BTreeMap::new();
@@ -328,69 +386,24 @@ impl Topology {
             })
             .collect();
         core_sets.sort_by_key(|c| c.pus.first().copied());
-        for n in &mut numa_nodes {
-            let p: BTreeSet<usize> = core_sets
-                .iter()
-                .filter(|c| c.numa_node == Some(n.id))
-                .map(|c| c.package)
-                .collect();
-            n.packages = p.into_iter().collect();
-        }
-
-        let rdma: Vec<(String, String)> = snap
-            .rdma
-            .ports
-            .known()
-            .map(|ports| {
-                ports
+        let numa_nodes = numa_nodes
+            .into_iter()
+            .map(|mut n| {
+                let p: BTreeSet<usize> = core_sets
                     .iter()
-                    .filter_map(|p| Some((p.pci_address.clone()?, p.device.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let devices = match snap.pci_devices.known() {
-            Some(list) => {
-                let mut v: Vec<Device> = list
-                    .iter()
-                    .filter_map(|d| {
-                        let kind = device_kind(d)?;
-                        let mut names: Vec<String> = rdma
-                            .iter()
-                            .filter(|(a, _)| *a == d.address)
-                            .map(|(_, n)| n.clone())
-                            .collect();
-                        names.dedup();
-                        Some(Device {
-                            kind,
-                            pci_address: d.address.clone(),
-                            numa_node: d.numa_node.known().and_then(|&n| usize::try_from(n).ok()),
-                            vendor: d.vendor,
-                            device: d.device,
-                            class: d.class,
-                            driver: d.driver.clone(),
-                            rdma: names,
-                            bridges: d.bridges.clone(),
-                            host_bridge: d.host_bridge.clone(),
-                            local_cpus: d.local_cpus.known().map(|l| l.ids().to_vec()),
-                        })
-                    })
+                    .filter(|c| c.numa_node == Some(n.id))
+                    .map(|c| c.package)
                     .collect();
-                v.sort_by(|a, b| a.pci_address.cmp(&b.pci_address));
-                v
-            }
-            None => {
-                if let Some(why) = snap.pci_devices.reason() {
-                    notes.push(format!("PCI devices unknown: {why}"));
-                }
-                Vec::new()
-            }
-        };
-
+                n.packages = p.into_iter().collect();
+                n
+            })
+            .collect();
+        let devices = devices(snap, &mut notes);
         Self {
             packages: packages.len(),
             cores: core_sets.len(),
-            pus: allowed_ids.len(),
-            allowed: allowed_ids,
+            pus: allowed.len(),
+            allowed: allowed.ids().to_vec(),
             restricted_by,
             package_sets: packages
                 .into_iter()
