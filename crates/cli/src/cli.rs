@@ -60,6 +60,38 @@ pub enum Command {
     /// place. Exit status: the command's; 2 when the binding is invalid (nothing is run); 126
     /// when the command cannot be executed, 127 when it is not found.
     Run(RunArgs),
+    /// Apply a profile's settings to this host, verify them, and revert them exactly.
+    ///
+    /// Without --apply, --revert or --verify it prints the plan (current → target, how each
+    /// setting persists) and changes nothing. --apply needs root on the live host; it writes a
+    /// journal under /var/lib/osml/tune/ first and rolls everything back if a write fails.
+    /// Exit status: 0 done (or nothing to do); 1 --verify found differences, or --apply failed
+    /// and was rolled back; 2 usage error, not root, or nothing to revert.
+    Tune(TuneArgs),
+}
+
+// Clap flags are one bool each; --apply, --revert and --verify exclude each other.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The profile to apply: training (default) or inference.
+    #[arg(long, default_value = "training")]
+    pub profile: String,
+    /// Tune this directory standing in for `/` (a copy of a host or a fixture) instead.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Apply the plan (journaled; rolled back on failure).
+    #[arg(long, conflicts_with_all = ["revert", "verify"])]
+    pub apply: bool,
+    /// Restore what the last --apply changed, from its journal.
+    #[arg(long, conflicts_with = "verify")]
+    pub revert: bool,
+    /// Compare the host with the profile (exit 1 on any difference).
+    #[arg(long)]
+    pub verify: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod data;
 mod doctor;
 mod output;
 mod place;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -47,5 +48,6 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Topo(args) => place::topo(&args),
         cli::Command::Affinity(args) => place::affinity(&args),
         cli::Command::Run(args) => Ok(place::run(&args)),
+        cli::Command::Tune(args) => tune::run(&args),
     }
 }

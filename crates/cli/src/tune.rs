@@ -1,0 +1,216 @@
+//! `osml tune`: the plan (dry run), `--apply`, `--revert`, `--verify`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use osml_doctor::Profile;
+use osml_host::{HostRoot, HostSnapshot};
+use osml_tune::apply::{apply, revert, Target};
+use osml_tune::plan::{build, Action, Plan};
+use osml_tune::{verify, TuneError};
+use serde_json::json;
+
+use crate::cli::TuneArgs;
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("osml tune: error: {msg}");
+    ExitCode::from(2)
+}
+
+pub fn run(a: &TuneArgs) -> Result<ExitCode> {
+    let Some(profile) = Profile::by_name(&a.profile) else {
+        return Ok(usage(&format!(
+            "unknown profile {} (known: {})",
+            a.profile,
+            Profile::names().join(", ")
+        )));
+    };
+    let root = match &a.root {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Ok(usage(&format!(
+                    "--root {}: not a directory (tune writes into a directory standing in for /)",
+                    dir.display()
+                )));
+            }
+            HostRoot::at(dir)
+        }
+        None => HostRoot::live(),
+    };
+    // Refuse before reading or touching anything that needs privileges.
+    if root.is_live() && (a.apply || a.revert) && !osml_tune::running_as_root() {
+        return Ok(usage(
+            "changing kernel settings needs root: run it with sudo (nothing was changed)",
+        ));
+    }
+    let target = Target { root: &root };
+    let mut out = std::io::stdout().lock();
+    if a.revert {
+        return do_revert(&target, a.json);
+    }
+    let host = HostSnapshot::gather(&root);
+    let plan = build(&root, &host, profile);
+    if a.verify {
+        return do_verify(&target, &plan, a.json);
+    }
+    if !a.apply {
+        if a.json {
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+        } else {
+            write_plan(&mut out, &plan, true)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !plan.changes() {
+        if a.json {
+            serde_json::to_writer_pretty(&mut out, &json!({ "changed": [] }))?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "nothing to change: the host already matches profile {}",
+                plan.profile
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match apply(&target, &plan) {
+        Ok(done) => {
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &done)?;
+                writeln!(out)?;
+            } else {
+                write_plan(&mut out, &plan, false)?;
+                writeln!(
+                    out,
+                    "applied and verified {} change(s); journal in {} (osml tune --revert undoes them)",
+                    done.changed.len(),
+                    osml_tune::apply::JOURNAL
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ TuneError::RolledBack(_)) => {
+            eprintln!("osml tune: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn do_revert(target: &Target<'_>, json: bool) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match revert(target) {
+        Ok(paths) => {
+            if json {
+                serde_json::to_writer_pretty(&mut out, &json!({ "reverted": paths }))?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "reverted {} change(s):", paths.len())?;
+                for p in paths {
+                    writeln!(out, "  {p}")?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ TuneError::NoJournal(_)) => Ok(usage(&e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn do_verify(target: &Target<'_>, plan: &Plan, json: bool) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let checks = verify(target, plan);
+    let bad = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &json!({ "profile": plan.profile, "checks": checks, "differences": bad }),
+        )?;
+        writeln!(out)?;
+    } else {
+        for c in &checks {
+            writeln!(
+                out,
+                "{} {:<28} {:<14} {}{}",
+                if c.ok { "ok  " } else { "DIFF" },
+                c.name,
+                c.current.as_deref().unwrap_or("?"),
+                if c.ok {
+                    String::new()
+                } else {
+                    format!("want {}", c.target)
+                },
+                c.note
+                    .as_deref()
+                    .map_or_else(String::new, |n| format!("  ({n})"))
+            )?;
+        }
+        writeln!(out, "{bad} difference(s) from profile {}", plan.profile)?;
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_plan(out: &mut impl Write, plan: &Plan, dry: bool) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "osml tune: profile {} on {}{}",
+        plan.profile,
+        plan.root,
+        if dry {
+            " (dry run: nothing changed; --apply applies it)"
+        } else {
+            ""
+        }
+    )?;
+    // Per-CPU governors are shown as one line per (action, current, target).
+    let mut governors: Vec<(String, Vec<usize>)> = Vec::new();
+    for s in &plan.settings {
+        let cur = s.current.as_deref().unwrap_or("?");
+        let (word, detail) = match &s.action {
+            Action::Set => ("set ", format!("{cur} → {}", s.target)),
+            Action::Keep => ("keep", cur.to_owned()),
+            Action::Skip { reason } => ("skip", format!("{cur}: {reason}")),
+        };
+        if let Some(cpu) = s
+            .name
+            .strip_prefix("governor cpu")
+            .and_then(|c| c.parse().ok())
+        {
+            let key = format!("{word}|{detail}");
+            match governors.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, cpus)) => cpus.push(cpu),
+                None => governors.push((key, vec![cpu])),
+            }
+            continue;
+        }
+        writeln!(out, "  {word} {:<26} {detail}   [{}]", s.name, s.check)?;
+    }
+    for (key, cpus) in governors {
+        let (word, detail) = key.split_once('|').unwrap_or((&key, ""));
+        let list: osml_host::CpuList = cpus.into_iter().collect();
+        writeln!(
+            out,
+            "  {word} {:<26} {detail}   [cpu.governor]",
+            format!("governor cpu{list}")
+        )?;
+    }
+    for f in &plan.files {
+        let what = match (&f.current, f.changes()) {
+            (_, false) => "keep ",
+            (None, true) => "write",
+            (Some(_), true) => "edit ",
+        };
+        writeln!(out, "  {what} {}", f.path)?;
+    }
+    for n in &plan.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    Ok(())
+}
