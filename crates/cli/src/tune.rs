@@ -172,9 +172,15 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry: bool) -> std::io::Result<(
     // Per-CPU governors are shown as one line per (action, current, target).
     let mut governors: Vec<(String, Vec<usize>)> = Vec::new();
     for s in &plan.settings {
-        let cur = s.current.as_deref().unwrap_or("?");
+        // /dev/shm sizes are bytes: show them as GiB.
+        let gib = |v: &str| match (s.path.as_str(), v.parse::<u64>()) {
+            ("/dev/shm", Ok(b)) => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
+            _ => v.to_owned(),
+        };
+        let cur = gib(s.current.as_deref().unwrap_or("?"));
+        let target = gib(&s.target);
         let (word, detail) = match &s.action {
-            Action::Set => ("set ", format!("{cur} → {}", s.target)),
+            Action::Set => ("set ", format!("{cur} → {target}")),
             Action::Keep => ("keep", cur.to_owned()),
             Action::Skip { reason } => ("skip", format!("{cur}: {reason}")),
         };
