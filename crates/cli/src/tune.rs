@@ -181,7 +181,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry: bool) -> std::io::Result<(
         let target = gib(&s.target);
         let (word, detail) = match &s.action {
             Action::Set => ("set ", format!("{cur} → {target}")),
-            Action::Keep => ("keep", cur.to_owned()),
+            Action::Keep => ("keep", cur.clone()),
             Action::Skip { reason } => ("skip", format!("{cur}: {reason}")),
         };
         if let Some(cpu) = s
