@@ -68,6 +68,57 @@ pub enum Command {
     /// Exit status: 0 done (or nothing to do); 1 --verify found differences, or --apply failed
     /// and was rolled back; 2 usage error, not root, or nothing to revert.
     Tune(TuneArgs),
+    /// Run a command (or watch a process) and see what it does to the operating system.
+    ///
+    /// Samples the whole process tree (DataLoader workers included, as they come and go): CPU,
+    /// RSS/PSS/USS, swap, faults, context switches, migrations, I/O, threads, affinity. Ends
+    /// with a summary per process, totals and findings. Exit status: the command's (0 with
+    /// --pid); 2 on a usage error or when the command or process cannot be traced.
+    Trace(TraceArgs),
+    /// Explain a process's memory: regions grouped (heap, anonymous, stacks, files, shared
+    /// memory), RSS/PSS/USS/swap per group, huge pages, page tables, the cgroup limit and what
+    /// the OOM killer sees. Exit status: 0, or 2 when the process cannot be read.
+    Mem(MemArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Time between samples (e.g. 200ms, 1s).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also draw memory and CPU over time per process into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Count every system call of the tree (ptrace, as strace -c -f; slows the job while on).
+    #[arg(long)]
+    pub syscalls: bool,
+    /// Watch this running process and its children instead of running a command (Ctrl-C ends).
+    #[arg(long, value_name = "PID", conflicts_with = "syscalls")]
+    pub pid: Option<i32>,
+    /// With --pid: stop after this long (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "pid")]
+    pub duration: Option<std::time::Duration>,
+    /// The command and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD",
+        required_unless_present = "pid",
+        conflicts_with = "pid"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct MemArgs {
+    /// The process to explain.
+    pub pid: i32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 // Clap flags are one bool each; --apply, --revert and --verify exclude each other.

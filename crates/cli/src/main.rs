@@ -12,6 +12,7 @@ mod data;
 mod doctor;
 mod output;
 mod place;
+mod trace;
 mod tune;
 
 use std::process::ExitCode;
@@ -49,5 +50,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Affinity(args) => place::affinity(&args),
         cli::Command::Run(args) => Ok(place::run(&args)),
         cli::Command::Tune(args) => tune::run(&args),
+        cli::Command::Trace(args) => trace::run(&args),
+        cli::Command::Mem(args) => trace::mem(&args),
     }
 }

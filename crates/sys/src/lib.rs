@@ -13,6 +13,7 @@
 //! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter;
 //! - [`set_mempolicy`] and [`get_mempolicy`]: the thread's NUMA memory policy;
 //! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
+//! - [`spawn_traced`]: a child that stops for its `ptrace` tracer at exec;
 //! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
 //!   `posix_spawn(3)`.
 //!
@@ -125,6 +126,28 @@ pub fn fork_exec_status(
         cmd.pre_exec(|| Ok(()));
     }
     cmd.status()
+}
+
+/// Spawns `cmd` as a tracee of the calling thread: the child calls `ptrace(PTRACE_TRACEME)`
+/// before exec, so it stops with `SIGTRAP` at its first instruction and the caller (which
+/// must then `waitpid` it from this same thread) decides how to continue.
+#[allow(unsafe_code)]
+pub fn spawn_traced(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec and makes one system call, which
+    // is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // SAFETY: PTRACE_TRACEME takes no pointers.
+            let r = libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            if r == -1 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+    cmd.spawn()
 }
 
 #[cfg(test)]

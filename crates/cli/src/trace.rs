@@ -1,0 +1,232 @@
+//! `osml trace` and `osml mem`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use osml_trace::report::{human_bytes, Report};
+use osml_trace::{Options, Target, TraceError};
+
+use crate::cli::{MemArgs, TraceArgs};
+
+/// Writes `content` to `path` atomically (temporary file beside it, then rename).
+fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".osml-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(a: &TraceArgs) -> Result<ExitCode> {
+    let target = match a.pid {
+        Some(pid) => Target::Pid(pid),
+        None => Target::Command(a.command.clone()),
+    };
+    let opts = Options {
+        interval: a.interval.max(std::time::Duration::from_millis(10)),
+        syscalls: a.syscalls,
+        duration: a.duration,
+    };
+    // Ctrl-C ends a --pid trace with its report; a traced command gets the signal itself.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+    let report = match osml_trace::trace(&target, &opts, &stop) {
+        Ok(r) => r,
+        Err(
+            e @ (TraceError::Spawn { .. } | TraceError::NoSuchProcess(_) | TraceError::Ptrace(_)),
+        ) => {
+            eprintln!("osml trace: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(path) = &a.json {
+        write_atomic(
+            path,
+            (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
+        )?;
+    }
+    if let Some(path) = &a.plot {
+        write_atomic(path, osml_trace::plot::svg(&report).as_bytes())?;
+    }
+    // The command's own output went to the terminal; the summary goes to stderr so that a
+    // pipeline reading the command's stdout is undisturbed.
+    write_summary(&mut std::io::stderr().lock(), &report)?;
+    let code = report.exit_status.unwrap_or(0);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nosml trace: {} — {:.1} s, {} process(es), sampled every {} ms{}",
+        r.command,
+        r.duration_s,
+        r.totals.processes,
+        r.interval_ms,
+        r.exit_status
+            .map_or_else(String::new, |s| format!(", exit {s}"))
+    )?;
+    writeln!(
+        out,
+        "  {:>7} {:>7} {:>6} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>6} {:>4}  cmd",
+        "pid",
+        "cpu s",
+        "cpu%↑",
+        "RSS↑",
+        "PSS↑",
+        "PSS Δ",
+        "minflt",
+        "majflt",
+        "invol",
+        "migr",
+        "thr"
+    )?;
+    for p in &r.processes {
+        let cmd: String = p.cmd.chars().take(60).collect();
+        writeln!(
+            out,
+            "  {:>7} {:>7.2} {:>6.0} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7} {:>6} {:>4}  {cmd}",
+            p.pid,
+            p.cpu_seconds,
+            p.peak_cpu_percent,
+            human_bytes(p.peak_rss_bytes as f64),
+            p.peak_pss_bytes
+                .map_or_else(|| "?".to_owned(), |b| human_bytes(b as f64)),
+            human_bytes(p.pss_growth_bytes as f64),
+            p.minor_faults,
+            p.major_faults,
+            p.involuntary_switches,
+            p.migrations,
+            p.peak_threads
+        )?;
+    }
+    let t = &r.totals;
+    writeln!(
+        out,
+        "  total: {:.2} CPU s, peak RSS {} / PSS {}, {} minor and {} major faults, {} involuntary switches, {} migrations, up to {} runnable threads on {} CPU(s)",
+        t.cpu_seconds,
+        human_bytes(t.peak_rss_bytes as f64),
+        human_bytes(t.peak_pss_bytes as f64),
+        t.minor_faults,
+        t.major_faults,
+        t.involuntary_switches,
+        t.migrations,
+        t.peak_runnable_threads,
+        r.cpus
+    )?;
+    if let Some(times) = &r.syscall_times {
+        let total: u64 = times.values().map(|s| s.count).sum();
+        writeln!(
+            out,
+            "  system calls: {total} ({:.0}/s)",
+            total as f64 / r.duration_s.max(1e-9)
+        )?;
+        let mut top: Vec<_> = times.iter().collect();
+        top.sort_by_key(|(_, s)| std::cmp::Reverse(s.count));
+        for (name, s) in top.iter().take(12) {
+            writeln!(out, "    {name:<20} {:>10} {:>10.4} s", s.count, s.seconds)?;
+        }
+    }
+    if r.findings.is_empty() {
+        writeln!(out, "  findings: none")?;
+    } else {
+        writeln!(out, "  findings:")?;
+        for f in &r.findings {
+            writeln!(out, "    {}: {}", f.id, f.message)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn mem(a: &MemArgs) -> Result<ExitCode> {
+    let r = match osml_trace::mem::explain(a.pid) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("osml mem: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hb = |b: u64| human_bytes(b as f64);
+    writeln!(out, "pid {}: {}", r.pid, r.cmd)?;
+    writeln!(
+        out,
+        "  {:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "group", "regions", "virtual", "RSS", "PSS", "USS", "swap", "THP"
+    )?;
+    let row = |out: &mut std::io::StdoutLock<'_>, name: &str, u: &osml_trace::mem::Usage| {
+        writeln!(
+            out,
+            "  {:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            name,
+            u.regions,
+            hb(u.size_bytes),
+            hb(u.rss_bytes),
+            hb(u.pss_bytes),
+            hb(u.uss_bytes),
+            hb(u.swap_bytes),
+            hb(u.anon_huge_bytes)
+        )
+    };
+    for (g, u) in &r.groups {
+        row(&mut out, g, u)?;
+    }
+    row(&mut out, "total", &r.total)?;
+    writeln!(out, "  files by RSS:")?;
+    for f in r.files.iter().take(12) {
+        writeln!(
+            out,
+            "    {:<10} {:>10} RSS {:>10} PSS  {}",
+            f.kind,
+            hb(f.usage.rss_bytes),
+            hb(f.usage.pss_bytes),
+            f.path
+        )?;
+    }
+    writeln!(
+        out,
+        "  page tables {}, transparent huge pages {}",
+        r.page_tables_bytes.map_or_else(|| "?".to_owned(), hb),
+        hb(r.thp_bytes)
+    )?;
+    writeln!(
+        out,
+        "  overcommit_memory {}, committed {} of limit {}",
+        r.overcommit_memory.as_deref().unwrap_or("?"),
+        r.committed_bytes.map_or_else(|| "?".to_owned(), hb),
+        r.commit_limit_bytes.map_or_else(|| "?".to_owned(), hb)
+    )?;
+    match (r.cgroup_limit_bytes, r.cgroup_usage_bytes) {
+        (Some(l), u) => writeln!(
+            out,
+            "  cgroup memory limit {} (in use {})",
+            hb(l),
+            u.map_or_else(|| "?".to_owned(), hb)
+        )?,
+        (None, _) => writeln!(out, "  cgroup memory limit: none")?,
+    }
+    writeln!(out, "  OOM: {}", r.oom_explained)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,279 @@
+//! What a job does to the operating system.
+//!
+//! [`trace`] runs a command (or watches a running process) and samples its whole process tree
+//! from `/proc` at an interval: CPU, RSS, PSS and USS, swap, faults, context switches,
+//! migrations, I/O, threads and affinity, following children as they come and go. With
+//! `syscalls` it also counts every system call of the tree through `ptrace`. The
+//! [`report::Report`] has one summary per process, totals, findings (copy-on-read in forked
+//! workers, major faults, oversubscribed CPUs, migrations, syscall storms) and a timeline that
+//! [`plot::svg`] draws. [`mem::explain`] breaks one process's memory down by region.
+
+pub mod mem;
+pub mod plot;
+pub mod report;
+pub mod sample;
+pub mod syscalls;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::report::{findings, ProcessReport, Report, Series, Totals};
+use crate::sample::Key;
+use crate::syscalls::SyscallCounts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot run {cmd}: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ptrace failed: {0} (a seccomp filter or kernel.yama.ptrace_scope may forbid it)")]
+    Ptrace(String),
+    #[error("no process {0}")]
+    NoSuchProcess(i32),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Proc(String),
+}
+
+/// What to trace.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Command(Vec<OsString>),
+    Pid(i32),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub interval: Duration,
+    /// Count system calls with ptrace (commands only).
+    pub syscalls: bool,
+    /// Stop after this long (for `--pid`).
+    pub duration: Option<Duration>,
+}
+
+/// Samples of every process seen, and tree-wide peaks.
+struct Collector {
+    t0: Instant,
+    /// Clock ticks since boot when tracing began: processes started later count from zero.
+    start_ticks: u64,
+    series: BTreeMap<Key, Series>,
+    host: osml_host::HostRoot,
+    peak_rss: u64,
+    peak_pss: u64,
+    peak_runnable: u64,
+}
+
+impl Collector {
+    fn new() -> Self {
+        let host = osml_host::HostRoot::live();
+        let ticks = procfs::ticks_per_second() as f64;
+        let uptime = host
+            .read("/proc/uptime")
+            .ok()
+            .and_then(|t| {
+                t.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0);
+        Self {
+            t0: Instant::now(),
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            start_ticks: (uptime * ticks) as u64,
+            series: BTreeMap::new(),
+            host,
+            peak_rss: 0,
+            peak_pss: 0,
+            peak_runnable: 0,
+        }
+    }
+
+    /// One sample of the tree under `root`; false when the root is gone.
+    fn sample(&mut self, root: i32) -> bool {
+        let procs = sample::tree(&[root]);
+        let (mut rss, mut pss, mut runnable) = (0, 0, 0);
+        let mut root_seen = false;
+        for p in &procs {
+            let Some(s) = sample::read(p, self.t0, &self.host) else {
+                continue;
+            };
+            root_seen |= s.pid == root;
+            rss += s.rss_bytes;
+            pss += s.pss_bytes.unwrap_or(0);
+            runnable += s.runnable;
+            let key = (s.pid, s.start);
+            let born = s.start >= self.start_ticks;
+            let series = self.series.entry(key).or_insert_with(|| Series {
+                pid: s.pid,
+                ppid: s.ppid,
+                cmd: String::new(),
+                exe: None,
+                born_traced: born,
+                samples: Vec::new(),
+            });
+            // A process may exec (a shell wrapper becoming python): keep the latest.
+            series.cmd = sample::command(p);
+            if let Some(exe) = sample::exe(p) {
+                series.exe = Some(exe);
+            }
+            series.samples.push(s);
+        }
+        self.peak_rss = self.peak_rss.max(rss);
+        self.peak_pss = self.peak_pss.max(pss);
+        self.peak_runnable = self.peak_runnable.max(runnable);
+        root_seen
+    }
+
+    fn report(
+        self,
+        command: String,
+        opts: &Options,
+        exit_status: Option<i32>,
+        calls: Option<SyscallCounts>,
+    ) -> Report {
+        let duration = self.t0.elapsed().as_secs_f64();
+        let procs: Vec<ProcessReport> = self
+            .series
+            .values()
+            .filter_map(|s| s.summary(calls.as_ref()))
+            .collect();
+        let totals = Totals {
+            processes: procs.len(),
+            cpu_seconds: procs.iter().map(|p| p.cpu_seconds).sum(),
+            peak_rss_bytes: self.peak_rss,
+            peak_pss_bytes: self.peak_pss,
+            minor_faults: procs.iter().map(|p| p.minor_faults).sum(),
+            major_faults: procs.iter().map(|p| p.major_faults).sum(),
+            involuntary_switches: procs.iter().map(|p| p.involuntary_switches).sum(),
+            migrations: procs.iter().map(|p| p.migrations).sum(),
+            peak_runnable_threads: self.peak_runnable,
+        };
+        let cpus = osml_sys::allowed_cpus().map_or(1, |c| c.len());
+        let findings = findings(&self.series, &procs, &totals, duration, cpus);
+        let timeline = self
+            .series
+            .values()
+            .map(|s| (s.pid, s.timeline()))
+            .collect();
+        Report {
+            schema_version: 1,
+            command,
+            interval_ms: u64::try_from(opts.interval.as_millis()).unwrap_or(u64::MAX),
+            duration_s: duration,
+            exit_status,
+            cpus,
+            processes: procs,
+            totals,
+            findings,
+            syscalls: calls.as_ref().map(|c| {
+                c.by_name
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.count))
+                    .collect()
+            }),
+            syscall_times: calls.map(|c| c.by_name),
+            timeline,
+        }
+    }
+}
+
+/// Sleeps up to `d`, waking early when `stop` is set.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Traces `target` until it exits (or `stop` is set, or the duration passes for a pid).
+pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Report, TraceError> {
+    let mut c = Collector::new();
+    match target {
+        Target::Pid(pid) => {
+            if procfs::process::Process::new(*pid).is_err() {
+                return Err(TraceError::NoSuchProcess(*pid));
+            }
+            let start = Instant::now();
+            while c.sample(*pid)
+                && !stop.load(Ordering::Relaxed)
+                && opts.duration.is_none_or(|d| start.elapsed() < d)
+            {
+                nap(opts.interval, stop);
+            }
+            let cmd = procfs::process::Process::new(*pid)
+                .map_or_else(|_| format!("pid {pid}"), |p| sample::command(&p));
+            Ok(c.report(cmd, opts, None, None))
+        }
+        Target::Command(cmd) => {
+            let text = cmd
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if opts.syscalls {
+                let root = AtomicI32::new(0);
+                let done = AtomicBool::new(false);
+                let outcome = std::thread::scope(|s| {
+                    let (root, done) = (&root, &done);
+                    let sampler = s.spawn(move || {
+                        while root.load(Ordering::Acquire) == 0 && !done.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        let pid = root.load(Ordering::Acquire);
+                        while pid != 0 && !done.load(Ordering::Acquire) {
+                            c.sample(pid);
+                            nap(opts.interval, done);
+                        }
+                        c
+                    });
+                    let r = syscalls::run(cmd, |pid| root.store(pid, Ordering::Release));
+                    done.store(true, Ordering::Release);
+                    (r, sampler.join())
+                });
+                let (r, c) = outcome;
+                let c = c.map_err(|_| TraceError::Proc("the sampling thread panicked".into()))?;
+                let (calls, status) = r?;
+                return Ok(c.report(text, opts, Some(status), Some(calls)));
+            }
+            let mut child = std::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .spawn()
+                .map_err(|e| TraceError::Spawn {
+                    cmd: cmd[0].to_string_lossy().into_owned(),
+                    source: e,
+                })?;
+            let pid = child.id().cast_signed();
+            let status = loop {
+                c.sample(pid);
+                if let Some(st) = child.try_wait().map_err(|e| TraceError::Io {
+                    what: "waiting for the command".into(),
+                    source: e,
+                })? {
+                    break st;
+                }
+                nap(opts.interval, &AtomicBool::new(false));
+            };
+            Ok(c.report(text, opts, Some(exit_code(status)), None))
+        }
+    }
+}
