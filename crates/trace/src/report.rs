@@ -343,10 +343,10 @@ mod tests {
         }
     }
 
-    fn series(pid: i32, ppid: i32, exe: &str, samples: Vec<ProcSample>) -> Series {
+    fn series(pid: i32, parent: i32, exe: &str, samples: Vec<ProcSample>) -> Series {
         Series {
             pid,
-            ppid,
+            ppid: parent,
             cmd: "python3 train.py".into(),
             exe: Some(exe.into()),
             born_traced: true,
@@ -377,7 +377,7 @@ mod tests {
             1,
             "/usr/bin/cat",
             vec![
-                sample(0.1, 0.0, 1 * mb, 1 * mb, 0),
+                sample(0.1, 0.0, mb, mb, 0),
                 sample(1.1, 0.0, 300 * mb, 300 * mb, 0),
             ],
         );
@@ -385,7 +385,7 @@ mod tests {
             [((1, 1), parent), ((2, 2), worker), ((3, 3), exec_d)].into();
         let procs: Vec<ProcessReport> = map.values().filter_map(|s| s.summary(None)).collect();
         let w = procs.iter().find(|p| p.pid == 2).unwrap();
-        assert_eq!(w.pss_growth_bytes, (230 * mb) as i64);
+        assert_eq!(w.pss_growth_bytes, (230 * mb).cast_signed());
         assert_eq!(w.major_faults, 2000);
         assert!((w.peak_cpu_percent - 50.0).abs() < 1e-6);
         let totals = Totals {
