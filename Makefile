@@ -1,7 +1,7 @@
 # The two set-up commands of README.md: `cargo run --release -- doctor` runs the main job;
 # `make test` runs every test, Rust and Python.
 
-.PHONY: test test-rust test-python lint bench-doctor bench-open bench-pack bench-os bench-loaders
+.PHONY: test test-rust test-python lint bench-doctor bench-open bench-pack bench-os bench-trace bench-loaders
 
 test: test-rust test-python
 
@@ -27,6 +27,10 @@ bench-pack:
 	cargo build --release --locked --bin osml
 	OSML_TIKTOKEN_ASSETS=$$(cargo metadata --locked --format-version 1 | .venv/bin/python -c 'import json,os,sys; print(next(os.path.join(os.path.dirname(p["manifest_path"]),"assets") for p in json.load(sys.stdin)["packages"] if p["name"]=="tiktoken-rs"))') \
 	  .venv/bin/python scripts/bench-pack.py target/release/osml
+
+bench-trace:
+	cargo build --release -p osml
+	python3 benchmarks/trace_overhead.py target/release/osml
 
 bench-os:
 	cargo build --release -p osml

@@ -263,15 +263,26 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                     source: e,
                 })?;
             let pid = child.id().cast_signed();
+            // A waiter thread reports the exit at once, so the trace ends with the command,
+            // not up to an interval later.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(child.wait());
+            });
             let status = loop {
                 c.sample(pid);
-                if let Some(st) = child.try_wait().map_err(|e| TraceError::Io {
-                    what: "waiting for the command".into(),
-                    source: e,
-                })? {
-                    break st;
+                match rx.recv_timeout(opts.interval) {
+                    Ok(r) => {
+                        break r.map_err(|e| TraceError::Io {
+                            what: "waiting for the command".into(),
+                            source: e,
+                        })?
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(TraceError::Proc("the waiting thread ended".into()));
+                    }
                 }
-                nap(opts.interval, &AtomicBool::new(false));
             };
             Ok(c.report(text, opts, Some(exit_code(status)), None))
         }
