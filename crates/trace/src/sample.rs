@@ -85,6 +85,12 @@ fn sched_migrations(text: &str) -> Option<u64> {
 pub fn read(p: &Process, t0: Instant, host: &osml_host::HostRoot) -> Option<ProcSample> {
     let stat = p.stat().ok()?;
     let status = p.status().ok()?;
+    // A zombie, or a process tearing its memory down on exit, has no VmRSS: its figures
+    // would read as zero, so it is left out of this sample.
+    if matches!(stat.state, 'Z' | 'X') {
+        return None;
+    }
+    status.vmrss?;
     let ticks = procfs::ticks_per_second() as f64;
     let rollup = p.smaps_rollup().ok();
     // smaps_rollup is one pseudo-mapping, `[rollup]`, whose fields are in bytes.
@@ -95,6 +101,9 @@ pub fn read(p: &Process, t0: Instant, host: &osml_host::HostRoot) -> Option<Proc
             .and_then(|m| m.extension.map.get(k).copied())
     };
     let pss = field("Pss");
+    if rollup.is_some() && pss.is_none() {
+        return None;
+    }
     let uss = match (field("Private_Clean"), field("Private_Dirty")) {
         (Some(a), Some(b)) => Some(a + b),
         _ => None,
