@@ -168,8 +168,15 @@ impl Series {
             peak_cpu_percent: self.samples.windows(2).map(cpu_percent).fold(0.0, f64::max),
             peak_rss_bytes: self.samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
             peak_pss_bytes: self.samples.iter().filter_map(|s| s.pss_bytes).max(),
-            pss_growth_bytes: signed(first.pss_bytes, last.pss_bytes),
-            uss_growth_bytes: signed(first.uss_bytes, last.uss_bytes),
+            // From the first to the last sample that could read smaps_rollup.
+            pss_growth_bytes: signed(
+                self.samples.iter().find_map(|s| s.pss_bytes),
+                self.samples.iter().rev().find_map(|s| s.pss_bytes),
+            ),
+            uss_growth_bytes: signed(
+                self.samples.iter().find_map(|s| s.uss_bytes),
+                self.samples.iter().rev().find_map(|s| s.uss_bytes),
+            ),
             peak_swap_bytes: self.samples.iter().map(|s| s.swap_bytes).max().unwrap_or(0),
             minor_faults: delta(first.minor_faults, last.minor_faults, born),
             major_faults: delta(first.major_faults, last.major_faults, born),
