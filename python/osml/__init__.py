@@ -45,6 +45,21 @@ def _distributed_defaults(rank: Optional[int], world_size: Optional[int]) -> Tup
     return (env_rank if rank is None else rank, env_world if world_size is None else world_size)
 
 
+def _loader_cpus(cpus: Optional[Sequence[int]]) -> List[int]:
+    """``cpus`` as given, else ``OSML_LOADER_CPUS`` (set by ``osml run --bind auto``), else none."""
+    if cpus is not None:
+        return list(cpus)
+    text = os.environ.get("OSML_LOADER_CPUS", "").strip()
+    out: List[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ValueError(f"OSML_LOADER_CPUS={text!r} is not a CPU list such as 1-3,8") from None
+    return out
+
+
 class TokenLoader:
     """Batches of token windows, deterministic, resumable and sharded across ranks.
 
@@ -59,6 +74,9 @@ class TokenLoader:
     ``state_dict()`` / ``load_state_dict()`` resume exactly, also with another number of
     workers or ranks as long as the global batch is the same. ``workers`` defaults to the CPUs
     this process may use less one (the training loop keeps a core).
+    ``cpus`` pins loader worker ``k`` to ``cpus[k % len(cpus)]``;
+    by default it comes from ``OSML_LOADER_CPUS``, which ``osml run --bind auto`` sets to the
+    CPUs it planned for this rank's loader threads.
     """
 
     def __init__(
@@ -91,7 +109,7 @@ class TokenLoader:
             workers=0 if workers is None else workers,
             prefetch=prefetch,
             dtype=dtype,
-            cpus=list(cpus or []),
+            cpus=_loader_cpus(cpus),
             format=format,
             raw_dtype=raw_dtype,
             block=block,

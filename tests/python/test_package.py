@@ -108,6 +108,35 @@ def test_rank_and_world_size_come_from_the_environment(arange_bin, monkeypatch):
     assert loader.state_dict()["osml_loader"]["global_batch"] == 6
 
 
+def _loader_thread_cpus():
+    """Cpus_allowed_list of this process's osml-loader-N threads, by thread id."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/status") as f:
+                allowed = next(l.split()[1] for l in f if l.startswith("Cpus_allowed_list"))
+        except (FileNotFoundError, StopIteration):
+            continue
+        if name.startswith("osml-loader-") and name[len("osml-loader-"):].isdigit():
+            out[tid] = allowed
+    return out
+
+
+def test_loader_cpus_come_from_osml_run(arange_bin, monkeypatch):
+    cpu = max(os.sched_getaffinity(0))
+    monkeypatch.setenv("OSML_LOADER_CPUS", str(cpu))
+    before = _loader_thread_cpus()
+    loader = osml.TokenLoader(arange_bin, batch_size=2, seq_len=8, workers=2)
+    next(loader)
+    new = {tid: cpus for tid, cpus in _loader_thread_cpus().items() if tid not in before}
+    assert len(new) == 2 and set(new.values()) == {str(cpu)}, new
+    monkeypatch.setenv("OSML_LOADER_CPUS", "x-y")
+    with pytest.raises(ValueError, match="OSML_LOADER_CPUS"):
+        osml.TokenLoader(arange_bin, batch_size=2, seq_len=8)
+
+
 def test_errors_are_typed(tmp_path, arange_bin):
     with pytest.raises(FileNotFoundError):
         osml.TokenLoader(tmp_path / "missing.bin", 1, 1)

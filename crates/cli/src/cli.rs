@@ -226,6 +226,10 @@ pub struct RunArgs {
     /// With `--bind auto`: the placement mode.
     #[arg(long, value_enum, default_value = "node")]
     pub mode: BindMode,
+    /// With `--bind auto`: CPUs to plan for the rank's loader threads, exported as
+    /// OSML_LOADER_CPUS (which osml.TokenLoader pins its workers to) unless already set.
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub loader_threads: usize,
     /// Print the binding to stderr before running the command.
     #[arg(short, long)]
     pub verbose: bool,

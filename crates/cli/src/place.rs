@@ -372,8 +372,15 @@ fn env_usize(name: &str) -> Result<usize, String> {
         .map_err(|_| format!("{name}={v:?} is not a number"))
 }
 
-/// The CPUs and NUMA nodes `--bind` names, checked against what this process may use.
-fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<(Vec<usize>, Vec<usize>), String> {
+/// What `--bind` names: CPUs, NUMA nodes and (for `auto`) the rank's loader CPUs, checked
+/// against what this process may use.
+struct Binding {
+    cpus: Vec<usize>,
+    nodes: Vec<usize>,
+    loader_cpus: Option<Vec<usize>>,
+}
+
+fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<Binding, String> {
     if a.bind == "auto" {
         let rank = env_usize("LOCAL_RANK")?;
         let world = env_usize("LOCAL_WORLD_SIZE")?;
@@ -382,9 +389,13 @@ fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<(Vec<usize>, Vec<usize>)
                 "LOCAL_RANK {rank} is outside 0..{world} (LOCAL_WORLD_SIZE)"
             ));
         }
-        let p = plan(t, world, a.mode.into(), 0).map_err(|e| e.to_string())?;
+        let p = plan(t, world, a.mode.into(), a.loader_threads).map_err(|e| e.to_string())?;
         let r = &p.ranks[rank];
-        return Ok((r.cpus.clone(), r.numa_node.into_iter().collect()));
+        return Ok(Binding {
+            cpus: r.cpus.clone(),
+            nodes: r.numa_node.into_iter().collect(),
+            loader_cpus: Some(r.loader_cpus.clone()),
+        });
     }
     if let Some(n) = a.bind.strip_prefix("node:") {
         let n: usize = n
@@ -403,7 +414,11 @@ fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<(Vec<usize>, Vec<usize>)
                 "--bind node:{n}: the node has no CPU this process may use (memory only, or outside its cpuset)"
             ));
         }
-        return Ok((node.cpus.clone(), vec![n]));
+        return Ok(Binding {
+            cpus: node.cpus.clone(),
+            nodes: vec![n],
+            loader_cpus: None,
+        });
     }
     if let Some(list) = a.bind.strip_prefix("cpus:") {
         let wanted = match CpuList::parse(list) {
@@ -425,7 +440,11 @@ fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<(Vec<usize>, Vec<usize>)
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
-        return Ok((wanted.ids().to_vec(), nodes));
+        return Ok(Binding {
+            cpus: wanted.ids().to_vec(),
+            nodes,
+            loader_cpus: None,
+        });
     }
     Err(format!(
         "--bind {}: expected auto, node:N or cpus:LIST",
@@ -437,7 +456,11 @@ pub fn run(a: &RunArgs) -> ExitCode {
     use std::os::unix::process::CommandExt;
 
     let t = Topology::read(&HostRoot::live());
-    let (bind_cpus, nodes) = match resolve_binding(a, &t) {
+    let Binding {
+        cpus: bind_cpus,
+        nodes,
+        loader_cpus,
+    } = match resolve_binding(a, &t) {
         Ok(b) => b,
         Err(e) => return refuse(&e),
     };
@@ -471,6 +494,11 @@ pub fn run(a: &RunArgs) -> ExitCode {
     for var in ["OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
         if std::env::var_os(var).is_none() {
             cmd.env(var, &n);
+        }
+    }
+    if let Some(l) = loader_cpus.filter(|l| !l.is_empty()) {
+        if std::env::var_os("OSML_LOADER_CPUS").is_none() {
+            cmd.env("OSML_LOADER_CPUS", cpus(&l));
         }
     }
     if a.verbose {
