@@ -115,6 +115,36 @@ pub fn topo(a: &TopoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line per L3 domain of a node's cores in one package.
+fn write_node_cores(
+    out: &mut impl Write,
+    t: &Topology,
+    node: usize,
+    package: usize,
+) -> std::io::Result<()> {
+    let mut by_l3: BTreeMap<Option<usize>, Vec<&osml_host::topology::CoreSet>> = BTreeMap::new();
+    for c in t
+        .core_sets
+        .iter()
+        .filter(|c| c.numa_node == Some(node) && c.package == package)
+    {
+        by_l3.entry(c.l3).or_default().push(c);
+    }
+    for (l3, cs) in by_l3 {
+        let pus: Vec<usize> = cs.iter().flat_map(|c| c.pus.iter().copied()).collect();
+        let first: Vec<usize> = cs.iter().filter_map(|c| c.pus.first().copied()).collect();
+        writeln!(
+            out,
+            "    {}{} core(s), PUs {} (one per core: {})",
+            l3.map_or_else(String::new, |i| format!("L3 #{i}: ")),
+            cs.len(),
+            cpus(&pus),
+            cpus(&first)
+        )?;
+    }
+    Ok(())
+}
+
 fn write_topo(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io::Result<()> {
     let smt = t.cores > 0 && t.pus > t.cores;
     writeln!(
@@ -152,35 +182,19 @@ fn write_topo(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io::R
             .collect()
     };
     for p in &t.package_sets {
-        writeln!(out, "Package {} (CPUs {})", p.id, cpus(&p.cpus))?;
+        writeln!(
+            out,
+            "Package {} (CPUs {})",
+            p.physical_id.unwrap_or(p.id),
+            cpus(&p.cpus)
+        )?;
         for n in t
             .numa_nodes
             .iter()
             .filter(|n| n.packages.first() == Some(&p.id))
         {
             writeln!(out, "  {}", node_line(n))?;
-            let cores: Vec<_> = t
-                .core_sets
-                .iter()
-                .filter(|c| c.numa_node == Some(n.id) && c.package == p.id)
-                .collect();
-            let mut by_l3: BTreeMap<Option<usize>, Vec<&osml_host::topology::CoreSet>> =
-                BTreeMap::new();
-            for c in cores {
-                by_l3.entry(c.l3).or_default().push(c);
-            }
-            for (l3, cs) in by_l3 {
-                let pus: Vec<usize> = cs.iter().flat_map(|c| c.pus.iter().copied()).collect();
-                let first: Vec<usize> = cs.iter().filter_map(|c| c.pus.first().copied()).collect();
-                writeln!(
-                    out,
-                    "    {}{} core(s), PUs {} (one per core: {})",
-                    l3.map_or_else(String::new, |i| format!("L3 #{i}: ")),
-                    cs.len(),
-                    cpus(&pus),
-                    cpus(&first)
-                )?;
-            }
+            write_node_cores(out, t, n.id, p.id)?;
             for d in devices_on(Some(n.id)) {
                 writeln!(out, "    {d}")?;
             }

@@ -84,9 +84,15 @@ pub struct CpuFreqGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuTopology {
     pub cpu: usize,
+    /// `physical_package_id`; `None` when absent or -1 (s390, POWER).
     pub package: Option<usize>,
     pub core: Option<usize>,
+    /// Hardware threads of its core: `thread_siblings_list`, or the `thread_siblings` mask.
     pub siblings: Option<CpuList>,
+    /// CPUs of its package: `package_cpus_list`, `core_siblings_list`, or the
+    /// `core_siblings` mask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_cpus: Option<CpuList>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -472,10 +478,18 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
                     cpu,
                     package: num("physical_package_id"),
                     core: num("core_id"),
-                    siblings: root
-                        .read(&format!("{base}/thread_siblings_list"))
-                        .ok()
-                        .and_then(|t| CpuList::parse(&t).ok()),
+                    siblings: list_or_mask(
+                        root,
+                        &base,
+                        &["thread_siblings_list"],
+                        "thread_siblings",
+                    ),
+                    package_cpus: list_or_mask(
+                        root,
+                        &base,
+                        &["package_cpus_list", "core_siblings_list"],
+                        "core_siblings",
+                    ),
                 }
             })
             .collect::<Vec<_>>()
@@ -605,6 +619,23 @@ fn node_ids(root: &HostRoot) -> Result<Vec<usize>, HostError> {
     Ok(ids)
 }
 
+/// The first of `lists` that parses, else the hex mask `mask` (kernels before the `_list`
+/// files), in directory `base`.
+fn list_or_mask(root: &HostRoot, base: &str, lists: &[&str], mask: &str) -> Option<CpuList> {
+    lists
+        .iter()
+        .find_map(|f| {
+            root.read(&format!("{base}/{f}"))
+                .ok()
+                .and_then(|t| CpuList::parse(&t).ok())
+        })
+        .or_else(|| {
+            root.read(&format!("{base}/{mask}"))
+                .ok()
+                .and_then(|t| CpuList::parse_mask(&t).ok())
+        })
+}
+
 fn gather_numa(root: &HostRoot) -> Fact<Vec<NumaNode>> {
     let ids = match node_ids(root) {
         Ok(ids) if !ids.is_empty() => ids,
@@ -617,10 +648,25 @@ fn gather_numa(root: &HostRoot) -> Fact<Vec<NumaNode>> {
                 let base = format!("{NODE_SYS}/node{id}");
                 NumaNode {
                     id,
+                    // Older kernels have only the `cpumap` mask.
                     cpus: root
                         .read(&format!("{base}/cpulist"))
                         .ok()
                         .and_then(|t| CpuList::parse(&t).ok())
+                        .or_else(|| {
+                            root.read(&format!("{base}/cpumap"))
+                                .ok()
+                                .and_then(|t| CpuList::parse_mask(&t).ok())
+                        })
+                        // Or only the `cpuN` links (trimmed dumps).
+                        .or_else(|| {
+                            root.list(&base).ok().map(|names| {
+                                names
+                                    .iter()
+                                    .filter_map(|n| n.strip_prefix("cpu")?.parse().ok())
+                                    .collect()
+                            })
+                        })
                         .unwrap_or_default(),
                     // "Node 0 MemTotal:       24634564 kB"
                     memory_bytes: fact(root, &format!("{base}/meminfo"), meminfo::parse_node_total),

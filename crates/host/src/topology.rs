@@ -13,10 +13,12 @@ use serde::Serialize;
 
 use crate::{CpuList, HostRoot, HostSnapshot, PciDevice, PciKind};
 
-/// One package (socket): its id and its usable CPUs.
+/// One package (socket): its index (what cores and nodes refer to), the kernel's
+/// `physical_package_id` when it gives one, and its usable CPUs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PackageSet {
     pub id: usize,
+    pub physical_id: Option<usize>,
     pub cpus: Vec<usize>,
 }
 
@@ -218,7 +220,12 @@ fn l3_lists(root: &HostRoot, cpus: &[usize]) -> BTreeMap<usize, CpuList> {
 fn usable_cpus(snap: &HostSnapshot, topo: &[crate::CpuTopology]) -> (CpuList, Vec<String>) {
     let mut allowed: CpuList = topo
         .iter()
-        .filter(|c| c.package.is_some())
+        .filter(|c| {
+            c.package.is_some()
+                || c.core.is_some()
+                || c.siblings.is_some()
+                || c.package_cpus.is_some()
+        })
         .map(|c| c.cpu)
         .collect();
     let mut restricted_by = Vec::new();
@@ -342,6 +349,59 @@ fn devices(snap: &HostSnapshot, notes: &mut Vec<String>) -> Vec<Device> {
     v
 }
 
+/// A package as the kernel groups CPUs: its `physical_package_id` and its CPU set.
+type PackageKey = (Option<usize>, Vec<usize>);
+/// Package index → (physical id, usable CPUs).
+type Packages = BTreeMap<usize, (Option<usize>, Vec<usize>)>;
+/// (package index, core id, sibling set) → usable CPUs.
+type Cores = BTreeMap<(usize, Option<usize>, Vec<usize>), Vec<usize>>;
+
+/// Packages and cores of the usable CPUs.
+fn group_cpus(topo: &[crate::CpuTopology], allowed: &CpuList) -> (Packages, Cores) {
+    // Packages as the kernel groups CPUs (`package_cpus`/`core_siblings`), which also
+    // splits packages whose `physical_package_id` repeats or is -1; else by that id.
+    // Cores: a core id within a package, further split by thread-sibling sets (core_id
+    // repeats on the two dies of some packages; some kernels pair two cores as siblings).
+    let mut package_keys: BTreeMap<PackageKey, Vec<usize>> = BTreeMap::new();
+    let mut core_keys: Vec<(PackageKey, Option<usize>, Vec<usize>, usize)> = Vec::new();
+    for c in topo.iter().filter(|c| allowed.contains(c.cpu)) {
+        let pkg_key = match (&c.package_cpus, c.package) {
+            (Some(set), id) => (id, set.ids().to_vec()),
+            (None, Some(id)) => (Some(id), Vec::new()),
+            (None, None) => (None, vec![usize::MAX]),
+        };
+        let siblings = c
+            .siblings
+            .as_ref()
+            .map_or_else(|| vec![c.cpu], |s| s.intersection(allowed).ids().to_vec());
+        package_keys.entry(pkg_key.clone()).or_default().push(c.cpu);
+        core_keys.push((pkg_key, c.core, siblings, c.cpu));
+    }
+    // Without any package information (no id, no sibling mask) there is no package.
+    let package_index: BTreeMap<PackageKey, usize> = {
+        let mut keys: Vec<_> = package_keys
+            .iter()
+            .filter(|(k, _)| k.1 != [usize::MAX])
+            .map(|(k, cpus)| (cpus[0], k.clone()))
+            .collect();
+        keys.sort();
+        keys.into_iter()
+            .enumerate()
+            .map(|(i, (_, k))| (k, i))
+            .collect()
+    };
+    let mut cores: BTreeMap<(usize, Option<usize>, Vec<usize>), Vec<usize>> = BTreeMap::new();
+    for (pkg_key, core_id, siblings, cpu) in core_keys {
+        let pkg = package_index.get(&pkg_key).copied().unwrap_or(usize::MAX);
+        cores.entry((pkg, core_id, siblings)).or_default().push(cpu);
+    }
+    let packages: BTreeMap<usize, (Option<usize>, Vec<usize>)> = package_keys
+        .into_iter()
+        .filter_map(|(k, cpus)| package_index.get(&k).map(|&i| (i, (k.0, cpus))))
+        .collect();
+    (packages, cores)
+}
+
 impl Topology {
     /// Reads the host behind `root` (gathering a snapshot).
     pub fn read(root: &HostRoot) -> Self {
@@ -363,21 +423,14 @@ impl Topology {
             .collect();
         let (l3_domains, l3_index) = l3_domains(root, &allowed);
 
-        // Cores: sets of hardware-thread siblings (core_id repeats across dies of a package).
-        let mut cores: BTreeMap<(usize, Vec<usize>), Option<usize>> = BTreeMap::new();
-        let mut packages: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for c in topo.iter().filter(|c| allowed.contains(c.cpu)) {
-            let Some(package) = c.package else { continue };
-            let siblings = c
-                .siblings
-                .as_ref()
-                .map_or_else(|| vec![c.cpu], |s| s.intersection(&allowed).ids().to_vec());
-            cores.entry((package, siblings)).or_insert(c.core);
-            packages.entry(package).or_default().push(c.cpu);
-        }
+        let (packages, cores) = group_cpus(&topo, &allowed);
         let mut core_sets: Vec<CoreSet> = cores
             .into_iter()
-            .map(|((package, pus), core_id)| CoreSet {
+            .map(|((package, core_id, _), mut pus)| {
+                pus.sort_unstable();
+                (package, core_id, pus)
+            })
+            .map(|(package, core_id, pus)| CoreSet {
                 package,
                 core_id,
                 numa_node: pus.first().and_then(|p| node_of.get(p).copied()),
@@ -391,7 +444,7 @@ impl Topology {
             .map(|mut n| {
                 let p: BTreeSet<usize> = core_sets
                     .iter()
-                    .filter(|c| c.numa_node == Some(n.id))
+                    .filter(|c| c.numa_node == Some(n.id) && c.package != usize::MAX)
                     .map(|c| c.package)
                     .collect();
                 n.packages = p.into_iter().collect();
@@ -407,7 +460,11 @@ impl Topology {
             restricted_by,
             package_sets: packages
                 .into_iter()
-                .map(|(id, cpus)| PackageSet { id, cpus })
+                .map(|(id, (physical_id, cpus))| PackageSet {
+                    id,
+                    physical_id,
+                    cpus,
+                })
                 .collect(),
             numa_nodes,
             numa_assumed,
