@@ -206,11 +206,18 @@ fn write_topo(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io::R
             writeln!(out, "    {d}")?;
         }
     }
-    let lost = devices_on(None);
+    let lost: Vec<_> = t
+        .devices
+        .iter()
+        .filter(|d| d.kind != DeviceKind::Other && d.numa_node.is_none())
+        .collect();
     if !lost.is_empty() {
         writeln!(out, "Devices without a NUMA node (numa_node -1):")?;
         for d in lost {
-            writeln!(out, "    {d}")?;
+            let inferred = d.inferred_numa_node.map_or_else(String::new, |n| {
+                format!("; placed on node {n} by its host bridge or local CPUs")
+            });
+            writeln!(out, "    {}{inferred}", device_line(d))?;
         }
     }
     let others = t

@@ -80,6 +80,9 @@ pub struct Device {
     pub host_bridge: Option<String>,
     /// `local_cpulist`: the CPUs the firmware calls near, when readable.
     pub local_cpus: Option<Vec<usize>>,
+    /// Where `numa_node` is unknown: the node of the other devices of its host bridge, else
+    /// the one its `local_cpulist` names, else the only node with CPUs.
+    pub inferred_numa_node: Option<usize>,
 }
 
 /// The topology this process sees.
@@ -173,7 +176,10 @@ pub fn link(a: &Device, b: &Device) -> Link {
         }
         return Link::Phb;
     }
-    match (a.numa_node, b.numa_node) {
+    match (
+        a.numa_node.or(a.inferred_numa_node),
+        b.numa_node.or(b.inferred_numa_node),
+    ) {
         (Some(x), Some(y)) if x == y => Link::Node,
         _ => Link::Sys,
     }
@@ -342,6 +348,7 @@ fn devices(snap: &HostSnapshot, notes: &mut Vec<String>) -> Vec<Device> {
                 bridges: d.bridges.clone(),
                 host_bridge: d.host_bridge.clone(),
                 local_cpus: d.local_cpus.known().map(|l| l.ids().to_vec()),
+                inferred_numa_node: None,
             })
         })
         .collect();
@@ -402,6 +409,41 @@ fn group_cpus(topo: &[crate::CpuTopology], allowed: &CpuList) -> (Packages, Core
     (packages, cores)
 }
 
+/// Fills `inferred_numa_node` for devices whose firmware gives no node.
+fn infer_nodes(devices: &mut [Device], nodes: &[NodeSet]) {
+    let cpu_nodes: Vec<usize> = nodes
+        .iter()
+        .filter(|n| !n.cpus.is_empty())
+        .map(|n| n.id)
+        .collect();
+    let node_of = |cpu: usize| nodes.iter().find(|n| n.cpus.contains(&cpu)).map(|n| n.id);
+    let known: Vec<(Option<String>, usize)> = devices
+        .iter()
+        .filter_map(|d| Some((d.host_bridge.clone(), d.numa_node?)))
+        .collect();
+    for d in devices.iter_mut().filter(|d| d.numa_node.is_none()) {
+        let mut peers: Vec<usize> = known
+            .iter()
+            .filter(|(hb, _)| hb.is_some() && *hb == d.host_bridge)
+            .map(|(_, n)| *n)
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        let by_cpus = || {
+            let local = d.local_cpus.as_ref()?;
+            let mut found: Vec<usize> = local.iter().filter_map(|&c| node_of(c)).collect();
+            found.sort_unstable();
+            found.dedup();
+            // Only when it names some nodes, not all of them.
+            (found.len() < cpu_nodes.len() && !found.is_empty()).then(|| found[0])
+        };
+        d.inferred_numa_node = match peers[..] {
+            [n] => Some(n),
+            _ => by_cpus().or_else(|| (cpu_nodes.len() == 1).then(|| cpu_nodes[0])),
+        };
+    }
+}
+
 impl Topology {
     /// Reads the host behind `root` (gathering a snapshot).
     pub fn read(root: &HostRoot) -> Self {
@@ -439,7 +481,7 @@ impl Topology {
             })
             .collect();
         core_sets.sort_by_key(|c| c.pus.first().copied());
-        let numa_nodes = numa_nodes
+        let numa_nodes: Vec<NodeSet> = numa_nodes
             .into_iter()
             .map(|mut n| {
                 let p: BTreeSet<usize> = core_sets
@@ -451,7 +493,8 @@ impl Topology {
                 n
             })
             .collect();
-        let devices = devices(snap, &mut notes);
+        let mut devices = devices(snap, &mut notes);
+        infer_nodes(&mut devices, &numa_nodes);
         Self {
             packages: packages.len(),
             cores: core_sets.len(),
@@ -517,6 +560,7 @@ mod tests {
             bridges: bridges.iter().map(|s| (*s).to_owned()).collect(),
             host_bridge: Some(host.to_owned()),
             local_cpus: None,
+            inferred_numa_node: None,
         }
     }
 
@@ -535,6 +579,9 @@ mod tests {
         let other_host = dev("0000:81:00.0", "pci0000:80", &["s"], Some(0));
         let far = dev("0000:c1:00.0", "pci0000:c0", &["t"], Some(1));
         let unknown = dev("0000:e1:00.0", "pci0000:e0", &["v"], None);
+        let mut inferred = unknown.clone();
+        inferred.inferred_numa_node = Some(1);
+        assert_eq!(link(&far, &inferred), Link::Node, "an inferred node counts");
         assert_eq!(link(&g0, &g0), Link::X);
         assert_eq!(link(&g0, &g1), Link::Pix);
         assert_eq!(link(&g0, &deep), Link::Pxb);
