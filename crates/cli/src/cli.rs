@@ -34,8 +34,8 @@ pub enum Command {
         command: DataCommand,
     },
     /// Measure what the operating system costs on this machine: syscalls, context switches,
-    /// spawning threads and processes, page faults (4 KiB and huge), TLB reach, memcpy, and
-    /// reading files warm and cold, each with what it means for a data loader.
+    /// spawning threads, tasks and processes, page faults (4 KiB and huge), TLB reach, memcpy,
+    /// reading files warm and cold, pread and io_uring, each with what it means for a loader.
     ///
     /// Each figure is the median of repetitions within a time budget after a warm-up, with a
     /// MAD-based spread and a note when it is unreliable. Exit status: 0, or 2 on a usage error.
@@ -75,9 +75,11 @@ pub enum Command {
     /// with a summary per process, totals and findings. Exit status: the command's (0 with
     /// --pid); 2 on a usage error or when the command or process cannot be traced.
     Trace(TraceArgs),
-    /// Explain a process's memory: regions grouped (heap, anonymous, stacks, files, shared
-    /// memory), RSS/PSS/USS/swap per group, huge pages, page tables, the cgroup limit and what
-    /// the OOM killer sees. Exit status: 0, or 2 when the process cannot be read.
+    /// Explain a process's memory.
+    ///
+    /// Regions grouped (heap, anonymous, stacks, files, shared memory), RSS/PSS/USS/swap per
+    /// group, huge pages, page tables, the cgroup limit and what the OOM killer sees. Exit
+    /// status: 0, or 2 when the process cannot be read.
     Mem(MemArgs),
 }
 
