@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,13 @@ def test_loader_cpus_come_from_osml_run(arange_bin, monkeypatch):
     before = _loader_thread_cpus()
     loader = osml.TokenLoader(arange_bin, batch_size=2, seq_len=8, workers=2)
     next(loader)
-    new = {tid: cpus for tid, cpus in _loader_thread_cpus().items() if tid not in before}
+    # A worker names itself, then pins itself, when the OS first runs it: wait for both.
+    deadline = time.monotonic() + 10
+    while True:
+        new = {tid: cpus for tid, cpus in _loader_thread_cpus().items() if tid not in before}
+        if (len(new) == 2 and set(new.values()) == {str(cpu)}) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert len(new) == 2 and set(new.values()) == {str(cpu)}, new
     monkeypatch.setenv("OSML_LOADER_CPUS", "x-y")
     with pytest.raises(ValueError, match="OSML_LOADER_CPUS"):
