@@ -25,7 +25,7 @@ def main():
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
-            time.sleep(0.6)
+            time.sleep(1.0)
             start = pss()
             total = 0.0
             for x in data:
@@ -33,7 +33,7 @@ def main():
             end = pss()
             with open(out, "a") as f:
                 f.write(f"{os.getpid()} {start} {end}\n")
-            time.sleep(0.6)
+            time.sleep(1.0)
             os._exit(0)
         os.waitpid(pid, 0)
 
