@@ -382,6 +382,20 @@ fn usage_errors_exit_2() {
     assert_eq!(p["ranks"][0]["local_rank"], 5);
 }
 
+/// The `Cpus_allowed_list` line that `cat /proc/self/status` printed under `osml run`.
+fn cpus_allowed_line(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list"))
+        .unwrap()
+        .to_owned()
+}
+
 /// The last CPU this process may use, and whether there is more than one.
 fn last_allowed() -> usize {
     *osml_sys::allowed_cpus().unwrap().last().unwrap()
@@ -401,16 +415,7 @@ fn run_binds_cpus_and_sets_thread_counts() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = String::from_utf8(out.stdout).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("Cpus_allowed_list"))
-        .unwrap();
+    let line = cpus_allowed_line(&out);
     assert_eq!(
         line.split_whitespace().nth(1),
         Some(cpu.to_string().as_str()),
@@ -563,16 +568,7 @@ fn run_auto_follows_torchrun_variables() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = String::from_utf8(out.stdout).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("Cpus_allowed_list"))
-        .unwrap();
+    let line = cpus_allowed_line(&out);
     let want = osml_host::CpuList::parse(
         &allowed
             .iter()
