@@ -130,51 +130,17 @@ fn node_for_device(t: &Topology, d: &Device, notes: &mut Vec<String>) -> Option<
         }
         None => {}
     }
-    // Devices behind one host bridge hang off one root complex, so one node.
-    if let Some(hb) = &d.host_bridge {
-        let mut peers: Vec<usize> = t
-            .devices
-            .iter()
-            .filter(|o| o.host_bridge.as_ref() == Some(hb))
-            .filter_map(|o| o.numa_node)
-            .filter(|n| cpu_node_ids.contains(n))
-            .collect();
-        peers.sort_unstable();
-        peers.dedup();
-        if let [n] = peers[..] {
-            if cpu_node_ids.len() > 1 {
-                notes.push(format!(
-                    "{} has no NUMA node (numa_node -1); the other devices of its host bridge {hb} are on node {n} (torchrun would assume node 0)",
-                    d.pci_address
-                ));
-            }
-            return Some(n);
-        }
+    // No node from the firmware: the topology's inference (host bridge, local_cpulist, the
+    // only node), said in a note where there was a choice to make.
+    let n = d.inferred_numa_node?;
+    if cpu_node_ids.len() > 1 {
+        notes.push(format!(
+            "{} has no NUMA node (numa_node -1); {} (torchrun would assume node 0)",
+            d.pci_address,
+            d.inferred_by.as_deref().unwrap_or("inferred")
+        ));
     }
-    // local_cpulist, when it names a proper subset of the CPUs, says where the device is.
-    if let Some(local) = &d.local_cpus {
-        let mut votes: BTreeMap<usize, usize> = BTreeMap::new();
-        for &c in local {
-            if let Some(n) = t.node_of_cpu(c) {
-                *votes.entry(n).or_default() += 1;
-            }
-        }
-        if votes.len() == 1 || (votes.len() < cpu_node_ids.len() && !votes.is_empty()) {
-            if let Some((&n, _)) = votes.iter().max_by_key(|(_, v)| **v) {
-                if cpu_node_ids.len() > 1 {
-                    notes.push(format!(
-                        "{} has no NUMA node (numa_node -1); its local_cpulist puts it on node {n} (torchrun would assume node 0)",
-                        d.pci_address
-                    ));
-                }
-                return Some(n);
-            }
-        }
-    }
-    if cpu_node_ids.len() == 1 {
-        return cpu_node_ids.first().copied();
-    }
-    None
+    Some(n)
 }
 
 /// A rank's slice of its node: the node's cores split evenly between the ranks placed on it,

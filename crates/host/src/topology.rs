@@ -83,6 +83,8 @@ pub struct Device {
     /// Where `numa_node` is unknown: the node of the other devices of its host bridge, else
     /// the one its `local_cpulist` names, else the only node with CPUs.
     pub inferred_numa_node: Option<usize>,
+    /// Why, in words, when it was inferred.
+    pub inferred_by: Option<String>,
 }
 
 /// The topology this process sees.
@@ -349,6 +351,7 @@ fn devices(snap: &HostSnapshot, notes: &mut Vec<String>) -> Vec<Device> {
                 host_bridge: d.host_bridge.clone(),
                 local_cpus: d.local_cpus.known().map(|l| l.ids().to_vec()),
                 inferred_numa_node: None,
+                inferred_by: None,
             })
         })
         .collect();
@@ -409,7 +412,10 @@ fn group_cpus(topo: &[crate::CpuTopology], allowed: &CpuList) -> (Packages, Core
     (packages, cores)
 }
 
-/// Fills `inferred_numa_node` for devices whose firmware gives no node.
+/// Fills `inferred_numa_node` (and `inferred_by`) for devices whose firmware gives no node:
+/// devices behind one host bridge hang off one root complex, so one node; else the node
+/// `local_cpulist` names most, when it names some nodes and not all; else the only node with
+/// CPUs.
 fn infer_nodes(devices: &mut [Device], nodes: &[NodeSet]) {
     let cpu_nodes: Vec<usize> = nodes
         .iter()
@@ -420,6 +426,7 @@ fn infer_nodes(devices: &mut [Device], nodes: &[NodeSet]) {
     let known: Vec<(Option<String>, usize)> = devices
         .iter()
         .filter_map(|d| Some((d.host_bridge.clone(), d.numa_node?)))
+        .filter(|(_, n)| cpu_nodes.contains(n))
         .collect();
     for d in devices.iter_mut().filter(|d| d.numa_node.is_none()) {
         let mut peers: Vec<usize> = known
@@ -430,17 +437,33 @@ fn infer_nodes(devices: &mut [Device], nodes: &[NodeSet]) {
         peers.sort_unstable();
         peers.dedup();
         let by_cpus = || {
-            let local = d.local_cpus.as_ref()?;
-            let mut found: Vec<usize> = local.iter().filter_map(|&c| node_of(c)).collect();
-            found.sort_unstable();
-            found.dedup();
-            // Only when it names some nodes, not all of them.
-            (found.len() < cpu_nodes.len() && !found.is_empty()).then(|| found[0])
+            let mut votes: BTreeMap<usize, usize> = BTreeMap::new();
+            for &c in d.local_cpus.as_ref()? {
+                if let Some(n) = node_of(c) {
+                    *votes.entry(n).or_default() += 1;
+                }
+            }
+            if votes.is_empty() || (votes.len() > 1 && votes.len() >= cpu_nodes.len()) {
+                return None;
+            }
+            votes.into_iter().max_by_key(|(_, v)| *v).map(|(n, _)| n)
         };
-        d.inferred_numa_node = match peers[..] {
-            [n] => Some(n),
-            _ => by_cpus().or_else(|| (cpu_nodes.len() == 1).then(|| cpu_nodes[0])),
+        let (node, by) = match (peers.as_slice(), &d.host_bridge) {
+            ([n], Some(hb)) => (
+                Some(*n),
+                format!("the other devices of its host bridge {hb} are on node {n}"),
+            ),
+            _ => match by_cpus() {
+                Some(n) => (Some(n), format!("its local_cpulist puts it on node {n}")),
+                None if cpu_nodes.len() == 1 => (
+                    Some(cpu_nodes[0]),
+                    format!("node {} is the only node with CPUs", cpu_nodes[0]),
+                ),
+                None => (None, String::new()),
+            },
         };
+        d.inferred_numa_node = node;
+        d.inferred_by = node.map(|_| by);
     }
 }
 
@@ -561,6 +584,7 @@ mod tests {
             host_bridge: Some(host.to_owned()),
             local_cpus: None,
             inferred_numa_node: None,
+            inferred_by: None,
         }
     }
 
