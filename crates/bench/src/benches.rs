@@ -178,13 +178,7 @@ pub fn spawn_process(
         }
         ns(t) / f64::from(N) / 1e3
     });
-    match failed {
-        Some(e) => Err(BenchError::Io {
-            what: "running /bin/true",
-            source: e,
-        }),
-        None => Ok(s),
-    }
+    or_io(s, failed, "running /bin/true")
 }
 
 /// Spawning a task on a tokio multi-thread runtime (one worker per allowed CPU) and awaiting
@@ -343,11 +337,7 @@ pub fn read_file(
     let mut buf = vec![0u8; block];
     let mut err = None;
     let s = repeat(clock, b, || {
-        if cold {
-            let _ = osml_sys::evict_from_page_cache(path);
-        } else {
-            warm(path);
-        }
+        set_cache(path, cold);
         let t = Instant::now();
         let mut total = 0usize;
         match File::open(path) {
@@ -367,12 +357,20 @@ pub fn read_file(
         }
         total as f64 / t.elapsed().as_secs_f64() / 1e9
     });
-    match err {
-        Some(e) => Err(BenchError::Io {
-            what: "reading the scratch file",
-            source: e,
-        }),
-        None => Ok(s),
+    or_io(s, err, "reading the scratch file")
+}
+
+/// The figure, or the first I/O error a repetition met (`what` names what was being done).
+fn or_io<T>(value: T, err: Option<std::io::Error>, what: &'static str) -> Result<T, BenchError> {
+    err.map_or(Ok(value), |source| Err(BenchError::Io { what, source }))
+}
+
+/// Evicts `path` from the page cache (`cold`), or reads it all so it is cached.
+fn set_cache(path: &Path, cold: bool) {
+    if cold {
+        let _ = osml_sys::evict_from_page_cache(path);
+    } else {
+        warm(path);
     }
 }
 
@@ -392,11 +390,7 @@ pub fn mmap_file(
 ) -> Result<Option<Summary>, BenchError> {
     let mut err = None;
     let s = repeat(clock, b, || {
-        if cold {
-            let _ = osml_sys::evict_from_page_cache(path);
-        } else {
-            warm(path);
-        }
+        set_cache(path, cold);
         let t = Instant::now();
         match MappedFile::open(path) {
             Ok(m) => {
@@ -499,13 +493,7 @@ pub fn pread_random(
         }
         (depth * per_thread) as f64 / secs / 1e3
     });
-    match err {
-        Some(e) => Err(BenchError::Io {
-            what: "pread of the scratch file",
-            source: e,
-        }),
-        None => Ok((s, direct)),
-    }
+    or_io((s, direct), err, "pread of the scratch file")
 }
 
 /// Random 4 KiB reads through `io_uring` with `depth` in flight: thousands of reads per
@@ -583,13 +571,7 @@ pub fn cold_random(
         }
         N as f64 / t.elapsed().as_secs_f64() / 1e3
     });
-    match err {
-        Some(e) => Err(BenchError::Io {
-            what: "pread of the scratch file",
-            source: e,
-        }),
-        None => Ok(s),
-    }
+    or_io(s, err, "pread of the scratch file")
 }
 
 /// `O_DIRECT` for x86-64 and arm64 Linux (rustix exposes it only through its own open).

@@ -8,7 +8,7 @@
 //! ```no_run
 //! let report = osml_bench::run(&["syscall".to_string()], true, &std::env::temp_dir(), &mut |_, _, _| {})
 //!     .unwrap();
-//! println!("{} ns per syscall", report.results[0].median);
+//! println!("{} ns per syscall", report.results[0].summary.median);
 //! ```
 
 mod benches;
@@ -181,13 +181,9 @@ pub struct BenchResult {
     pub id: &'static str,
     pub unit: &'static str,
     pub what: &'static str,
-    pub median: f64,
-    /// MAD-based spread, in `unit`.
-    pub spread: f64,
-    pub min: f64,
-    pub max: f64,
-    pub samples: usize,
-    pub outliers: usize,
+    /// Median, MAD-based spread (in `unit`), min, max, samples and outliers.
+    #[serde(flatten)]
+    pub summary: Summary,
     /// Why not to trust the figure, when that is the case.
     pub unreliable: Option<String>,
     /// What the figure means for a data loader.
@@ -241,12 +237,7 @@ fn result(
         id: info.id,
         unit: info.unit,
         what: info.what,
-        median: s.median,
-        spread: s.spread,
-        min: s.min,
-        max: s.max,
-        samples: s.samples,
-        outliers: s.outliers,
+        summary: s,
         unreliable: (!unreliable.is_empty()).then(|| unreliable.join("; ")),
         meaning: meaning(info.id, s.median),
         extra,

@@ -64,13 +64,13 @@ fn write_human(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         if r.quick { " (quick)" } else { "" }
     )?;
     for x in &r.results {
-        let fig = format!("{} {}", figure(x.median), x.unit);
+        let fig = format!("{} {}", figure(x.summary.median), x.unit);
         writeln!(
             out,
             "  {:<18} {:>12} ± {:<8} {}",
             x.id,
             fig,
-            figure(x.spread),
+            figure(x.summary.spread),
             x.what
         )?;
         writeln!(out, "  {:<18} {:>12}   {:<8} → {}", "", "", "", x.meaning)?;
@@ -106,12 +106,12 @@ fn write_markdown(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             out,
             "| `{}` | {} {} | ± {} | {}–{} | {} | {}{} |",
             x.id,
-            figure(x.median),
+            figure(x.summary.median),
             x.unit,
-            figure(x.spread),
-            figure(x.min),
-            figure(x.max),
-            x.samples,
+            figure(x.summary.spread),
+            figure(x.summary.min),
+            figure(x.summary.max),
+            x.summary.samples,
             x.meaning,
             x.unreliable
                 .as_ref()
