@@ -29,6 +29,9 @@ pub enum DataError {
     /// A request that cannot be honoured (an unknown extension, tokens past a dtype's range…).
     #[error("{0}")]
     Usage(String),
+    /// A running loader stopped.
+    #[error(transparent)]
+    Loader(#[from] crate::loader::LoaderError),
 }
 
 impl DataError {

@@ -19,7 +19,7 @@ pub struct FlatTokens {
 impl FlatTokens {
     /// A raw token file of `dtype`: its size must be a whole number of tokens.
     pub fn open_raw(path: &Path, dtype: DType) -> Result<Self, DataError> {
-        let map = MappedFile::open(path)?;
+        let map = crate::source::map(path)?;
         let bad = |r: String| DataError::invalid(path, "raw token (.bin)", r);
         if map.is_empty() {
             return Err(bad("the file is empty: no tokens".into()));
@@ -42,7 +42,7 @@ impl FlatTokens {
 
     /// A `.npy` file holding a 1-D little-endian integer array (header versions 1 to 3).
     pub fn open_npy(path: &Path) -> Result<Self, DataError> {
-        let map = MappedFile::open(path)?;
+        let map = crate::source::map(path)?;
         let header = crate::npy::parse_header(map.bytes())
             .map_err(|r| DataError::invalid(path, ".npy", r))?;
         let data = map.len() - header.data_offset;

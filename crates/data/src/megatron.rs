@@ -59,8 +59,8 @@ impl MegatronDataset {
     /// to S).
     pub fn open(path: &Path) -> Result<Self, DataError> {
         let (idx_path, bin_path) = paths(path);
-        let idx = MappedFile::open(&idx_path)?;
-        let bin = MappedFile::open(&bin_path)?;
+        let idx = crate::source::map(&idx_path)?;
+        let bin = crate::source::map(&bin_path)?;
         let b = idx.bytes();
         let bad = |reason: String| DataError::invalid(&idx_path, FORMAT, reason);
         if b.len() < HEADER_LEN {

@@ -35,6 +35,25 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode called `name` (`random` or `epoch`); `block` applies to `epoch` only, and a
+    /// block of 0 windows is refused. The CLI and the Python package both parse through here.
+    pub fn parse(name: &str, block: Option<u64>) -> Result<Self, DataError> {
+        match (name, block) {
+            ("epoch", Some(0)) => Err(DataError::Usage(
+                "a block must hold at least one window".into(),
+            )),
+            ("epoch", block) => Ok(Self::Epoch { block }),
+            ("random", None) => Ok(Self::Random),
+            ("random", Some(_)) => Err(DataError::Usage(
+                "a block applies to the epoch mode only: random windows have no order to keep local"
+                    .into(),
+            )),
+            (other, _) => Err(DataError::Usage(format!(
+                "the sampling mode must be 'random' or 'epoch', not {other:?}"
+            ))),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Random => "random",
@@ -129,10 +148,10 @@ impl Sampler {
                 "the sequence length must be at least 1".into(),
             ));
         }
-        if tokens < seq_len + 1 {
+        if tokens <= seq_len {
             return Err(DataError::Usage(format!(
                 "the dataset has {tokens} tokens; a window of sequence length {seq_len} needs {} (inputs plus the next-token targets)",
-                seq_len + 1
+                u128::from(seq_len) + 1
             )));
         }
         if matches!(mode, Mode::Epoch { block: Some(0) }) {

@@ -60,6 +60,32 @@ pub struct OpenOptions {
     pub dtype: Option<DType>,
 }
 
+/// Maps a dataset file: the one place this crate maps files.
+#[allow(unsafe_code)]
+pub(crate) fn map(path: &Path) -> Result<osml_sys::MappedFile, DataError> {
+    // SAFETY: osml's contract with its users (README, "A dataset truncated while mapped"):
+    // dataset files are written once and renamed into place, never truncated or rewritten
+    // while a job reads them. A truncation anyway ends the process through the SIGBUS guard
+    // with the file's name, not with a wrong read.
+    Ok(unsafe { osml_sys::MappedFile::open(path) }?)
+}
+
+/// Whether the start of a file reads as text: no NUL byte in its first KiB (token arrays
+/// of small ids are full of them), valid UTF-8 (a character cut at the end allowed), and a
+/// line break or an opening JSON bracket.
+pub(crate) fn looks_like_text(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(1024)];
+    if head.is_empty() || head.contains(&0) {
+        return false;
+    }
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    utf8 && (head.contains(&b'\n') || matches!(first, Some(b'{' | b'[')))
+}
+
 /// Any dataset osml reads, opened and validated.
 #[derive(Debug)]
 pub enum TokenDataset {
@@ -68,35 +94,63 @@ pub enum TokenDataset {
 }
 
 impl TokenDataset {
-    /// Opens `path`: a Megatron prefix, `.idx` or `.bin` beside an `.idx`; a `.npy`; or any other
-    /// file as a raw token array of `options.dtype` (default uint16).
+    /// Opens `path` in `options.format`, or in the format its name says: `.npy`; a Megatron
+    /// prefix, `.idx`, or `.bin` beside an `.idx`; a raw token array for any other `.bin`
+    /// (of `options.dtype`, default uint16). Any other name needs an explicit format. A `.bin`
+    /// whose format was guessed and whose first KiB reads as text is refused: it is a corpus
+    /// to tokenize, not tokens.
     pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DataError> {
-        let format = options.format.unwrap_or_else(|| Self::guess_format(path));
+        let format = match options.format {
+            Some(f) => f,
+            None => Self::guess_format(path)?,
+        };
         Ok(match format {
             Format::Megatron => Self::Megatron(MegatronDataset::open(path)?),
             Format::Npy => Self::Flat {
                 format,
                 tokens: FlatTokens::open_npy(path)?,
             },
-            Format::Bin => Self::Flat {
-                format,
-                tokens: FlatTokens::open_raw(path, options.dtype.unwrap_or(DType::U16))?,
-            },
+            Format::Bin => {
+                let tokens = FlatTokens::open_raw(path, options.dtype.unwrap_or(DType::U16))?;
+                if options.format.is_none() && looks_like_text(tokens.data()) {
+                    return Err(DataError::invalid(
+                        path,
+                        "raw token (.bin)",
+                        "its first KiB reads as text (UTF-8 with line breaks or JSON), not as tokens: tokenize it first (osml data pack), or name the format explicitly if it really is a token array",
+                    ));
+                }
+                Self::Flat { format, tokens }
+            }
         })
     }
 
-    /// The format a path suggests: `.npy`; Megatron when an `.idx` is at the path or beside it.
-    pub fn guess_format(path: &Path) -> Format {
+    /// The format a path's name says: `.npy`; Megatron when an `.idx` is at the path or
+    /// beside it; raw tokens for `.bin`. Any other name is refused, since a file of the wrong
+    /// kind would otherwise be read as tokens.
+    pub fn guess_format(path: &Path) -> Result<Format, DataError> {
         let ext = path.extension().and_then(|e| e.to_str());
         if ext == Some("npy") {
-            return Format::Npy;
+            return Ok(Format::Npy);
         }
         let (idx, _) = megatron::paths(path);
         if ext == Some("idx") || idx.exists() {
-            Format::Megatron
-        } else {
-            Format::Bin
+            return Ok(Format::Megatron);
         }
+        if ext == Some("bin") {
+            return Ok(Format::Bin);
+        }
+        if !path.exists() {
+            // Let opening say it is missing.
+            return Ok(Format::Bin);
+        }
+        Err(DataError::invalid(
+            path,
+            "token dataset",
+            format!(
+                "osml tells formats by name (.bin raw tokens, .npy, a Megatron prefix with its .idx){}; name the format explicitly to read it anyway",
+                ext.map(|e| format!(", and .{e} is none of them")).unwrap_or_default()
+            ),
+        ))
     }
 
     pub fn format(&self) -> Format {

@@ -57,12 +57,17 @@ impl HugeBuffer {
         huge: bool,
         lock: bool,
     ) -> Result<(Self, BufferReport), SysError> {
-        let map_len = len.max(1).div_ceil(HUGE_PAGE) * HUGE_PAGE;
         let err = |call, e: rustix::io::Errno| SysError::Call {
             call,
             path: None,
             source: e.into(),
         };
+        // Sizes past isize::MAX cannot be one slice (nor one mapping): refused, not wrapped.
+        let map_len = len
+            .max(1)
+            .checked_next_multiple_of(HUGE_PAGE)
+            .filter(|&m| isize::try_from(m + HUGE_PAGE).is_ok())
+            .ok_or_else(|| err("mmap", rustix::io::Errno::NOMEM))?;
         // Over-allocate by one huge page, then trim the ends so the start is aligned.
         let raw_len = map_len + HUGE_PAGE;
         // SAFETY: a fresh anonymous private mapping at an address the kernel picks; no
@@ -176,8 +181,17 @@ impl HugeBuffer {
     /// Returns the slices, the report of [`HugeBuffer::new`], and the whole mapping's address
     /// range (to register it once with a device driver), as a [`Split`].
     pub fn split(len: usize, count: usize, lock: bool) -> Result<Split, SysError> {
-        let stride = len.max(1).next_multiple_of(crate::page_size());
-        let (buf, report) = Self::new(stride * count.max(1), lock)?;
+        let too_large = || SysError::Call {
+            call: "mmap",
+            path: None,
+            source: rustix::io::Errno::NOMEM.into(),
+        };
+        let stride = len
+            .max(1)
+            .checked_next_multiple_of(crate::page_size())
+            .ok_or_else(too_large)?;
+        let total = stride.checked_mul(count.max(1)).ok_or_else(too_large)?;
+        let (buf, report) = Self::new(total, lock)?;
         let region = (buf.ptr.as_ptr() as usize, buf.map_len);
         let arena = std::sync::Arc::new(buf);
         let slices = (0..count)
@@ -320,6 +334,14 @@ mod tests {
             .join()
             .unwrap();
         assert!(moved);
+    }
+
+    #[test]
+    fn sizes_past_isize_max_are_refused_not_wrapped() {
+        assert!(HugeBuffer::new(usize::MAX - 5, false).is_err());
+        assert!(HugeBuffer::new(isize::MAX as usize, false).is_err());
+        assert!(HugeBuffer::split(1 << 40, 1 << 30, false).is_err());
+        assert!(HugeBuffer::split(usize::MAX, 2, false).is_err());
     }
 
     #[test]

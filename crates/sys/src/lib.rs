@@ -14,6 +14,7 @@
 //! - [`set_mempolicy`] and [`get_mempolicy`]: the thread's NUMA memory policy;
 //! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
 //! - [`spawn_traced`]: a child that stops for its `ptrace` tracer at exec;
+//! - [`fork_generation`]: a counter that changes in a child after `fork(2)` (`pthread_atfork`);
 //! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
 //!   `posix_spawn(3)`.
 //!
@@ -23,6 +24,7 @@
 //! ```
 
 mod buffer;
+mod fork;
 mod mempolicy;
 mod mmap;
 mod perf;
@@ -35,8 +37,9 @@ pub use buffer::{
     pin_current_thread, usage, BufferReport, HugeBuffer, HugeSlice, Split, Usage, UsageOf,
     HUGE_PAGE,
 };
+pub use fork::fork_generation;
 pub use mempolicy::{get_mempolicy, set_mempolicy, MemPolicy};
-pub use mmap::{evict_from_page_cache, page_size, Access, MappedFile};
+pub use mmap::{evict_from_page_cache, page_size, Access, BlockResidency, MappedFile};
 pub use perf::SyscallCounter;
 pub use sigbus::EXIT_FILE_CHANGED;
 pub use uring::UringReader;
@@ -148,6 +151,12 @@ pub fn spawn_traced(cmd: &mut std::process::Command) -> std::io::Result<std::pro
         });
     }
     cmd.spawn()
+}
+
+/// The machine's physical memory in bytes (`sysinfo(2)`), or `None` if the call fails.
+pub fn physical_memory() -> Option<u64> {
+    let info = rustix::system::sysinfo();
+    u64::from(info.totalram).checked_mul(u64::from(info.mem_unit))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct MappedFile {
     map: Option<memmap2::Mmap>,
     path: PathBuf,
     /// Our slot in the SIGBUS guard's table, released on drop.
-    guard: Option<usize>,
+    guard: Option<crate::sigbus::Registration>,
 }
 
 fn call_err(call: &'static str, path: &Path, source: std::io::Error) -> SysError {
@@ -53,9 +53,15 @@ fn call_err(call: &'static str, path: &Path, source: std::io::Error) -> SysError
 impl MappedFile {
     /// Opens and maps `path`. A directory is refused with `EISDIR`.
     ///
-    /// The caller promises what the module's safety section says: the file is not truncated
-    /// or rewritten while mapped.
-    pub fn open(path: &Path) -> Result<Self, SysError> {
+    /// # Safety
+    ///
+    /// The bytes of the mapping are the file's: if another process truncates the file while
+    /// it is mapped, reading past the new end raises `SIGBUS` (reported by osml's guard, which
+    /// ends the process with status 74), and if it rewrites the file in place, the bytes
+    /// change under any `&[u8]` this type has handed out. The caller promises that the file
+    /// is neither truncated nor modified in place while mapped (datasets are written once and
+    /// renamed into place).
+    pub unsafe fn open(path: &Path) -> Result<Self, SysError> {
         let file = File::open(path).map_err(|e| call_err("open", path, e))?;
         let meta = file.metadata().map_err(|e| call_err("fstat", path, e))?;
         if meta.is_dir() {
@@ -69,14 +75,15 @@ impl MappedFile {
             None
         } else {
             // SAFETY: read-only shared mapping of a file we just opened; the bytes stay valid
-            // for the life of `Mmap` as long as the file is not truncated (the contract above).
+            // for the life of `Mmap` as long as the file is not truncated (the caller's
+            // promise, see `# Safety`).
             let map =
                 unsafe { memmap2::Mmap::map(&file) }.map_err(|e| call_err("mmap", path, e))?;
             Some(map)
         };
         let guard = map
             .as_ref()
-            .and_then(|m| crate::sigbus::register(m.as_ptr() as usize, m.len(), path));
+            .map(|m| crate::sigbus::register(m.as_ptr() as usize, m.len(), path));
         Ok(Self {
             map,
             path: path.to_path_buf(),
@@ -176,28 +183,75 @@ impl MappedFile {
     }
 }
 
+/// Which blocks of a mapped file were wholly in the page cache when scanned: one bit per
+/// block, so a 1 TB file scanned at 64 KiB blocks needs 2 MiB, not a byte per page (256 MiB).
+#[derive(Debug, Clone)]
+pub struct BlockResidency {
+    block: usize,
+    bits: Vec<u64>,
+    resident_pages: u64,
+    pages: u64,
+}
+
+impl BlockResidency {
+    /// Whether every block that `[offset, offset + len)` touches was resident.
+    pub fn is_resident(&self, offset: usize, len: usize) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let first = offset / self.block;
+        let last = offset.saturating_add(len - 1) / self.block;
+        (first..=last).all(|b| {
+            self.bits
+                .get(b / 64)
+                .is_some_and(|w| w >> (b % 64) & 1 == 1)
+        })
+    }
+
+    /// The fraction of the file's pages that were resident (1 for an empty file).
+    pub fn fraction(&self) -> f64 {
+        if self.pages == 0 {
+            1.0
+        } else {
+            self.resident_pages as f64 / self.pages as f64
+        }
+    }
+}
+
 impl MappedFile {
-    /// One byte per page of the file, bit 0 set when the page is in the page cache
-    /// (`mincore(2)`), for callers that track residency themselves.
-    pub fn residency_map(&self) -> Result<Vec<u8>, SysError> {
-        // mincore holds the process's mmap lock while it walks the range; in slices of 16 MiB
-        // it lets other threads map memory (thread stacks, malloc arenas) in between.
+    /// The page-cache residency of the file by blocks of `block` bytes (rounded up to whole
+    /// pages): `mincore(2)` over 16 MiB slices into a fixed buffer. mincore holds the
+    /// process's mmap lock while it walks a range; slicing lets other threads map memory
+    /// (thread stacks, malloc arenas) in between.
+    pub fn residency_blocks(&self, block: usize) -> Result<BlockResidency, SysError> {
         const SLICE: usize = 16 << 20;
-        let Some(map) = &self.map else {
-            return Ok(Vec::new());
-        };
         let page = page_size();
-        let mut status = vec![0u8; map.len().div_ceil(page)];
+        let block = block.max(1).next_multiple_of(page);
+        let len = self.len();
+        let blocks = len.div_ceil(block);
+        let mut out = BlockResidency {
+            block,
+            bits: vec![0; blocks.div_ceil(64)],
+            resident_pages: 0,
+            pages: len.div_ceil(page) as u64,
+        };
+        let Some(map) = &self.map else {
+            return Ok(out);
+        };
+        // Slices are whole blocks so that no block straddles two calls.
+        let slice = SLICE.next_multiple_of(block);
+        let mut status = vec![0u8; slice / page];
         let mut offset = 0;
-        while offset < map.len() {
-            let len = SLICE.min(map.len() - offset);
-            // SAFETY: a page-aligned slice of the live mapping, and room for one status byte
-            // per page of it.
+        while offset < len {
+            let n = slice.min(len - offset);
+            let pages = n.div_ceil(page);
+            // SAFETY: a page-aligned range inside the live mapping (offset is a multiple of the
+            // slice, itself a multiple of the page size), and room for one byte per page.
             let rc = unsafe {
                 libc::mincore(
                     map.as_ptr().add(offset).cast_mut().cast(),
-                    len,
-                    status[offset / page..].as_mut_ptr(),
+                    n,
+                    status.as_mut_ptr(),
                 )
             };
             if rc != 0 {
@@ -207,16 +261,25 @@ impl MappedFile {
                     std::io::Error::last_os_error(),
                 ));
             }
-            offset += len;
+            let per_block = block / page;
+            for (k, chunk) in status[..pages].chunks(per_block).enumerate() {
+                let resident = chunk.iter().filter(|&&s| s & 1 == 1).count();
+                out.resident_pages += resident as u64;
+                if resident == chunk.len() {
+                    let b = offset / block + k;
+                    out.bits[b / 64] |= 1 << (b % 64);
+                }
+            }
+            offset += n;
         }
-        Ok(status)
+        Ok(out)
     }
 }
 
 impl Drop for MappedFile {
     fn drop(&mut self) {
         if let Some(slot) = self.guard.take() {
-            crate::sigbus::unregister(slot);
+            crate::sigbus::unregister(&slot);
         }
     }
 }
@@ -240,6 +303,13 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Maps a test's own temporary file, which nothing else writes.
+    fn map(path: &Path) -> Result<MappedFile, SysError> {
+        // SAFETY: the file belongs to this test; the one test that truncates it does so on
+        // purpose, to see the SIGBUS guard at work.
+        unsafe { MappedFile::open(path) }
+    }
+
     #[test]
     fn maps_reads_and_measures_residency() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -248,12 +318,26 @@ mod tests {
             .collect();
         f.write_all(&data).unwrap();
         f.flush().unwrap();
-        let m = MappedFile::open(f.path()).unwrap();
+        let m = map(f.path()).unwrap();
         assert_eq!(m.bytes(), data.as_slice());
         // Just written, so cached; touching it makes sure.
         let sum: u64 = m.bytes().iter().map(|&b| u64::from(b)).sum();
         assert!(sum > 0);
         assert_eq!(m.resident_bytes().unwrap(), data.len() as u64);
+        let blocks = m.residency_blocks(2 * page_size()).unwrap();
+        assert!((blocks.fraction() - 1.0).abs() < f64::EPSILON);
+        assert!(blocks.is_resident(0, m.len()));
+        f.as_file().sync_all().unwrap(); // clean, unmapped pages can be evicted
+        m.advise(Access::DontNeed).unwrap();
+        evict_from_page_cache(f.path()).unwrap();
+        let cold = m.residency_blocks(2 * page_size()).unwrap();
+        assert!(cold.fraction() < 1.0, "evicted pages are not resident");
+        assert!(!cold.is_resident(0, m.len()));
+        m.advise(Access::Populate).unwrap();
+        assert!(m
+            .residency_blocks(2 * page_size())
+            .unwrap()
+            .is_resident(0, m.len()));
         m.advise(Access::Sequential).unwrap();
         m.advise_range(Access::WillNeed, 10, 5000).unwrap();
         m.advise_range(Access::DontNeed, 0, m.len()).unwrap();
@@ -270,7 +354,7 @@ mod tests {
     fn truncation_under_a_mapping_is_reported() {
         if let Some(path) = std::env::var_os("OSML_SIGBUS_CHILD") {
             let path = std::path::PathBuf::from(path);
-            let m = MappedFile::open(&path).unwrap();
+            let m = map(&path).unwrap();
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -310,13 +394,101 @@ mod tests {
     #[test]
     fn empty_files_and_directories() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let m = MappedFile::open(f.path()).unwrap();
+        let m = map(f.path()).unwrap();
         assert!(m.is_empty());
         assert_eq!(m.resident_bytes().unwrap(), 0);
         let dir = tempfile::tempdir().unwrap();
-        let err = MappedFile::open(dir.path()).unwrap_err();
+        let err = map(dir.path()).unwrap_err();
         let SysError::Call { source, .. } = err;
         assert_eq!(source.raw_os_error(), Some(libc::EISDIR));
-        assert!(MappedFile::open(Path::new("/nonexistent/x")).is_err());
+        assert!(map(Path::new("/nonexistent/x")).is_err());
+    }
+
+    static STRAY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn count_stray(_: libc::c_int) {
+        STRAY.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs this test binary again as a child on `test`, with `OSML_SIGBUS_CHILD` set.
+    fn child(test: &str, path: &Path) -> (Option<i32>, String) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("OSML_SIGBUS_CHILD", path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// A program's own SIGBUS handler, installed before osml's, still gets the SIGBUS that
+    /// are not about a dataset (twice: the guard stays armed), and a truncated dataset
+    /// afterwards still gets the guard's message.
+    #[test]
+    fn stray_sigbus_goes_to_the_previous_handler_and_the_guard_stays() {
+        if let Some(path) = std::env::var_os("OSML_SIGBUS_CHILD") {
+            // SAFETY: installing a plain handler that increments an atomic.
+            unsafe { libc::signal(libc::SIGBUS, count_stray as *const () as usize) };
+            let path = std::path::PathBuf::from(path);
+            let m = map(&path).unwrap();
+            for _ in 0..2 {
+                // SAFETY: raise(3) on this thread.
+                unsafe { libc::raise(libc::SIGBUS) };
+            }
+            eprintln!("strays={}", STRAY.load(std::sync::atomic::Ordering::SeqCst));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            let byte = std::hint::black_box(m.bytes())[page_size() + 1];
+            panic!("read {byte} from a truncated mapping without SIGBUS");
+        }
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![7u8; 3 * page_size()]).unwrap();
+        f.flush().unwrap();
+        let (code, stderr) = child(
+            "mmap::tests::stray_sigbus_goes_to_the_previous_handler_and_the_guard_stays",
+            f.path(),
+        );
+        assert!(stderr.contains("strays=2"), "{stderr}");
+        assert_eq!(code, Some(crate::EXIT_FILE_CHANGED), "{stderr}");
+        assert!(
+            stderr.contains(&format!("reading byte {}", page_size() + 1)),
+            "{stderr}"
+        );
+    }
+
+    /// The guard's table grows: the 300th of 300 mapped files is still named.
+    #[test]
+    fn hundreds_of_mappings_are_all_guarded() {
+        if let Some(dir) = std::env::var_os("OSML_SIGBUS_CHILD") {
+            let dir = std::path::PathBuf::from(dir);
+            let maps: Vec<MappedFile> = (0..300)
+                .map(|i| map(&dir.join(format!("f{i}"))).unwrap())
+                .collect();
+            let last = dir.join("f299");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&last)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            let byte = std::hint::black_box(maps[299].bytes())[5];
+            panic!("read {byte} from a truncated mapping without SIGBUS");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("f{i}")), vec![1u8; page_size()]).unwrap();
+        }
+        let (code, stderr) = child(
+            "mmap::tests::hundreds_of_mappings_are_all_guarded",
+            dir.path(),
+        );
+        assert_eq!(code, Some(crate::EXIT_FILE_CHANGED), "{stderr}");
+        assert!(stderr.contains("f299 changed while mapped"), "{stderr}");
     }
 }

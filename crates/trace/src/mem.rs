@@ -272,7 +272,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.bin");
         std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
-        let map = osml_sys::MappedFile::open(&path).unwrap();
+        // SAFETY: the test's own file, not modified while mapped.
+        #[allow(unsafe_code)]
+        let map = unsafe { osml_sys::MappedFile::open(&path) }.unwrap();
         let sum: u64 = map
             .bytes()
             .iter()

@@ -43,6 +43,8 @@ pub fn exit_code(e: &DataError) -> u8 {
         DataError::Invalid { .. } | DataError::Input { .. } => 1,
         DataError::Usage(_) => 2,
         DataError::Io { .. } => 3,
+        DataError::Loader(osml_data::loader::LoaderError::Step { source, .. }) => exit_code(source),
+        DataError::Loader(_) => 2,
     }
 }
 
@@ -56,6 +58,9 @@ fn hint(e: &DataError) -> Option<&'static str> {
         },
         DataError::Invalid { format: "raw token (.bin)", .. } => {
             Some("a raw .bin has no header: pass --dtype (uint16 is nanoGPT's), or --format if it is something else")
+        }
+        DataError::Invalid { format: "token dataset", .. } => {
+            Some("pass --format bin, npy or megatron (a raw .bin also takes --dtype)")
         }
         _ => None,
     }
