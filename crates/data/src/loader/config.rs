@@ -41,6 +41,16 @@ impl Default for Interleave {
     }
 }
 
+/// A fault injected by tests into the fill of one step.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The worker panics.
+    Panic { step: u64 },
+    /// The worker stalls until the loader is dropped (a wait that only an interrupt ends).
+    Stall { step: u64 },
+}
+
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
@@ -71,9 +81,9 @@ pub struct LoaderConfig {
     pub max_buffers: usize,
     /// Which steps this loader delivers (all of them by default).
     pub interleave: Interleave,
-    /// Test hook: the worker that fills this step panics.
+    /// Test hook: a fault injected into one step's fill.
     #[doc(hidden)]
-    pub panic_at_step: Option<u64>,
+    pub fault: Option<Fault>,
 }
 
 impl Default for LoaderConfig {
@@ -94,7 +104,7 @@ impl Default for LoaderConfig {
             populate: false,
             max_buffers: DEFAULT_MAX_BUFFERS,
             interleave: Interleave::default(),
-            panic_at_step: None,
+            fault: None,
         }
     }
 }

@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 use osml_sys::{BufferReport, HugeSlice};
 use serde::Serialize;
 
+#[doc(hidden)]
+pub use config::Fault;
 pub use config::{
     default_workers, Interleave, LoaderConfig, LoaderState, Output, DEFAULT_MAX_BUFFERS,
     MAX_PREFETCH, MAX_WORKERS,
@@ -105,7 +107,7 @@ struct Shared {
     output: Output,
     prefetch: u64,
     populate: bool,
-    panic_at_step: Option<u64>,
+    fault: Option<Fault>,
     pool: Pool<HugeSlice>,
     readahead: readahead::Waker,
     stopping: AtomicBool,
@@ -139,8 +141,16 @@ impl Shared {
 
     /// Writes the B windows of `step` into `buf`.
     fn fill(&self, step: u64, buf: &mut HugeSlice) -> Result<(), DataError> {
-        if self.panic_at_step == Some(step) {
-            panic!("injected panic at step {step} (test hook)");
+        match self.fault {
+            Some(Fault::Panic { step: s }) if s == step => {
+                panic!("injected panic at step {step} (test hook)")
+            }
+            Some(Fault::Stall { step: s }) if s == step => {
+                while !self.stopping() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            _ => {}
         }
         let t1 = self.layout.row;
         let row_bytes = t1 * self.layout.elem;
@@ -399,7 +409,7 @@ impl Loader {
             output: cfg.output,
             prefetch: cfg.prefetch as u64,
             populate: cfg.populate,
-            panic_at_step: cfg.panic_at_step,
+            fault: cfg.fault,
             pool: Pool::new(slices, cfg.prefetch.div_ceil(2)),
             readahead: readahead::Waker::new(),
             stopping: AtomicBool::new(false),

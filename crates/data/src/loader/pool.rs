@@ -371,6 +371,13 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    /// Every interleaving with up to three preemptions (loom's advice: most bugs need few).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
     fn spawn_worker(pool: &Arc<Pool<u32>>, fail_at: Option<u64>) -> thread::JoinHandle<()> {
         let pool = Arc::clone(pool);
         thread::spawn(move || {
@@ -386,7 +393,7 @@ mod loom_tests {
 
     #[test]
     fn steps_arrive_in_order_with_buffers_recycled() {
-        loom::model(|| {
+        model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 1));
             let worker = spawn_worker(&pool, None);
             for step in 0..3 {
@@ -402,7 +409,7 @@ mod loom_tests {
 
     #[test]
     fn holding_every_buffer_starves_instead_of_hanging_and_growth_recovers() {
-        loom::model(|| {
+        model(|| {
             let pool = Arc::new(Pool::new(vec![10], 1));
             let worker = spawn_worker(&pool, None);
             let held = match pool.take(0, None) {
@@ -422,7 +429,7 @@ mod loom_tests {
 
     #[test]
     fn batches_dropped_on_another_thread_keep_the_stream_going() {
-        loom::model(|| {
+        model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 2));
             let worker = spawn_worker(&pool, None);
             let first = match pool.take(0, None) {
@@ -448,7 +455,7 @@ mod loom_tests {
 
     #[test]
     fn a_failed_fill_is_reported_at_its_step_after_the_earlier_ones() {
-        loom::model(|| {
+        model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 1));
             let worker = spawn_worker(&pool, Some(1));
             match pool.take(0, None) {
