@@ -18,11 +18,24 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._osml import InvalidDatasetError, OsmlError, __version__
+from ._osml import ForkedLoaderError, InvalidDatasetError, LoaderError, OsmlError, PoolExhaustedError, __version__
 from ._osml import Loader as _Loader
 from ._osml import doctor_json as _doctor_json
 
-__all__ = ["TokenLoader", "OsmlError", "InvalidDatasetError", "doctor", "__version__"]
+__all__ = [
+    "TokenLoader",
+    "OsmlError",
+    "InvalidDatasetError",
+    "LoaderError",
+    "PoolExhaustedError",
+    "ForkedLoaderError",
+    "doctor",
+    "DEFAULT_MAX_BUFFERS",
+    "__version__",
+]
+
+#: The most pool buffers a loader grows to while the caller holds batches (``max_buffers``).
+DEFAULT_MAX_BUFFERS = 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,12 +64,16 @@ def _loader_cpus(cpus: Optional[Sequence[int]]) -> List[int]:
         return list(cpus)
     text = os.environ.get("OSML_LOADER_CPUS", "").strip()
     out: List[int] = []
+    bad = ValueError(f"OSML_LOADER_CPUS={text!r} is not a CPU list such as 1-3,8")
     for part in filter(None, (p.strip() for p in text.split(","))):
         lo, _, hi = part.partition("-")
         try:
-            out.extend(range(int(lo), int(hi or lo) + 1))
+            first, last = int(lo), int(hi or lo)
         except ValueError:
-            raise ValueError(f"OSML_LOADER_CPUS={text!r} is not a CPU list such as 1-3,8") from None
+            raise bad from None
+        if first < 0 or last < first:
+            raise bad
+        out.extend(range(first, last + 1))
     return out
 
 
@@ -77,6 +94,16 @@ class TokenLoader:
     ``cpus`` pins loader worker ``k`` to ``cpus[k % len(cpus)]``;
     by default it comes from ``OSML_LOADER_CPUS``, which ``osml run --bind auto`` sets to the
     CPUs it planned for this rank's loader threads.
+
+    Batches may be kept (in a list, for logging, while a GPU copy runs): the pool starts with
+    ``prefetch + workers + 1`` buffers and grows by as many again whenever the caller holds
+    them all, up to ``max_buffers`` (default ``DEFAULT_MAX_BUFFERS``); past that,
+    ``PoolExhaustedError`` says how many are held. A failure in a worker raises
+    ``LoaderError`` naming the step, once; the iterator then stops. Waits release the GIL and
+    Ctrl-C interrupts them within about 50 ms. Calls from several threads are serialised
+    (each batch goes to one caller). A loader used in a process forked after it was made
+    raises ``ForkedLoaderError``: create loaders in the process that uses them.
+    ``workers`` is at most 256 and ``prefetch`` at most 1024.
     """
 
     def __init__(
@@ -96,6 +123,9 @@ class TokenLoader:
         format: Optional[str] = None,  # noqa: A002 - the name users know from osml data
         block: Optional[int] = None,
         raw_dtype: str = "uint16",
+        max_buffers: int = DEFAULT_MAX_BUFFERS,
+        _interleave: Tuple[int, int] = (0, 1),
+        _fault: Optional[Tuple[str, int]] = None,
     ) -> None:
         self.path = os.fspath(path)
         self.batch_size = batch_size
@@ -113,6 +143,9 @@ class TokenLoader:
             format=format,
             raw_dtype=raw_dtype,
             block=block,
+            max_buffers=max_buffers,
+            interleave=_interleave,
+            fault=_fault,
         )
         self._loader = _Loader(self.path, batch_size, seq_len, state_json=None, **self._args)
 

@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+import collections
 import warnings
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Deque, Iterator, Optional, Tuple
 
 import torch
 from torch.utils.data import IterableDataset
@@ -22,14 +23,22 @@ class TorchTokenLoader(TokenLoader):
     """``TokenLoader`` yielding ``(x, y)`` torch tensors that share the pool buffer.
 
     With ``pin_memory=True`` and CUDA available, every pool buffer is page-locked once
-    (``cudaHostRegister``) instead of copying each batch into pinned memory; with ``device``,
-    batches are then sent there with ``non_blocking=True``.
+    (``cudaHostRegister``; regions added when the pool grows are registered as they appear)
+    instead of copying each batch into pinned memory; with ``device``, batches are then sent
+    there with ``non_blocking=True``. Such a copy may still be queued behind earlier kernels
+    when the step returns, and PyTorch does not track the reuse of memory registered this way,
+    so the loader keeps each CPU batch, with a CUDA event recorded after its copy, until the
+    event has completed; only then does the buffer return to the pool. At most
+    ``prefetch + 2`` copies are kept in flight: beyond that the loader waits for the oldest.
     """
 
     def __init__(self, *args: Any, device: Optional[str] = None, pin_memory: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.device = torch.device(device) if device is not None else None
         self.pinned = False
+        self._registered: list = []
+        self._in_flight: Deque[Tuple[Any, torch.Tensor]] = collections.deque()
+        self._max_in_flight = int(kwargs.get("prefetch", 4)) + 2
         if pin_memory:
             self._pin()
 
@@ -37,27 +46,55 @@ class TorchTokenLoader(TokenLoader):
         if not torch.cuda.is_available():
             warnings.warn("pin_memory=True but CUDA is not available: batches stay in pageable memory", stacklevel=3)
             return
+        self.pinned = True
+        self._pin_new_regions()
+
+    def _pin_new_regions(self) -> None:
+        """Registers the pool's regions not registered yet (the pool grows by regions)."""
         cudart = torch.cuda.cudart()
-        self._registered = []
-        for address, length in self.buffers():
+        for address, length in self.buffers()[len(self._registered) :]:
             err = cudart.cudaHostRegister(address, length, 0)
             if int(err) != 0:
                 self._unpin()
                 raise RuntimeError(f"cudaHostRegister failed with error {int(err)}")
             self._registered.append(address)
-        self.pinned = True
 
     def _unpin(self) -> None:
         """Unregisters the pool before it is unmapped: a later mapping at the same address
         could not be registered again (cudaErrorHostMemoryAlreadyRegistered)."""
         cudart = torch.cuda.cudart()
-        for address in getattr(self, "_registered", []):
+        for address in self._registered:
             cudart.cudaHostUnregister(address)
         self._registered = []
         self.pinned = False
 
+    def _copies_are_async(self) -> bool:
+        return self.pinned and self.device is not None and self.device.type == "cuda"
+
+    def _record_copy(self) -> Any:
+        """An event on the current stream, completed once the copy just queued has run."""
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def _reap(self) -> None:
+        """Returns to the pool the batches whose copies have completed (oldest first); waits
+        for the oldest while too many are in flight."""
+        while self._in_flight and (len(self._in_flight) > self._max_in_flight or self._in_flight[0][0].query()):
+            event, _ = self._in_flight[0]
+            if not event.query():
+                event.synchronize()
+            self._in_flight.popleft()
+
+    def _drain(self) -> None:
+        for event, _ in self._in_flight:
+            event.synchronize()
+        self._in_flight.clear()
+
     def close(self) -> None:
-        """Unpins and releases the pool now (it is released at garbage collection otherwise)."""
+        """Waits for copies in flight, unpins and releases the pool now (it is released at
+        garbage collection otherwise)."""
+        self._drain()
         if self.pinned:
             torch.cuda.synchronize()
             self._unpin()
@@ -65,10 +102,12 @@ class TorchTokenLoader(TokenLoader):
 
     def __del__(self) -> None:
         if getattr(self, "pinned", False):
+            self._drain()
             self._unpin()
 
     def load_state_dict(self, state: Any) -> None:
         was_pinned = self.pinned
+        self._drain()
         if was_pinned:
             torch.cuda.synchronize()
             self._unpin()
@@ -77,19 +116,37 @@ class TorchTokenLoader(TokenLoader):
             self._pin()
 
     def __next__(self) -> Tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        self._reap()
         batch = torch.from_numpy(self._loader.next_batch())
-        if self.device is not None:
-            batch = batch.to(self.device, non_blocking=self.pinned)
-        return batch[:, :-1], batch[:, 1:]
+        if self.pinned:
+            self._pin_new_regions()
+        if self.device is None:
+            return batch[:, :-1], batch[:, 1:]
+        if not self._copies_are_async():
+            batch = batch.to(self.device)
+            return batch[:, :-1], batch[:, 1:]
+        on_device = batch.to(self.device, non_blocking=True)
+        self._in_flight.append((self._record_copy(), batch))
+        return on_device[:, :-1], on_device[:, 1:]
 
 
 class TokenIterableDataset(IterableDataset):
-    """For code that must stay on ``torch.utils.data.DataLoader``: use it with
-    ``DataLoader(dataset, batch_size=None, num_workers=0)``; osml's own threads do the work."""
+    """For code that must stay on ``torch.utils.data.DataLoader``, with ``batch_size=None``.
+
+    ``num_workers=0`` is best: osml's own threads do the work. With ``num_workers=n > 0``,
+    DataLoader worker ``w`` delivers steps ``w, w + n, w + 2n, …`` of the sequence (each with
+    one loader thread unless ``workers`` is given), so DataLoader's in-order round-robin yields
+    exactly the batches of one ``TorchTokenLoader``: no step twice, none missing.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
         self._args, self._kwargs = args, kwargs
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        return iter(TorchTokenLoader(*self._args, **self._kwargs))
+        kwargs = dict(self._kwargs)
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            kwargs["_interleave"] = (info.id, info.num_workers)
+            kwargs.setdefault("workers", 1)
+        return iter(TorchTokenLoader(*self._args, **kwargs))

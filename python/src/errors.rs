@@ -8,6 +8,9 @@
 //! | `DataError::Io`, other | `OSError` |
 //! | `DataError::Invalid`, `DataError::Input` | `osml.InvalidDatasetError` (an `osml.OsmlError`) |
 //! | `DataError::Usage` | `ValueError` |
+//! | `LoaderError::PoolExhausted` | `osml.PoolExhaustedError` (an `osml.LoaderError`) |
+//! | `LoaderError::Forked` | `osml.ForkedLoaderError` (an `osml.LoaderError`) |
+//! | other `LoaderError`s | `osml.LoaderError` (an `osml.OsmlError`) |
 
 use osml_data::DataError;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
@@ -22,8 +25,36 @@ create_exception!(
     "A dataset file that is not valid: the message names the file and the reason."
 );
 
+create_exception!(
+    _osml,
+    LoaderError,
+    OsmlError,
+    "The loader stopped: a worker failed or panicked (the message names the step), or the loader was misused."
+);
+create_exception!(
+    _osml,
+    PoolExhaustedError,
+    LoaderError,
+    "The caller holds every batch buffer and the pool may not grow further."
+);
+create_exception!(
+    _osml,
+    ForkedLoaderError,
+    LoaderError,
+    "A loader used in a process forked after it was made."
+);
+
 pub fn data_err(e: DataError) -> PyErr {
     let msg = e.to_string();
+    if let DataError::Loader(kind) = &e {
+        return match kind {
+            osml_data::loader::LoaderError::PoolExhausted { .. } => PoolExhaustedError::new_err(format!(
+                "{msg}: keep copies (x.copy(), tensor.clone()) of the batches you keep, or raise max_buffers="
+            )),
+            osml_data::loader::LoaderError::Forked { .. } => ForkedLoaderError::new_err(msg),
+            _ => LoaderError::new_err(msg),
+        };
+    }
     match &e {
         DataError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
@@ -33,5 +64,6 @@ pub fn data_err(e: DataError) -> PyErr {
         },
         DataError::Invalid { .. } | DataError::Input { .. } => InvalidDatasetError::new_err(msg),
         DataError::Usage(_) => PyValueError::new_err(msg),
+        DataError::Loader(_) => LoaderError::new_err(msg),
     }
 }

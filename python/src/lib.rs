@@ -8,11 +8,14 @@
 mod errors;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use numpy::ndarray::ArrayView2;
 use numpy::{Element, PyArray2};
-use osml_data::loader::{Loader as RustLoader, LoaderConfig, LoaderState, Output};
+use osml_data::loader::{
+    Fault, Interleave, Loader as RustLoader, LoaderConfig, LoaderError, LoaderState, Output,
+};
 use osml_data::sampler::Mode;
 use osml_data::{DType, Format, OpenOptions, TokenDataset};
 use pyo3::prelude::*;
@@ -71,10 +74,23 @@ fn array(py: Python<'_>, batch: osml_data::loader::Batch) -> PyResult<Bound<'_, 
     }
 }
 
-/// The loader: see `osml.TokenLoader` for the documented interface.
-#[pyclass(module = "osml._osml")]
+/// The loader: see `osml.TokenLoader` for the documented interface. Calls from several
+/// Python threads are serialised: each waits its turn, in slices of [`WAIT_SLICE`].
+#[pyclass(module = "osml._osml", frozen)]
 struct Loader {
-    loader: RustLoader,
+    loader: Mutex<RustLoader>,
+}
+
+/// How long one wait for a batch lasts before signals are checked again: Ctrl-C raises
+/// `KeyboardInterrupt` within about this long.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+impl Loader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RustLoader> {
+        self.loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn parse_output(dtype: &str) -> PyResult<Output> {
@@ -105,7 +121,7 @@ fn parse_format(format: Option<&str>) -> PyResult<Option<Format>> {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (path, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, block, state_json))]
+    #[pyo3(signature = (path, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, block, state_json, max_buffers, interleave, fault = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -124,13 +140,18 @@ impl Loader {
         raw_dtype: &str,
         block: Option<u64>,
         state_json: Option<&str>,
+        max_buffers: usize,
+        interleave: (u64, u64),
+        fault: Option<(String, u64)>,
     ) -> PyResult<Self> {
-        let mode = match mode {
-            "random" => Mode::Random,
-            "epoch" => Mode::Epoch { block },
-            other => {
+        let mode = Mode::parse(mode, block).map_err(data_err)?;
+        let fault = match fault.as_ref().map(|(k, s)| (k.as_str(), *s)) {
+            None => None,
+            Some(("panic", step)) => Some(Fault::Panic { step }),
+            Some(("stall", step)) => Some(Fault::Stall { step }),
+            Some((other, _)) => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "mode must be 'random' or 'epoch', not {other:?}"
+                    "unknown fault {other:?}"
                 )))
             }
         };
@@ -157,6 +178,12 @@ impl Loader {
             prefetch,
             output: parse_output(dtype)?,
             cpus,
+            max_buffers,
+            interleave: Interleave {
+                index: interleave.0,
+                count: interleave.1,
+            },
+            fault,
             ..LoaderConfig::default()
         };
         let state: Option<LoaderState> =
@@ -174,33 +201,44 @@ impl Loader {
                 RustLoader::new(ds, &cfg, state.as_ref())
             })
             .map_err(data_err)?;
-        Ok(Self { loader })
+        Ok(Self {
+            loader: Mutex::new(loader),
+        })
     }
 
     /// The next batch as a `[B, T+1]` numpy array viewing a pool buffer (no copy). The GIL
-    /// is released while waiting.
-    fn next_batch<'py>(
-        mut slf: PyRefMut<'py, Self>,
-        py: Python<'py>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let loader = &mut slf.loader;
-        let batch = py.detach(move || loader.next_batch()).map_err(data_err)?;
-        array(py, batch)
+    /// is released while waiting, in slices of [`WAIT_SLICE`] with a check for signals
+    /// between them. After the error that ended the stream, `StopIteration`.
+    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        loop {
+            let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
+            match got {
+                Ok(Some(batch)) => return array(py, batch),
+                Ok(None) => py.check_signals()?,
+                Err(osml_data::DataError::Loader(LoaderError::Ended)) => {
+                    return Err(pyo3::exceptions::PyStopIteration::new_err(()))
+                }
+                Err(e) => return Err(data_err(e)),
+            }
+        }
     }
 
     /// The state after the batches handed out so far, as JSON.
-    fn state_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.loader.state()).map_err(|e| OsmlError::new_err(e.to_string()))
+    fn state_json(&self, py: Python<'_>) -> PyResult<String> {
+        let state = py.detach(|| self.lock().state());
+        serde_json::to_string(&state).map_err(|e| OsmlError::new_err(e.to_string()))
     }
 
     /// The loader's counters, as JSON.
-    fn stats_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.loader.stats()).map_err(|e| OsmlError::new_err(e.to_string()))
+    fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
+        let stats = py.detach(|| self.lock().stats());
+        serde_json::to_string(&stats).map_err(|e| OsmlError::new_err(e.to_string()))
     }
 
-    /// `(address, length)` of every pool buffer; they never move.
-    fn buffers(&self) -> Vec<(usize, usize)> {
-        self.loader.buffer_regions().to_vec()
+    /// `(address, length)` of every region of pool buffers: a region never moves, and the
+    /// pool grows by adding regions.
+    fn buffers(&self, py: Python<'_>) -> Vec<(usize, usize)> {
+        py.detach(|| self.lock().buffer_regions().to_vec())
     }
 }
 
@@ -261,6 +299,15 @@ fn _osml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "InvalidDatasetError",
         m.py().get_type::<InvalidDatasetError>(),
+    )?;
+    m.add("LoaderError", m.py().get_type::<errors::LoaderError>())?;
+    m.add(
+        "PoolExhaustedError",
+        m.py().get_type::<errors::PoolExhaustedError>(),
+    )?;
+    m.add(
+        "ForkedLoaderError",
+        m.py().get_type::<errors::ForkedLoaderError>(),
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

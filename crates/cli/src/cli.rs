@@ -335,6 +335,11 @@ pub struct BenchArgs {
     /// bandwidth on it in the same run.
     #[arg(long)]
     pub cold: bool,
+    /// Also measure with N CPU-bound competitor threads pinned to the first N CPUs, in
+    /// rounds interleaved with idle ones: tokens/s, CPU and system calls per batch against
+    /// the idle figures, and how much the competitors still got done.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub contend: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,10 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use osml_sys::{HugeBuffer, SyscallCounter};
 use serde::Serialize;
@@ -24,8 +26,36 @@ pub struct BenchOptions {
     /// Evict the dataset from the page cache first, and measure the disk's sequential read
     /// bandwidth on the same file.
     pub cold: bool,
+    /// CPU-bound competitor threads for the contended rounds (0: none).
+    pub contend: usize,
     /// The `raw_syscalls:sys_enter` tracepoint id, to count system calls (`None`: not counted).
     pub syscall_tracepoint: Option<u64>,
+}
+
+/// The loader next to CPU-bound competitors (`osml data bench --contend N`): rounds with and
+/// without them, interleaved, each `steps_per_round` batches; figures are medians over rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contention {
+    pub competitors: usize,
+    /// The CPUs the competitors are pinned to (the first of this process's allowed CPUs).
+    pub cpus: Vec<usize>,
+    pub rounds: u32,
+    pub steps_per_round: u64,
+    pub tokens_per_s: f64,
+    pub idle_tokens_per_s: f64,
+    /// Contended over idle tokens/s.
+    pub tokens_ratio: f64,
+    /// The loader's own CPU (the process's, less the competitors' threads) per batch.
+    pub cpu_us_per_batch: f64,
+    pub idle_cpu_us_per_batch: f64,
+    pub cpu_ratio: f64,
+    pub syscalls_per_batch: Option<f64>,
+    pub idle_syscalls_per_batch: Option<f64>,
+    /// Competitor iterations per second with the loader idle, and while the loader ran.
+    pub competitor_rate_alone: f64,
+    pub competitor_rate: f64,
+    /// `competitor_rate / competitor_rate_alone`: how much the loader took from them.
+    pub competitor_share: f64,
 }
 
 /// The JSON of `osml data bench --json` (`schema_version` 1).
@@ -65,6 +95,202 @@ pub struct BenchReport {
     pub syscalls_per_batch: Option<f64>,
     pub syscalls_unavailable: Option<String>,
     pub loader: LoaderStats,
+    /// With `contend`: the rounds with competitors against the idle ones.
+    pub contended: Option<Contention>,
+}
+
+/// Batch latencies in logarithmic buckets of 1% width: fixed memory for any number of steps.
+struct Latencies {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Latencies {
+    /// ln(1 ns)…ln(10^13 ns) in steps of 0.01.
+    const BUCKETS: usize = 3000;
+
+    fn new() -> Self {
+        Self {
+            buckets: vec![0; Self::BUCKETS],
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, d: Duration) {
+        let ns = d.as_nanos().max(1) as f64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let i = ((ns.ln() * 100.0) as usize).min(Self::BUCKETS - 1);
+        self.buckets[i] += 1;
+        self.count += 1;
+    }
+
+    /// The `q` quantile in µs (the bucket's lower edge; within 1%).
+    fn quantile_us(&self, q: f64) -> f64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count.max(1));
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return (i as f64 / 100.0).exp() / 1e3;
+            }
+        }
+        0.0
+    }
+}
+
+/// Threads that spin on arithmetic, each pinned to one CPU, counting rounds of work.
+struct Competitors {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<u64>>,
+    started: Instant,
+}
+
+impl Competitors {
+    fn start(cpus: &[usize]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let threads = cpus
+            .iter()
+            .map(|&cpu| {
+                let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let _ = osml_sys::pin_current_thread(&[cpu]);
+                    let mut x = 1u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        }
+                        std::hint::black_box(x);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    osml_sys::usage(osml_sys::UsageOf::Thread).map_or(0, |u| u.cpu_us)
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            done,
+            threads,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops them: (rounds of work per second, their CPU time in µs).
+    fn stop(self) -> (f64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let cpu = self
+            .threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        (self.done.load(Ordering::Relaxed) as f64 / secs, cpu)
+    }
+}
+
+/// One timed run of `steps` batches.
+struct Phase {
+    secs: f64,
+    cpu_us: u64,
+    syscalls: Option<u64>,
+}
+
+/// The contended and idle rounds: each a loader of its own, restored where the previous one
+/// stopped, and dropped at the end of its round, because the syscall counter adds a thread's
+/// calls when the thread exits.
+struct Rounds<'a> {
+    ds: &'a Arc<TokenDataset>,
+    cfg: &'a LoaderConfig,
+    state: crate::loader::LoaderState,
+    steps: u64,
+    counter: &'a mut Option<SyscallCounter>,
+}
+
+impl Rounds<'_> {
+    fn phase(&mut self) -> Result<Phase, DataError> {
+        let usage0 = osml_sys::usage(osml_sys::UsageOf::Process)?;
+        let sys0 = self.counter.as_mut().and_then(|c| c.read().ok());
+        let mut loader = Loader::restore(Arc::clone(self.ds), self.cfg, &self.state)?;
+        let t0 = Instant::now();
+        for _ in 0..self.steps {
+            std::hint::black_box(loader.next_batch()?.bytes().first());
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        self.state = loader.state();
+        drop(loader);
+        let usage1 = osml_sys::usage(osml_sys::UsageOf::Process)?;
+        let sys1 = self.counter.as_mut().and_then(|c| c.read().ok());
+        Ok(Phase {
+            secs,
+            cpu_us: usage1.cpu_us.saturating_sub(usage0.cpu_us),
+            syscalls: sys0.zip(sys1).map(|(a, b)| b.saturating_sub(a)),
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Rounds of `steps` batches alone and next to `n` competitors, interleaved.
+fn contend(run: &mut Rounds<'_>, n: usize, tokens_per_batch: f64) -> Result<Contention, DataError> {
+    let steps = run.steps;
+    const ROUNDS: u32 = 3;
+    let allowed = osml_sys::allowed_cpus()?;
+    let cpus: Vec<usize> = allowed.iter().copied().cycle().take(n).collect();
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    let (mut alone_rates, mut busy_rates) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        idle.push(run.phase()?);
+        // The competitors alone (no loader runs between rounds).
+        let c = Competitors::start(&cpus);
+        std::thread::sleep(Duration::from_millis(300));
+        alone_rates.push(c.stop().0);
+        let c = Competitors::start(&cpus);
+        let mut p = run.phase()?;
+        let (rate, their_cpu) = c.stop();
+        p.cpu_us = p.cpu_us.saturating_sub(their_cpu);
+        busy_rates.push(rate);
+        busy.push(p);
+    }
+    let steps_f = steps.max(1) as f64;
+    let tps = |ps: &[Phase]| {
+        median(
+            ps.iter()
+                .map(|p| tokens_per_batch * steps_f / p.secs)
+                .collect(),
+        )
+    };
+    let cpu = |ps: &[Phase]| median(ps.iter().map(|p| p.cpu_us as f64 / steps_f).collect());
+    let sys = |ps: &[Phase]| {
+        ps.iter()
+            .map(|p| p.syscalls.map(|s| s as f64 / steps_f))
+            .collect::<Option<Vec<_>>>()
+            .map(median)
+    };
+    let (t_busy, t_idle) = (tps(&busy), tps(&idle));
+    let (c_busy, c_idle) = (cpu(&busy), cpu(&idle));
+    let (alone, during) = (median(alone_rates), median(busy_rates));
+    Ok(Contention {
+        competitors: n,
+        cpus,
+        rounds: ROUNDS,
+        steps_per_round: steps,
+        tokens_per_s: t_busy,
+        idle_tokens_per_s: t_idle,
+        tokens_ratio: t_busy / t_idle.max(1e-9),
+        cpu_us_per_batch: c_busy,
+        idle_cpu_us_per_batch: c_idle,
+        cpu_ratio: c_busy / c_idle.max(1e-9),
+        syscalls_per_batch: sys(&busy),
+        idle_syscalls_per_batch: sys(&idle),
+        competitor_rate_alone: alone,
+        competitor_rate: during,
+        competitor_share: during / alone.max(1e-9),
+    })
 }
 
 /// Copies between two warm 256 MiB huge-page buffers, several times; bytes per second
@@ -106,15 +332,6 @@ fn disk_read_bandwidth(path: &Path) -> Result<f64, DataError> {
     Ok(total as f64 / t.elapsed().as_secs_f64())
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
 /// The system-call counter, or why there is none.
 fn open_counter(tracepoint: Option<u64>) -> (Option<SyscallCounter>, Option<String>) {
     match tracepoint {
@@ -139,12 +356,14 @@ fn open_counter(tracepoint: Option<u64>) -> (Option<SyscallCounter>, Option<Stri
 
 /// Runs the benchmark.
 pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchReport, DataError> {
+    // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
+    let probe = TokenDataset::open(path, open)?;
+    Loader::validate(&probe, &opts.loader)?;
+    let files = probe.paths();
+    drop(probe);
     let memcpy = memcpy_bandwidth()?;
     let mut disk = None;
     if opts.cold {
-        let probe = TokenDataset::open(path, open)?;
-        let files = probe.paths();
-        drop(probe);
         disk = Some(disk_read_bandwidth(&files[0])?);
         for f in &files {
             osml_sys::evict_from_page_cache(f)?;
@@ -166,26 +385,40 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
     }
 
     let usage0 = osml_sys::usage(osml_sys::UsageOf::Process)?;
-    let mut latencies = Vec::with_capacity(usize::try_from(opts.steps).unwrap_or(0));
+    let mut latencies = Latencies::new();
     let run = Instant::now();
     for _ in 0..opts.steps {
         let t = Instant::now();
         let b = loader.next_batch()?;
-        latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        latencies.add(t.elapsed());
         std::hint::black_box(b.bytes().first());
     }
     let secs = run.elapsed().as_secs_f64().max(1e-9);
     let usage1 = osml_sys::usage(osml_sys::UsageOf::Process)?;
     let stats = loader.stats();
+    let tokens_per_batch = (cfg.batch_size * cfg.seq_len) as f64;
+
+    let state = loader.state();
     drop(loader); // joins the workers, whose system calls then join the count
     let syscalls = match (counter.as_mut(), start_count) {
         (Some(c), Some(s)) => c.read().ok().map(|e| e.saturating_sub(s)),
         _ => None,
     };
+    let contended = if opts.contend > 0 {
+        let mut run = Rounds {
+            ds: &ds,
+            cfg,
+            state,
+            steps: opts.steps,
+            counter: &mut counter,
+        };
+        Some(contend(&mut run, opts.contend, tokens_per_batch)?)
+    } else {
+        None
+    };
     if syscalls.is_none() && unavailable.is_none() {
         unavailable = Some("the counter could not be read".into());
     }
-    latencies.sort_by(f64::total_cmp);
     let steps = opts.steps.max(1) as f64;
     let batch_bytes = (cfg.batch_size * (cfg.seq_len + 1) * elem) as f64;
     let bytes_written_per_s = batch_bytes * opts.steps as f64 / secs;
@@ -211,8 +444,8 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
         ratio_to_memcpy: bytes_written_per_s / memcpy,
         disk_read_bytes_per_s: disk,
         ratio_to_disk: disk.map(|d| token_bytes_per_s / d),
-        latency_p50_us: percentile(&latencies, 0.5),
-        latency_p99_us: percentile(&latencies, 0.99),
+        latency_p50_us: latencies.quantile_us(0.5),
+        latency_p99_us: latencies.quantile_us(0.99),
         cpu_us_per_batch: per(usage0.cpu_us, usage1.cpu_us),
         minor_faults_per_batch: per(usage0.minor_faults, usage1.minor_faults),
         major_faults_per_batch: per(usage0.major_faults, usage1.major_faults),
@@ -227,5 +460,6 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
             unavailable
         },
         loader: stats,
+        contended,
     })
 }

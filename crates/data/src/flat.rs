@@ -19,7 +19,13 @@ pub struct FlatTokens {
 impl FlatTokens {
     /// A raw token file of `dtype`: its size must be a whole number of tokens.
     pub fn open_raw(path: &Path, dtype: DType) -> Result<Self, DataError> {
-        let map = crate::source::map(path)?;
+        Self::from_raw_map(crate::source::map(path)?, dtype)
+    }
+
+    /// [`FlatTokens::open_raw`] over a file already mapped.
+    pub(crate) fn from_raw_map(map: MappedFile, dtype: DType) -> Result<Self, DataError> {
+        let path = map.path().to_path_buf();
+        let path = path.as_path();
         let bad = |r: String| DataError::invalid(path, "raw token (.bin)", r);
         if map.is_empty() {
             return Err(bad("the file is empty: no tokens".into()));

@@ -111,14 +111,15 @@ impl TokenDataset {
                 tokens: FlatTokens::open_npy(path)?,
             },
             Format::Bin => {
-                let tokens = FlatTokens::open_raw(path, options.dtype.unwrap_or(DType::U16))?;
-                if options.format.is_none() && looks_like_text(tokens.data()) {
+                let map = map(path)?;
+                if options.format.is_none() && looks_like_text(map.bytes()) {
                     return Err(DataError::invalid(
                         path,
                         "raw token (.bin)",
                         "its first KiB reads as text (UTF-8 with line breaks or JSON), not as tokens: tokenize it first (osml data pack), or name the format explicitly if it really is a token array",
                     ));
                 }
+                let tokens = FlatTokens::from_raw_map(map, options.dtype.unwrap_or(DType::U16))?;
                 Self::Flat { format, tokens }
             }
         })

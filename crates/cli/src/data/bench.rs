@@ -23,13 +23,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
             .to_vec(),
         None => Vec::new(),
     };
-    let mode = match a.mode.as_str() {
-        "epoch" => Mode::Epoch { block: a.block },
-        _ if a.block.is_some() => {
-            return Err(DataError::Usage("--block applies to --mode epoch".into()))
-        }
-        _ => Mode::Random,
-    };
+    let mode = Mode::parse(&a.mode, a.block)?;
     let output = match a.output.as_str() {
         "i32" => Output::I32,
         "source" => Output::Source,
@@ -54,6 +48,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
         steps: a.steps,
         warmup: a.warmup,
         cold: a.cold,
+        contend: a.contend,
         syscall_tracepoint,
     })
 }
@@ -156,6 +151,45 @@ fn write_human(out: &mut impl Write, r: &BenchReport) -> std::io::Result<()> {
     )?;
     if let Some(e) = &l.pin_error {
         writeln!(out, "  pinning failed   {e}")?;
+    }
+    if let Some(c) = &r.contended {
+        writeln!(
+            out,
+            "contended: {} CPU-bound thread(s) pinned to CPU {}, {} rounds of {} batches interleaved with idle ones (medians)",
+            c.competitors,
+            c.cpus
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            c.rounds,
+            c.steps_per_round
+        )?;
+        writeln!(
+            out,
+            "  throughput       {:.2} M tokens/s contended vs {:.2} idle = {:.2}×",
+            c.tokens_per_s / 1e6,
+            c.idle_tokens_per_s / 1e6,
+            c.tokens_ratio
+        )?;
+        writeln!(
+            out,
+            "  loader CPU       {:.1} µs per batch contended vs {:.1} idle = {:.2}×",
+            c.cpu_us_per_batch, c.idle_cpu_us_per_batch, c.cpu_ratio
+        )?;
+        if let (Some(s), Some(i)) = (c.syscalls_per_batch, c.idle_syscalls_per_batch) {
+            writeln!(
+                out,
+                "  system calls     {s:.3} per batch contended vs {i:.3} idle"
+            )?;
+        }
+        writeln!(
+            out,
+            "  competitors      got {:.0}% of the work they do alone ({:.1} M iterations/s vs {:.1})",
+            100.0 * c.competitor_share,
+            c.competitor_rate / 1e6,
+            c.competitor_rate_alone / 1e6
+        )?;
     }
     Ok(())
 }

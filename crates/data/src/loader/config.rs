@@ -203,7 +203,6 @@ pub(crate) fn check(
     }
     let seq_len = cfg.seq_len as u64;
     let sampler = Sampler::new(cfg.mode, cfg.seed, seq_len, source.num_tokens())?;
-    let layout = layout(cfg, dtype)?;
     let global_batch = (cfg.batch_size as u64)
         .checked_mul(cfg.world_size as u64)
         .ok_or_else(|| {
@@ -212,6 +211,7 @@ pub(crate) fn check(
                 cfg.batch_size, cfg.world_size
             ))
         })?;
+    let layout = layout(cfg, dtype)?;
     // Fits, since rank < world_size.
     let rank_offset = cfg.rank as u64 * cfg.batch_size as u64;
     if let Some(m) = sampler.samples_per_epoch() {

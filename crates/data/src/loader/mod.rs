@@ -458,6 +458,12 @@ impl Loader {
         Ok(loader)
     }
 
+    /// Checks a configuration against a dataset as [`Loader::new`] does, without starting
+    /// anything.
+    pub fn validate(source: &TokenDataset, cfg: &LoaderConfig) -> Result<(), DataError> {
+        config::check(source, cfg, None).map(|_| ())
+    }
+
     /// Address and length of each memory region holding pool buffers. A region never moves;
     /// the pool grows by adding regions (a caller that registers them with a device driver,
     /// for page-locking, registers the new ones after each batch).
