@@ -103,7 +103,9 @@ class TokenLoader:
     Ctrl-C interrupts them within about 50 ms. Calls from several threads are serialised
     (each batch goes to one caller). A loader used in a process forked after it was made
     raises ``ForkedLoaderError``: create loaders in the process that uses them.
-    ``workers`` is at most 256 and ``prefetch`` at most 1024.
+    ``prefetch`` defaults to as many batches as fill 16 MiB (between 4 and 128): enough to keep
+    the workers busy while the consumer waits for a CPU on a busy host. ``workers`` is at most
+    256 and ``prefetch`` at most 1024.
     """
 
     def __init__(
@@ -117,7 +119,7 @@ class TokenLoader:
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         workers: Optional[int] = None,
-        prefetch: int = 4,
+        prefetch: Optional[int] = None,
         dtype: str = "int64",
         cpus: Optional[Sequence[int]] = None,
         format: Optional[str] = None,  # noqa: A002 - the name users know from osml data
@@ -137,7 +139,7 @@ class TokenLoader:
             rank=self.rank,
             world_size=self.world_size,
             workers=0 if workers is None else workers,
-            prefetch=prefetch,
+            prefetch=0 if prefetch is None else prefetch,
             dtype=dtype,
             cpus=_loader_cpus(cpus),
             format=format,

@@ -89,7 +89,7 @@ def test_ctrl_c_interrupts_a_blocked_wait_within_100_ms(arange_bin):
         (dict(batch_size=4, seq_len=2**64 - 1), "needs"),
         (dict(batch_size=2**40, seq_len=8, world_size=2**40, rank=0), "64 bits"),
         (dict(batch_size=4, seq_len=8, workers=100_000), "between 1 and 256"),
-        (dict(batch_size=4, seq_len=8, prefetch=10**9), "between 1 and 1024"),
+        (dict(batch_size=4, seq_len=8, prefetch=10**9), "at most 1024"),
         (dict(batch_size=4, seq_len=8, mode="random", block=8), "epoch mode only"),
     ],
 )

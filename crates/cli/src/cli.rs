@@ -315,9 +315,9 @@ pub struct BenchArgs {
     pub block: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Batches prepared ahead.
-    #[arg(long, default_value_t = 4)]
-    pub prefetch: usize,
+    /// Batches prepared ahead; default: as many as fill 16 MiB, between 4 and 128.
+    #[arg(long)]
+    pub prefetch: Option<usize>,
     /// Element type of the batches.
     #[arg(long, default_value = "i64", value_parser = ["i64", "i32", "source"])]
     pub output: String,

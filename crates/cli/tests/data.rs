@@ -290,5 +290,39 @@ fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
         .args(["data", "bench", "c", "--block", "4"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("--mode epoch"));
+        .stderr(predicates::str::contains("epoch mode only"));
+    // A file that is not named like a dataset, and a text file named like one.
+    std::fs::write(d.join("corpus.jsonl"), "{\"text\": \"a b\"}\n").unwrap();
+    osml(d)
+        .args(["data", "bench", "corpus.jsonl"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("none of them"))
+        .stderr(predicates::str::contains("--format"));
+    std::fs::write(d.join("corpus.bin"), "{\"text\": \"a bc\"}\n").unwrap();
+    osml(d)
+        .args(["data", "verify", "corpus.bin"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("osml data pack"));
+    // An absurd step count runs in fixed memory: refused only for what it is, never an abort.
+    osml(d)
+        .args([
+            "data",
+            "bench",
+            "c",
+            "-b",
+            "1",
+            "-t",
+            "8",
+            "--warmup",
+            "0",
+            "--steps",
+            "18446744073709551615",
+            "--prefetch",
+            "2000",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("prefetch must be at most 1024"));
 }

@@ -237,8 +237,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Rounds of `steps` batches alone and next to `n` competitors, interleaved.
 fn contend(run: &mut Rounds<'_>, n: usize, tokens_per_batch: f64) -> Result<Contention, DataError> {
-    let steps = run.steps;
     const ROUNDS: u32 = 3;
+    let steps = run.steps;
     let allowed = osml_sys::allowed_cpus()?;
     let cpus: Vec<usize> = allowed.iter().copied().cycle().take(n).collect();
     let (mut idle, mut busy) = (Vec::new(), Vec::new());
@@ -354,6 +354,25 @@ fn open_counter(tracepoint: Option<u64>) -> (Option<SyscallCounter>, Option<Stri
     }
 }
 
+/// `steps` batches timed one by one: latencies, seconds, and resource use before and after.
+fn timed(
+    loader: &mut Loader,
+    steps: u64,
+) -> Result<(Latencies, f64, osml_sys::Usage, osml_sys::Usage), DataError> {
+    let usage0 = osml_sys::usage(osml_sys::UsageOf::Process)?;
+    let mut latencies = Latencies::new();
+    let run = Instant::now();
+    for _ in 0..steps {
+        let t = Instant::now();
+        let b = loader.next_batch()?;
+        latencies.add(t.elapsed());
+        std::hint::black_box(b.bytes().first());
+    }
+    let secs = run.elapsed().as_secs_f64().max(1e-9);
+    let usage1 = osml_sys::usage(osml_sys::UsageOf::Process)?;
+    Ok((latencies, secs, usage0, usage1))
+}
+
 /// Runs the benchmark.
 pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchReport, DataError> {
     // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
@@ -384,38 +403,28 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
         drop(loader.next_batch()?);
     }
 
-    let usage0 = osml_sys::usage(osml_sys::UsageOf::Process)?;
-    let mut latencies = Latencies::new();
-    let run = Instant::now();
-    for _ in 0..opts.steps {
-        let t = Instant::now();
-        let b = loader.next_batch()?;
-        latencies.add(t.elapsed());
-        std::hint::black_box(b.bytes().first());
-    }
-    let secs = run.elapsed().as_secs_f64().max(1e-9);
-    let usage1 = osml_sys::usage(osml_sys::UsageOf::Process)?;
+    let (latencies, secs, usage0, usage1) = timed(&mut loader, opts.steps)?;
     let stats = loader.stats();
     let tokens_per_batch = (cfg.batch_size * cfg.seq_len) as f64;
 
-    let state = loader.state();
+    let resume_at = loader.state();
     drop(loader); // joins the workers, whose system calls then join the count
     let syscalls = match (counter.as_mut(), start_count) {
         (Some(c), Some(s)) => c.read().ok().map(|e| e.saturating_sub(s)),
         _ => None,
     };
-    let contended = if opts.contend > 0 {
-        let mut run = Rounds {
-            ds: &ds,
-            cfg,
-            state,
-            steps: opts.steps,
-            counter: &mut counter,
-        };
-        Some(contend(&mut run, opts.contend, tokens_per_batch)?)
-    } else {
-        None
-    };
+    let contended = (opts.contend > 0)
+        .then(|| {
+            let mut rounds = Rounds {
+                ds: &ds,
+                cfg,
+                state: resume_at,
+                steps: opts.steps,
+                counter: &mut counter,
+            };
+            contend(&mut rounds, opts.contend, tokens_per_batch)
+        })
+        .transpose()?;
     if syscalls.is_none() && unavailable.is_none() {
         unavailable = Some("the counter could not be read".into());
     }

@@ -30,7 +30,7 @@ impl FlatTokens {
         if map.is_empty() {
             return Err(bad("the file is empty: no tokens".into()));
         }
-        if map.len() % dtype.size() != 0 {
+        if !map.len().is_multiple_of(dtype.size()) {
             return Err(bad(format!(
                 "{} bytes is not a whole number of {dtype} tokens ({} bytes each): truncated, or another dtype (--dtype; raw_dtype in Python)",
                 map.len(),

@@ -189,7 +189,7 @@ fn absurd_sizes_are_refused_before_anything_is_allocated() {
             prefetch: usize::MAX,
             ..random(4, 16)
         },
-        "prefetch must be between 1 and 1024",
+        "prefetch must be at most 1024",
     );
 }
 
@@ -211,9 +211,9 @@ fn a_cursor_near_the_end_of_the_range_is_refused_not_wrapped() {
 fn a_float_dataset_cannot_be_delivered_as_its_own_dtype() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
-    let mut w = MegatronWriter::create(&path, DType::F32).unwrap();
-    w.add_document(&(0..1000).collect::<Vec<_>>()).unwrap();
-    w.finish().unwrap();
+    let mut writer = MegatronWriter::create(&path, DType::F32).unwrap();
+    writer.add_document(&(0..1000).collect::<Vec<_>>()).unwrap();
+    writer.finish().unwrap();
     let ds = Arc::new(TokenDataset::open(&path, OpenOptions::default()).unwrap());
     assert_eq!(ds.dtype(), DType::F32);
     let c = LoaderConfig {

@@ -156,6 +156,8 @@ pub fn spawn_traced(cmd: &mut std::process::Command) -> std::io::Result<std::pro
 /// The machine's physical memory in bytes (`sysinfo(2)`), or `None` if the call fails.
 pub fn physical_memory() -> Option<u64> {
     let info = rustix::system::sysinfo();
+    // `totalram` is a C `unsigned long`: 32 bits on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     u64::from(info.totalram).checked_mul(u64::from(info.mem_unit))
 }
 

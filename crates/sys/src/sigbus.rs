@@ -29,7 +29,8 @@ use std::sync::{Mutex, Once};
 /// Exit status after a mapped file changed under the process (`EX_IOERR` of sysexits.h).
 pub const EXIT_FILE_CHANGED: i32 = 74;
 
-const CHUNK: usize = 64;
+// Small enough to build on the stack before boxing (each slot holds a 512-byte path).
+const CHUNK: usize = 16;
 const PATH_MAX: usize = 512;
 /// How often the handler re-reads a slot that a writer is changing before it moves on.
 const READ_TRIES: usize = 1000;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use osml_data::bench::{run as run_bench, BenchOptions, BenchReport};
+use osml_data::bench::{run as run_bench, BenchOptions, BenchReport, Contention};
 use osml_data::loader::{LoaderConfig, Output};
 use osml_data::sampler::Mode;
 use osml_data::DataError;
@@ -38,7 +38,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
             mode,
             seed: a.seed,
             workers: a.workers.unwrap_or_else(osml_data::loader::default_workers),
-            prefetch: a.prefetch,
+            prefetch: a.prefetch.unwrap_or(0),
             output,
             cpus,
             lock_memory: a.mlock,
@@ -153,43 +153,49 @@ fn write_human(out: &mut impl Write, r: &BenchReport) -> std::io::Result<()> {
         writeln!(out, "  pinning failed   {e}")?;
     }
     if let Some(c) = &r.contended {
+        write_contended(out, c)?;
+    }
+    Ok(())
+}
+
+fn write_contended(out: &mut impl Write, c: &Contention) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "contended: {} CPU-bound thread(s) pinned to CPU {}, {} rounds of {} batches interleaved with idle ones (medians)",
+        c.competitors,
+        c.cpus
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        c.rounds,
+        c.steps_per_round
+    )?;
+    writeln!(
+        out,
+        "  throughput       {:.2} M tokens/s contended vs {:.2} idle = {:.2}×",
+        c.tokens_per_s / 1e6,
+        c.idle_tokens_per_s / 1e6,
+        c.tokens_ratio
+    )?;
+    writeln!(
+        out,
+        "  loader CPU       {:.1} µs per batch contended vs {:.1} idle = {:.2}×",
+        c.cpu_us_per_batch, c.idle_cpu_us_per_batch, c.cpu_ratio
+    )?;
+    if let (Some(s), Some(i)) = (c.syscalls_per_batch, c.idle_syscalls_per_batch) {
         writeln!(
             out,
-            "contended: {} CPU-bound thread(s) pinned to CPU {}, {} rounds of {} batches interleaved with idle ones (medians)",
-            c.competitors,
-            c.cpus
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            c.rounds,
-            c.steps_per_round
-        )?;
-        writeln!(
-            out,
-            "  throughput       {:.2} M tokens/s contended vs {:.2} idle = {:.2}×",
-            c.tokens_per_s / 1e6,
-            c.idle_tokens_per_s / 1e6,
-            c.tokens_ratio
-        )?;
-        writeln!(
-            out,
-            "  loader CPU       {:.1} µs per batch contended vs {:.1} idle = {:.2}×",
-            c.cpu_us_per_batch, c.idle_cpu_us_per_batch, c.cpu_ratio
-        )?;
-        if let (Some(s), Some(i)) = (c.syscalls_per_batch, c.idle_syscalls_per_batch) {
-            writeln!(
-                out,
-                "  system calls     {s:.3} per batch contended vs {i:.3} idle"
-            )?;
-        }
-        writeln!(
-            out,
-            "  competitors      got {:.0}% of the work they do alone ({:.1} M iterations/s vs {:.1})",
-            100.0 * c.competitor_share,
-            c.competitor_rate / 1e6,
-            c.competitor_rate_alone / 1e6
+            "  system calls     {s:.3} per batch contended vs {i:.3} idle"
         )?;
     }
+    writeln!(
+        out,
+        "  competitors      got {:.0}% of the work they do alone ({:.1} M iterations/s vs {:.1})",
+        100.0 * c.competitor_share,
+        c.competitor_rate / 1e6,
+        c.competitor_rate_alone / 1e6
+    )?;
+
     Ok(())
 }

@@ -41,10 +41,9 @@ pub fn run(command: &DataCommand) -> Result<ExitCode> {
 pub fn exit_code(e: &DataError) -> u8 {
     match e {
         DataError::Invalid { .. } | DataError::Input { .. } => 1,
-        DataError::Usage(_) => 2,
         DataError::Io { .. } => 3,
         DataError::Loader(osml_data::loader::LoaderError::Step { source, .. }) => exit_code(source),
-        DataError::Loader(_) => 2,
+        DataError::Usage(_) | DataError::Loader(_) => 2,
     }
 }
 

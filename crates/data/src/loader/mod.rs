@@ -52,8 +52,8 @@ use serde::Serialize;
 #[doc(hidden)]
 pub use config::Fault;
 pub use config::{
-    default_workers, Interleave, LoaderConfig, LoaderState, Output, DEFAULT_MAX_BUFFERS,
-    MAX_PREFETCH, MAX_WORKERS,
+    auto_prefetch, default_workers, Interleave, LoaderConfig, LoaderState, Output,
+    DEFAULT_MAX_BUFFERS, MAX_PREFETCH, MAX_WORKERS,
 };
 pub use error::LoaderError;
 
@@ -219,11 +219,12 @@ impl Shared {
     }
 }
 
-/// How long the consumer polls before it sleeps, adapted to how batches have been arriving:
-/// a success (the batch came while polling) lengthens the budget a little, a sleep halves it.
-/// On an idle machine batches land within microseconds and the consumer never sleeps; when
-/// another job takes the workers' CPU, polling would take CPU from the very worker it waits
-/// for, so the budget shrinks towards the floor within a few batches.
+/// How long the consumer polls before it sleeps, adapted to how batches have been arriving.
+/// A batch that came while polling lengthens the budget a little. One that came soon after
+/// the consumer went to sleep (within the longest budget) lengthens it to 1.5× that wait: a
+/// little more polling would have saved two futex calls. One that took longer halves it: the
+/// worker was not running (another job had its CPU), and polling would only take CPU from the
+/// very worker awaited. Without a spare CPU the longest budget is 2 µs.
 #[derive(Debug, Clone, Copy)]
 struct Spin {
     budget: Duration,
@@ -257,11 +258,19 @@ impl Spin {
             }
             polls += 1;
             // Reading the clock (vDSO) every 64 polls keeps its cost out of the loop.
-            if polls % 64 == 0 && t.elapsed() >= self.budget {
-                self.budget = (self.budget / 2).max(Self::FLOOR);
+            if polls.is_multiple_of(64) && t.elapsed() >= self.budget {
                 return false;
             }
         }
+    }
+
+    /// The batch came after sleeping, `waited` after the consumer asked for it.
+    fn slept(&mut self, waited: Duration) {
+        self.budget = if waited < self.max {
+            self.budget.max(waited + waited / 2).min(self.max)
+        } else {
+            (self.budget / 2).max(Self::FLOOR)
+        };
     }
 }
 
@@ -407,10 +416,14 @@ impl Loader {
             batch_size: cfg.batch_size,
             layout,
             output: cfg.output,
-            prefetch: cfg.prefetch as u64,
+            prefetch: layout.prefetch as u64,
             populate: cfg.populate,
             fault: cfg.fault,
-            pool: Pool::new(slices, cfg.prefetch.div_ceil(2)),
+            pool: Pool::new(
+                slices,
+                layout.prefetch.div_ceil(2),
+                layout.prefetch.div_ceil(2),
+            ),
             readahead: readahead::Waker::new(),
             stopping: AtomicBool::new(false),
             willneed_calls: AtomicU64::new(0),
@@ -509,7 +522,7 @@ impl Loader {
         let step = self.next_step;
         let waited = Instant::now();
         let pool = &self.shared.pool;
-        self.spin.wait(|| pool.is_published(step));
+        let polled = self.spin.wait(|| pool.is_published(step));
         let result = loop {
             match self.shared.pool.take(step, deadline) {
                 Take::Ready(buffer) => break Ok(Some(buffer)),
@@ -529,7 +542,11 @@ impl Loader {
                 }
             }
         };
-        self.consumer_wait += waited.elapsed();
+        let waited = waited.elapsed();
+        self.consumer_wait += waited;
+        if !polled && matches!(result, Ok(Some(_))) {
+            self.spin.slept(waited);
+        }
         Ok(result?.map(|buffer| {
             self.next_step += 1;
             Batch {

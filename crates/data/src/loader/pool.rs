@@ -16,11 +16,12 @@
 //!   limit. Holding batches therefore never hangs.
 //! - After a fill fails at step `f`, no further step is claimed; the steps before `f` (claimed
 //!   earlier) still arrive, and `take(f)` returns the error, once.
-//! - Wake-ups are sent only to sleepers, and only when they can make progress: the consumer is
-//!   woken by the publication of the very step it waits for (or a failure, or `stop`); a
-//!   sleeping worker is woken when `wake_at` buffers are free, or when the consumer waits for
-//!   a step nobody has claimed. A step that is ready when asked for costs no system call, and
-//!   a consumer slower than the workers costs two futex calls per `wake_at` batches, not per
+//! - Wake-ups are sent only to sleepers, and in batches: a sleeping consumer waiting for step
+//!   `s` is woken once `s` is ready and either `s + consumer_wake_at - 1` is published or the
+//!   workers can do no more (no free buffer), or on a failure or `stop`; a sleeping worker is
+//!   woken when `wake_at` buffers are free, or when the consumer goes to sleep while buffers
+//!   are free. A step that is ready when asked for costs no system call, and a consumer
+//!   faster or slower than the workers costs two futex calls per `wake_at` batches, not per
 //!   batch.
 //!
 //! The protocol is model-checked with loom (`--cfg loom`, see the tests below): every
@@ -59,6 +60,9 @@ struct State<T> {
     failure: Option<(u64, Option<DataError>)>,
     stopped: bool,
     consumer_waits_for: Option<u64>,
+    /// The sleeping consumer is woken once this step is ready (its own step plus
+    /// `wake_at - 1`), or earlier when workers can do no more.
+    consumer_wake_step: u64,
     consumer_notified: bool,
     workers_sleeping: usize,
 }
@@ -89,6 +93,7 @@ pub(crate) struct Pool<T> {
     /// `s` there proves `s` is ready, and not seeing it just means "ask under the lock".
     published: Vec<AtomicU64>,
     wake_at: usize,
+    consumer_wake_at: usize,
     worker_wait_ns: std::sync::atomic::AtomicU64,
 }
 
@@ -108,8 +113,10 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl<T> Pool<T> {
-    /// A pool of `buffers`; sleeping workers are woken once `wake_at` (at least 1) are free.
-    pub fn new(buffers: Vec<T>, wake_at: usize) -> Self {
+    /// A pool of `buffers`; sleeping workers are woken once `wake_at` (at least 1) are free,
+    /// and a sleeping consumer once `consumer_wake_at` steps from its own are ready (or no
+    /// more can be produced).
+    pub fn new(buffers: Vec<T>, wake_at: usize, consumer_wake_at: usize) -> Self {
         let total = buffers.len();
         Self {
             state: Mutex::new(State {
@@ -121,6 +128,7 @@ impl<T> Pool<T> {
                 failure: None,
                 stopped: false,
                 consumer_waits_for: None,
+                consumer_wake_step: 0,
                 consumer_notified: false,
                 workers_sleeping: 0,
             }),
@@ -130,6 +138,7 @@ impl<T> Pool<T> {
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
             wake_at: wake_at.max(1),
+            consumer_wake_at: consumer_wake_at.max(1),
             worker_wait_ns: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -154,6 +163,16 @@ impl<T> Pool<T> {
                 }
                 return Some((step, buffer));
             }
+            // No free buffer: this worker can do no more, so a consumer whose step is ready
+            // must not wait for later ones.
+            let wake_consumer = g
+                .consumer_waits_for
+                .is_some_and(|s| g.ready.contains_key(&s))
+                && !g.consumer_notified;
+            if wake_consumer {
+                g.consumer_notified = true;
+                self.consumer.notify_one();
+            }
             g.workers_sleeping += 1;
             let t = Instant::now();
             g = wait(&self.workers, g);
@@ -170,7 +189,9 @@ impl<T> Pool<T> {
         g.ready.insert(step, buffer);
         let slot = usize::try_from(step % self.published.len() as u64).unwrap_or(0);
         self.published[slot].store(step, Ordering::Release);
-        let wake = g.consumer_waits_for == Some(step) && !g.consumer_notified;
+        let wake = g.consumer_waits_for.is_some_and(|s| {
+            g.ready.contains_key(&s) && (step >= g.consumer_wake_step || g.free.is_empty())
+        }) && !g.consumer_notified;
         if wake {
             g.consumer_notified = true;
         }
@@ -220,19 +241,20 @@ impl<T> Pool<T> {
             if g.stopped {
                 return Take::Stopped;
             }
-            if g.next_claim <= step {
-                if g.free.is_empty() {
-                    let counts = Self::counts_of(&g);
-                    return Take::Starved {
-                        held: counts.held(),
-                        total: counts.total,
-                    };
-                }
-                if g.workers_sleeping > 0 {
-                    self.workers.notify_one();
-                }
+            if g.next_claim <= step && g.free.is_empty() {
+                let counts = Self::counts_of(&g);
+                return Take::Starved {
+                    held: counts.held(),
+                    total: counts.total,
+                };
+            }
+            // Sleeping workers with buffers to fill are woken: the consumer is about to
+            // wait for what they would produce.
+            if g.workers_sleeping > 0 && !g.free.is_empty() {
+                self.workers.notify_one();
             }
             g.consumer_waits_for = Some(step);
+            g.consumer_wake_step = step.saturating_add(self.consumer_wake_at as u64 - 1);
             g.consumer_notified = false;
             match deadline {
                 None => g = wait(&self.consumer, g),
@@ -313,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_consumer_holding_every_buffer_is_told_not_left_waiting() {
-        let pool = Pool::new(vec![0u32, 1], 1);
+        let pool = Pool::new(vec![0u32, 1], 1, 1);
         let (s0, b0) = pool.claim().unwrap();
         pool.publish(s0, b0);
         let (s1, b1) = pool.claim().unwrap();
@@ -341,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_failure_ends_the_stream_at_its_step_once() {
-        let pool = Pool::new(vec![0u32, 1, 2], 1);
+        let pool = Pool::new(vec![0u32, 1, 2], 1, 1);
         let (a, ba) = pool.claim().unwrap();
         let (b, bb) = pool.claim().unwrap();
         pool.fail(b, bb, DataError::Usage("boom".into()));
@@ -354,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_deadline_ends_the_wait() {
-        let pool = Pool::new(vec![0u32], 1);
+        let pool = Pool::new(vec![0u32], 1, 1);
         let (s, _b) = pool.claim().unwrap();
         let t = Instant::now();
         let got = pool.take(s, Some(t + Duration::from_millis(20)));
@@ -394,7 +416,7 @@ mod loom_tests {
     #[test]
     fn steps_arrive_in_order_with_buffers_recycled() {
         model(|| {
-            let pool = Arc::new(Pool::new(vec![10, 11], 1));
+            let pool = Arc::new(Pool::new(vec![10, 11], 1, 1));
             let worker = spawn_worker(&pool, None);
             for step in 0..3 {
                 match pool.take(step, None) {
@@ -410,7 +432,7 @@ mod loom_tests {
     #[test]
     fn holding_every_buffer_starves_instead_of_hanging_and_growth_recovers() {
         model(|| {
-            let pool = Arc::new(Pool::new(vec![10], 1));
+            let pool = Arc::new(Pool::new(vec![10], 1, 1));
             let worker = spawn_worker(&pool, None);
             let held = match pool.take(0, None) {
                 Take::Ready(b) => b,
@@ -430,7 +452,7 @@ mod loom_tests {
     #[test]
     fn batches_dropped_on_another_thread_keep_the_stream_going() {
         model(|| {
-            let pool = Arc::new(Pool::new(vec![10, 11], 2));
+            let pool = Arc::new(Pool::new(vec![10, 11], 2, 2));
             let worker = spawn_worker(&pool, None);
             let first = match pool.take(0, None) {
                 Take::Ready(b) => b,
@@ -456,7 +478,7 @@ mod loom_tests {
     #[test]
     fn a_failed_fill_is_reported_at_its_step_after_the_earlier_ones() {
         model(|| {
-            let pool = Arc::new(Pool::new(vec![10, 11], 1));
+            let pool = Arc::new(Pool::new(vec![10, 11], 1, 1));
             let worker = spawn_worker(&pool, Some(1));
             match pool.take(0, None) {
                 Take::Ready(b) => pool.release(b),
