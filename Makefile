@@ -1,12 +1,17 @@
 # The two set-up commands of README.md: `cargo run --release -- doctor` runs the main job;
 # `make test` runs every test, Rust and Python.
 
-.PHONY: test test-rust test-python lint bench-doctor bench-open bench-pack bench-os bench-trace bench-loaders
+.PHONY: test test-rust test-loom test-python lint bench-doctor bench-open bench-pack bench-os bench-trace bench-loaders
 
-test: test-rust test-python
+test: test-rust test-loom test-python
 
 test-rust:
 	cargo test --workspace --locked
+
+# The loader's buffer pool model-checked under loom (its own target dir: --cfg loom rebuilds
+# osml-data's dependencies, about a minute the first time).
+test-loom:
+	RUSTFLAGS="--cfg loom" cargo test -p osml-data --lib --release --locked --target-dir target/loom loom
 
 # Creates .venv on first use (torch, numpy, tiktoken, megatron-core from PyPI).
 test-python:

@@ -476,6 +476,29 @@ mod loom_tests {
     }
 
     #[test]
+    fn a_waiting_consumer_wakes_workers_below_their_wake_threshold() {
+        model(|| {
+            // Workers sleep until two buffers are free; the consumer frees one and waits.
+            let pool = Arc::new(Pool::new(vec![10, 11, 12], 2, 1));
+            let worker = spawn_worker(&pool, None);
+            let mut held = Vec::new();
+            for step in 0..3 {
+                match pool.take(step, None) {
+                    Take::Ready(b) => held.push(b),
+                    other => panic!("{other:?}"),
+                }
+            }
+            pool.release(held.pop().unwrap());
+            match pool.take(3, None) {
+                Take::Ready(b) => pool.release(b),
+                other => panic!("{other:?}"),
+            }
+            pool.stop();
+            worker.join().unwrap();
+        });
+    }
+
+    #[test]
     fn a_failed_fill_is_reported_at_its_step_after_the_earlier_ones() {
         model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 1, 1));
