@@ -1,0 +1,33 @@
+"""GPU copies from the page-locked pool: every batch that reaches the GPU is the reference
+loader's, even when each copy is queued behind a slow kernel. Needs CUDA: it runs on a machine
+with a GPU and is reported as skipped elsewhere."""
+
+import numpy as np
+import pytest
+
+import osml
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_async_copies_deliver_the_reference_batches_behind_slow_kernels(tmp_path):
+    from osml.torch import TorchTokenLoader
+
+    path = tmp_path / "tokens.bin"
+    np.random.default_rng(1).integers(0, 50_000, size=8 << 20, dtype=np.uint16).tofile(path)
+    loader = TorchTokenLoader(path, 8, 512, mode="epoch", seed=4, pin_memory=True, device="cuda", prefetch=4)
+    reference = osml.TokenLoader(path, 8, 512, mode="epoch", seed=4)
+    assert loader.pinned
+    on_gpu = []
+    for _ in range(300):
+        # About a millisecond of GPU time queued before each copy: the copy runs long after
+        # the step returned, while the workers keep filling buffers.
+        torch.cuda._sleep(1_000_000)
+        x, _ = next(loader)
+        on_gpu.append(x.clone())  # queued after the copy on the same stream
+    torch.cuda.synchronize()
+    for step, x in enumerate(on_gpu):
+        expected = reference.next_batch()[:, :-1]
+        np.testing.assert_array_equal(x.cpu().numpy(), expected, err_msg=f"step {step}")
+    loader.close()
