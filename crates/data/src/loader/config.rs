@@ -110,18 +110,20 @@ impl Default for LoaderConfig {
     }
 }
 
-/// The prefetch depth chosen when none is given: as many batches as fill 16 MiB, between 4
-/// and 128. A consumer that shares a CPU with other work is scheduled late, by a time slice
+/// The prefetch depth chosen when none is given: as many batches as fill 4 MiB, between 4
+/// and 64. A consumer that shares a CPU with other work is scheduled late, by a time slice
 /// or more; the workers keep producing meanwhile only if there are buffers to fill, and
 /// sleepers are woken once per half of the depth, so a deeper pool also means fewer system
-/// calls. Measured with `osml data bench --contend 1` on 2 CPUs (README), B=12 T=1024 int64
-/// (96 KiB batches): a depth of 4 gave 0.40–0.56 of the idle throughput and 1.2–2 system
-/// calls per batch contended; 32 gave 0.72 and 0.13; 128 gave 0.85–1.0 and 0.04.
+/// calls; a shallower one keeps fresh batches in the CPU's caches. Measured with
+/// `osml data bench --contend 1` on 2 CPUs, B=12 T=1024 int64 (96 KiB batches): a depth of 4
+/// gave 0.40–0.56 of the idle throughput contended, 16 gave 0.91–1.06, 40 gave 0.92–1.01;
+/// 128 gave the fewest system calls but 0.56–0.77 of memcpy idle (a 12 MiB pool leaves the
+/// caches). README has the figures of the chosen depth.
 pub fn auto_prefetch(batch_bytes: usize) -> usize {
-    (AUTO_PREFETCH_BYTES / batch_bytes.max(1)).clamp(4, 128)
+    (AUTO_PREFETCH_BYTES / batch_bytes.max(1)).clamp(4, 64)
 }
 
-const AUTO_PREFETCH_BYTES: usize = 16 << 20;
+const AUTO_PREFETCH_BYTES: usize = 4 << 20;
 
 /// One worker per CPU this process may use, less one for the consumer (at least one): the
 /// training loop needs a core too.

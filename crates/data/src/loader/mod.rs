@@ -542,11 +542,17 @@ impl Loader {
                 }
             }
         };
-        let waited = waited.elapsed();
-        self.consumer_wait += waited;
         if !polled && matches!(result, Ok(Some(_))) {
-            self.spin.slept(waited);
+            // How long the step itself took to come, not how long the consumer slept (it
+            // sleeps on until several steps are ready).
+            let own = self
+                .shared
+                .pool
+                .awaited_published()
+                .map_or_else(|| waited.elapsed(), |t| t.saturating_duration_since(waited));
+            self.spin.slept(own);
         }
+        self.consumer_wait += waited.elapsed();
         Ok(result?.map(|buffer| {
             self.next_step += 1;
             Batch {

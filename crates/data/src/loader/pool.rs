@@ -63,6 +63,8 @@ struct State<T> {
     /// The sleeping consumer is woken once this step is ready (its own step plus
     /// `wake_at - 1`), or earlier when workers can do no more.
     consumer_wake_step: u64,
+    /// When the step the consumer sleeps for was published (it may sleep on, for more).
+    awaited_published: Option<Instant>,
     consumer_notified: bool,
     workers_sleeping: usize,
 }
@@ -129,6 +131,7 @@ impl<T> Pool<T> {
                 stopped: false,
                 consumer_waits_for: None,
                 consumer_wake_step: 0,
+                awaited_published: None,
                 consumer_notified: false,
                 workers_sleeping: 0,
             }),
@@ -187,6 +190,9 @@ impl<T> Pool<T> {
         let mut g = lock(&self.state);
         g.in_flight -= 1;
         g.ready.insert(step, buffer);
+        if g.consumer_waits_for == Some(step) {
+            g.awaited_published = Some(Instant::now());
+        }
         let slot = usize::try_from(step % self.published.len() as u64).unwrap_or(0);
         self.published[slot].store(step, Ordering::Release);
         let wake = g.consumer_waits_for.is_some_and(|s| {
@@ -255,6 +261,7 @@ impl<T> Pool<T> {
             }
             g.consumer_waits_for = Some(step);
             g.consumer_wake_step = step.saturating_add(self.consumer_wake_at as u64 - 1);
+            g.awaited_published = None;
             g.consumer_notified = false;
             match deadline {
                 None => g = wait(&self.consumer, g),
@@ -272,6 +279,12 @@ impl<T> Pool<T> {
             }
             g.consumer_waits_for = None;
         }
+    }
+
+    /// When the step the consumer last slept for was published, if it was published while the
+    /// consumer slept (the consumer may sleep on past it, to be woken for several steps).
+    pub fn awaited_published(&self) -> Option<Instant> {
+        lock(&self.state).awaited_published
     }
 
     /// A buffer comes back from the consumer's side.
