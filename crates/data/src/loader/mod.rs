@@ -10,10 +10,10 @@
 //!             ─▶ dropping the Batch: pool.release(buffer)
 //! ```
 //!
-//! - [`config`]: [`LoaderConfig`], [`LoaderState`] and the checks (every size computed with
+//! - `config`: [`LoaderConfig`], [`LoaderState`] and the checks (every size computed with
 //!   checked arithmetic before anything is allocated).
-//! - [`pool`](self::pool): the buffers and the protocol between workers and consumer, in one
-//!   place, model-checked with loom.
+//! - `pool`: the buffers and the protocol between workers and consumer, in one place,
+//!   model-checked with loom.
 //! - `readahead`: the thread that keeps a cold dataset's next windows coming from the disk.
 //!
 //! Buffers are page-aligned slices of [`osml_sys::HugeBuffer`]s (2 MiB aligned, transparent
@@ -25,11 +25,12 @@
 //! same global batch.
 //!
 //! System calls: a batch that is ready when asked for costs none (an atomic flag, then an
-//! uncontended lock). A consumer that waits spins for a budget that adapts to how long
-//! batches have been taking (at most 50 µs with a spare CPU, 2 µs without), then sleeps on a
-//! condition variable: two futex calls for that batch. Workers that are ahead sleep until
-//! half the prefetch depth is free. The read-ahead thread sleeps until workers cross its
-//! horizon; it makes `madvise`/`mincore` calls only for a dataset that is not cached.
+//! uncontended lock). A consumer that waits polls for a budget that adapts to how soon the
+//! steps it waited for were published (at most 50 µs with a spare CPU, 2 µs without), then
+//! sleeps on a condition variable until half the prefetch depth is ready; workers that are
+//! ahead sleep until half of it is free. So waiting costs two futex calls per half-depth of
+//! batches. The read-ahead thread sleeps until workers cross its horizon; it makes
+//! `madvise`/`mincore` calls only for a dataset that is not cached.
 //!
 //! Written here rather than taken from a crate: ordered hand-over of reusable, typed, pinned
 //! buffers with per-step sample arithmetic is what this crate exists for.
