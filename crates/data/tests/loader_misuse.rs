@@ -292,3 +292,45 @@ fn files_that_are_not_token_arrays_are_refused_unless_named() {
     w.finish().unwrap();
     assert!(TokenDataset::open(&raw, OpenOptions::default()).is_ok());
 }
+
+/// The loader threads of this process, by their names.
+fn loader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("osml-loader"))
+        .count()
+}
+
+#[test]
+fn a_constructor_that_fails_part_way_stops_the_threads_it_started() {
+    // Counted in a child process (this test binary again), where no other test makes threads.
+    if std::env::var_os("OSML_SPAWN_CHILD").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_constructor_that_fails_part_way_stops_the_threads_it_started",
+                "--test-threads=1",
+            ])
+            .env("OSML_SPAWN_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path(), 50_000);
+    let c = LoaderConfig {
+        workers: 4,
+        fault: Some(Fault::SpawnFails { worker: 3 }),
+        ..cfg()
+    };
+    let e = Loader::new(ds, &c, None).err().unwrap();
+    assert!(e.to_string().contains("cannot start loader threads"), "{e}");
+    // The read-ahead thread and workers 0-2 were started, then stopped and joined.
+    assert_eq!(loader_threads(), 0);
+}

@@ -49,6 +49,8 @@ pub enum Fault {
     Panic { step: u64 },
     /// The worker stalls until the loader is dropped (a wait that only an interrupt ends).
     Stall { step: u64 },
+    /// Starting worker thread `worker` fails, as when the process is out of threads.
+    SpawnFails { worker: usize },
 }
 
 /// How to load.

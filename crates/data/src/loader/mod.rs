@@ -461,6 +461,11 @@ impl Loader {
             }
         }
         for k in 0..cfg.workers {
+            if cfg.fault == Some(Fault::SpawnFails { worker: k }) {
+                return Err(DataError::Usage(format!(
+                    "cannot start loader threads: thread {k} refused (test hook)"
+                )));
+            }
             let s = Arc::clone(&loader.shared);
             let cpus = cfg.cpus.clone();
             let t = std::thread::Builder::new()
