@@ -20,6 +20,7 @@ test-python:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 	cd python && cargo fmt --check && cargo clippy --all-targets --locked -- -D warnings
 
 bench-doctor:

@@ -1,4 +1,4 @@
-//! Captures: writing what a recording [`HostRoot`] read into a `.tar.gz`, and opening a
+//! Captures: writing what a recording [`HostRoot`](osml_host::HostRoot) read into a `.tar.gz`, and opening a
 //! directory or an archive (`.tar`, `.tar.gz`, `.tar.bz2`, as hwloc-gather-topology writes)
 //! as a root.
 

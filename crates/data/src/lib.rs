@@ -3,7 +3,7 @@
 //! - [`TokenDataset::open`] reads Megatron `.bin` + `.idx` ([`MegatronDataset`]), nanoGPT's
 //!   headerless `.bin` and `.npy`, all through one trait, [`TokenSource`]: dtype, token and
 //!   document counts, a document's tokens, and a window at any global offset.
-//! - [`write`] has atomic writers for Megatron and raw files; [`pack`] tokenizes text into
+//! - [`write`](mod@write) has atomic writers for Megatron and raw files; [`pack`] tokenizes text into
 //!   them in parallel; [`inspect`] and [`verify`] describe and check a dataset.
 //!
 //! ```
