@@ -22,7 +22,8 @@
 //!   woken when `wake_at` buffers are free, or when the consumer goes to sleep while buffers
 //!   are free. A step that is ready when asked for costs no system call, and a consumer
 //!   faster or slower than the workers costs two futex calls per `wake_at` batches, not per
-//!   batch.
+//!   batch. A sleeping consumer also looks again every millisecond, so a ready step never
+//!   waits longer than that for a slow worker's later step.
 //!
 //! The protocol is model-checked with loom (`--cfg loom`, see the tests below): every
 //! interleaving of a worker, a consumer and a thread dropping batches, including a consumer
@@ -98,6 +99,10 @@ pub(crate) struct Pool<T> {
     consumer_wake_at: usize,
     worker_wait_ns: std::sync::atomic::AtomicU64,
 }
+
+/// The longest a consumer sleeps before it looks again: a step that is ready waits at most
+/// this long for the later steps it would be woken with.
+const BATCHED_WAIT: Duration = Duration::from_millis(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding this lock (fills run outside it), so a poisoned lock still
@@ -195,8 +200,10 @@ impl<T> Pool<T> {
         }
         let slot = usize::try_from(step % self.published.len() as u64).unwrap_or(0);
         self.published[slot].store(step, Ordering::Release);
+        // After a failure no more steps are claimed: a ready step must not wait for them.
         let wake = g.consumer_waits_for.is_some_and(|s| {
-            g.ready.contains_key(&s) && (step >= g.consumer_wake_step || g.free.is_empty())
+            g.ready.contains_key(&s)
+                && (step >= g.consumer_wake_step || g.free.is_empty() || g.failure.is_some())
         }) && !g.consumer_notified;
         if wake {
             g.consumer_notified = true;
@@ -217,7 +224,9 @@ impl<T> Pool<T> {
         if g.failure.as_ref().is_none_or(|(f, _)| step < *f) {
             g.failure = Some((step, Some(error)));
         }
-        let wake = g.consumer_waits_for.is_some_and(|s| s >= step);
+        // Whatever step the consumer waits for, it must look again: either this failure is
+        // its answer, or its step is ready and no more will come.
+        let wake = g.consumer_waits_for.is_some();
         drop(g);
         if wake {
             self.consumer.notify_one();
@@ -263,20 +272,23 @@ impl<T> Pool<T> {
             g.consumer_wake_step = step.saturating_add(self.consumer_wake_at as u64 - 1);
             g.awaited_published = None;
             g.consumer_notified = false;
-            match deadline {
-                None => g = wait(&self.consumer, g),
+            // Sleep in slices of at most BATCHED_WAIT: a step that became ready while a slow
+            // worker holds up the rest of the batch waits no longer than that.
+            let slice = match deadline {
+                None => BATCHED_WAIT,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         g.consumer_waits_for = None;
                         return Take::TimedOut;
                     }
-                    g = self
-                        .consumer
-                        .wait_timeout(g, left)
-                        .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                    left.min(BATCHED_WAIT)
                 }
-            }
+            };
+            g = self
+                .consumer
+                .wait_timeout(g, slice)
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
             g.consumer_waits_for = None;
         }
     }
@@ -507,6 +519,21 @@ mod loom_tests {
                 other => panic!("{other:?}"),
             }
             pool.stop();
+            worker.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_failure_past_the_wake_step_still_wakes_a_consumer_whose_step_is_ready() {
+        model(|| {
+            // The consumer sleeps until three steps are ready; step 1 fails.
+            let pool = Arc::new(Pool::new(vec![10, 11, 12], 1, 3));
+            let worker = spawn_worker(&pool, Some(1));
+            match pool.take(0, None) {
+                Take::Ready(b) => pool.release(b),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(pool.take(1, None), Take::Failed(_)));
             worker.join().unwrap();
         });
     }
