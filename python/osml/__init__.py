@@ -103,7 +103,7 @@ class TokenLoader:
     Ctrl-C interrupts them within about 50 ms. Calls from several threads are serialised
     (each batch goes to one caller). A loader used in a process forked after it was made
     raises ``ForkedLoaderError``: create loaders in the process that uses them.
-    ``prefetch`` defaults to as many batches as fill 16 MiB (between 4 and 128): enough to keep
+    ``prefetch`` defaults to as many batches as fill 4 MiB (between 4 and 64): enough to keep
     the workers busy while the consumer waits for a CPU on a busy host. ``workers`` is at most
     256 and ``prefetch`` at most 1024.
     """

@@ -315,7 +315,7 @@ pub struct BenchArgs {
     pub block: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Batches prepared ahead; default: as many as fill 16 MiB, between 4 and 128.
+    /// Batches prepared ahead; default: as many as fill 4 MiB, between 4 and 64.
     #[arg(long)]
     pub prefetch: Option<usize>,
     /// Element type of the batches.
