@@ -381,7 +381,6 @@ fn warm(path: &Path) {
     }
 }
 
-/// Touching every 8 bytes of a mapped file (summing them): GB/s. `cold` evicts first.
 /// Maps a benchmark's own scratch file.
 #[allow(unsafe_code)]
 fn map_file(path: &Path) -> Result<MappedFile, osml_sys::SysError> {
@@ -390,6 +389,7 @@ fn map_file(path: &Path) -> Result<MappedFile, osml_sys::SysError> {
     unsafe { MappedFile::open(path) }
 }
 
+/// Touching every 8 bytes of a mapped file (summing them): GB/s. `cold` evicts first.
 pub fn mmap_file(
     clock: &dyn Clock,
     b: &Budget,
