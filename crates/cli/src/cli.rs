@@ -337,7 +337,7 @@ pub struct BenchArgs {
     pub cold: bool,
     /// Also measure with N CPU-bound competitor threads pinned to the first N CPUs, in
     /// rounds interleaved with idle ones: tokens/s, CPU and system calls per batch against
-    /// the idle figures, and how much the competitors still got done.
+    /// the idle figures, and how much the competitors still got done (at most 4 per CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub contend: usize,
 }

@@ -325,4 +325,9 @@ fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("prefetch must be at most 1024"));
+    osml(d)
+        .args(["data", "bench", "c", "--contend", "100000"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("more than 4 per CPU"));
 }

@@ -378,6 +378,13 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
     // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
     let probe = TokenDataset::open(path, open)?;
     Loader::validate(&probe, &opts.loader)?;
+    let cpus = osml_sys::allowed_cpus()?.len();
+    if opts.contend > 4 * cpus {
+        return Err(DataError::Usage(format!(
+            "{} competitor threads is more than 4 per CPU this process may use ({cpus})",
+            opts.contend
+        )));
+    }
     let files = probe.paths();
     drop(probe);
     let memcpy = memcpy_bandwidth()?;
