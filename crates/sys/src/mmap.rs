@@ -355,12 +355,7 @@ mod tests {
         if let Some(path) = std::env::var_os("OSML_SIGBUS_CHILD") {
             let path = std::path::PathBuf::from(path);
             let m = map(&path).unwrap();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            truncate(&path);
             let byte = std::hint::black_box(m.bytes())[2 * page_size() + 5];
             panic!("read {byte} from a truncated mapping without SIGBUS");
         }
@@ -404,6 +399,15 @@ mod tests {
         assert!(map(Path::new("/nonexistent/x")).is_err());
     }
 
+    fn truncate(path: &Path) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     static STRAY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     extern "C" fn count_stray(_: libc::c_int) {
@@ -438,12 +442,7 @@ mod tests {
                 unsafe { libc::raise(libc::SIGBUS) };
             }
             eprintln!("strays={}", STRAY.load(std::sync::atomic::Ordering::SeqCst));
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            truncate(&path);
             let byte = std::hint::black_box(m.bytes())[page_size() + 1];
             panic!("read {byte} from a truncated mapping without SIGBUS");
         }
@@ -471,12 +470,7 @@ mod tests {
                 .map(|i| map(&dir.join(format!("f{i}"))).unwrap())
                 .collect();
             let last = dir.join("f299");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&last)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            truncate(&last);
             let byte = std::hint::black_box(maps[299].bytes())[5];
             panic!("read {byte} from a truncated mapping without SIGBUS");
         }

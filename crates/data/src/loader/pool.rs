@@ -418,6 +418,13 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    fn ready(t: Take<u32>) -> u32 {
+        match t {
+            Take::Ready(b) => b,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Every interleaving with up to three preemptions (loom's advice: most bugs need few).
     fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut b = loom::model::Builder::new();
@@ -459,10 +466,7 @@ mod loom_tests {
         model(|| {
             let pool = Arc::new(Pool::new(vec![10], 1, 1));
             let worker = spawn_worker(&pool, None);
-            let held = match pool.take(0, None) {
-                Take::Ready(b) => b,
-                other => panic!("{other:?}"),
-            };
+            let held = ready(pool.take(0, None));
             match pool.take(1, None) {
                 Take::Starved { held: 1, total: 1 } => pool.add(vec![20]),
                 other => panic!("{other:?}"),
@@ -479,10 +483,7 @@ mod loom_tests {
         model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 2, 2));
             let worker = spawn_worker(&pool, None);
-            let first = match pool.take(0, None) {
-                Take::Ready(b) => b,
-                other => panic!("{other:?}"),
-            };
+            let first = ready(pool.take(0, None));
             let dropper = {
                 let pool = Arc::clone(&pool);
                 thread::spawn(move || pool.release(first))
@@ -508,16 +509,10 @@ mod loom_tests {
             let worker = spawn_worker(&pool, None);
             let mut held = Vec::new();
             for step in 0..3 {
-                match pool.take(step, None) {
-                    Take::Ready(b) => held.push(b),
-                    other => panic!("{other:?}"),
-                }
+                held.push(ready(pool.take(step, None)));
             }
             pool.release(held.pop().unwrap());
-            match pool.take(3, None) {
-                Take::Ready(b) => pool.release(b),
-                other => panic!("{other:?}"),
-            }
+            pool.release(ready(pool.take(3, None)));
             pool.stop();
             worker.join().unwrap();
         });
@@ -529,10 +524,7 @@ mod loom_tests {
             // The consumer sleeps until three steps are ready; step 1 fails.
             let pool = Arc::new(Pool::new(vec![10, 11, 12], 1, 3));
             let worker = spawn_worker(&pool, Some(1));
-            match pool.take(0, None) {
-                Take::Ready(b) => pool.release(b),
-                other => panic!("{other:?}"),
-            }
+            pool.release(ready(pool.take(0, None)));
             assert!(matches!(pool.take(1, None), Take::Failed(_)));
             worker.join().unwrap();
         });
@@ -543,10 +535,7 @@ mod loom_tests {
         model(|| {
             let pool = Arc::new(Pool::new(vec![10, 11], 1, 1));
             let worker = spawn_worker(&pool, Some(1));
-            match pool.take(0, None) {
-                Take::Ready(b) => pool.release(b),
-                other => panic!("{other:?}"),
-            }
+            pool.release(ready(pool.take(0, None)));
             assert!(matches!(pool.take(1, None), Take::Failed(_)));
             worker.join().unwrap();
         });
