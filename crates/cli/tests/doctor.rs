@@ -22,11 +22,8 @@ fn repo() -> PathBuf {
 }
 
 fn hwloc(name: &str) -> String {
-    let rel = format!("../shared/fixtures/hwloc-linux/{name}.tar.bz2");
-    assert!(
-        repo().join(&rel).exists(),
-        "missing {rel}: the hwloc dumps live in shared/, beside the checkout"
-    );
+    let rel = format!("tests/fixtures/hwloc/{name}.tar.bz2");
+    assert!(repo().join(&rel).exists(), "missing {rel}");
     rel
 }
 
@@ -246,7 +243,7 @@ fn h100_vm_capture() {
 
 /// Counts of hwloc objects in its expected output (`.console` or `.xml`).
 fn oracle_counts(name: &str) -> BTreeMap<&'static str, usize> {
-    let base = repo().join("../shared/fixtures/hwloc-linux");
+    let base = repo().join("tests/fixtures/hwloc");
     let (text, xml) = match std::fs::read_to_string(base.join(format!("{name}.xml"))) {
         Ok(t) => (t, true),
         Err(_) => (
@@ -333,7 +330,7 @@ fn hwloc_two_sockets_with_infiniband_and_nvme() {
     assert!(pci.iter().any(|d| d["kind"] == "nvme"));
     // Every PCI function hwloc lists (with --whole-io) is one osml found.
     let xml = std::fs::read_to_string(
-        repo().join("../shared/fixtures/hwloc-linux/32em64t-2n8c+dax+nvme+mic+dimms.xml"),
+        repo().join("tests/fixtures/hwloc/32em64t-2n8c+dax+nvme+mic+dimms.xml"),
     )
     .unwrap();
     let ours: BTreeSet<&str> = pci.iter().map(|d| d["address"].as_str().unwrap()).collect();

@@ -1,4 +1,4 @@
-//! `osml topo` on every real machine dump of `../shared/fixtures/hwloc-linux/`, against hwloc's
+//! `osml topo` on every real machine dump of `tests/fixtures/hwloc/`, against hwloc's
 //! own expected output beside each dump: packages, NUMA nodes, cores, PUs, the PUs the dump's
 //! cgroup or cpuset allows, and each NUMA node's CPUs. Where osml deliberately reports what
 //! the kernel says and hwloc's expected output does something else, the table below says so

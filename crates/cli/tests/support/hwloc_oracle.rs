@@ -1,5 +1,5 @@
 //! hwloc's expected `lstopo` output for the real `/proc` + `/sys` dumps in
-//! `shared/fixtures/hwloc-linux/`, read as an independent oracle.
+//! `tests/fixtures/hwloc/`, read as an independent oracle.
 //!
 //! Each `NAME.test` there names a `source:` tarball and a `target:` (`lstopo -v`
 //! text in a `.console`, `lstopo --of xml` in a `.xml`), with optional `options:`
@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// `shared/fixtures/hwloc-linux/`, seen from this crate.
+/// `tests/fixtures/hwloc/` of the repository, seen from this crate.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/hwloc-linux")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hwloc")
 }
 
 /// One hwloc test: a dump and the `lstopo` output expected from it.
