@@ -18,7 +18,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._osml import ForkedLoaderError, InvalidDatasetError, LoaderError, OsmlError, PoolExhaustedError, __version__
+from ._osml import (
+    DEFAULT_MAX_BUFFERS,
+    ForkedLoaderError,
+    InvalidDatasetError,
+    LoaderError,
+    OsmlError,
+    PoolExhaustedError,
+    __version__,
+)
 from ._osml import Loader as _Loader
 from ._osml import doctor_json as _doctor_json
 
@@ -33,9 +41,6 @@ __all__ = [
     "DEFAULT_MAX_BUFFERS",
     "__version__",
 ]
-
-#: The most pool buffers a loader grows to while the caller holds batches (``max_buffers``).
-DEFAULT_MAX_BUFFERS = 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -3,6 +3,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 __version__: str
+DEFAULT_MAX_BUFFERS: int
 
 class OsmlError(Exception): ...
 class InvalidDatasetError(OsmlError): ...

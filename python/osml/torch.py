@@ -38,7 +38,7 @@ class TorchTokenLoader(TokenLoader):
         self.pinned = False
         self._registered: list = []
         self._in_flight: Deque[Tuple[Any, torch.Tensor]] = collections.deque()
-        self._max_in_flight = int(kwargs.get("prefetch") or 4) + 2
+        self._max_in_flight = int(self.stats()["prefetch"]) + 2
         if pin_memory:
             self._pin()
 

@@ -45,16 +45,8 @@ create_exception!(
 );
 
 pub fn data_err(e: DataError) -> PyErr {
+    use osml_data::loader::LoaderError as Kind;
     let msg = e.to_string();
-    if let DataError::Loader(kind) = &e {
-        return match kind {
-            osml_data::loader::LoaderError::PoolExhausted { .. } => PoolExhaustedError::new_err(format!(
-                "{msg}: keep copies (x.copy(), tensor.clone()) of the batches you keep, or raise max_buffers="
-            )),
-            osml_data::loader::LoaderError::Forked { .. } => ForkedLoaderError::new_err(msg),
-            _ => LoaderError::new_err(msg),
-        };
-    }
     match &e {
         DataError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
@@ -64,6 +56,10 @@ pub fn data_err(e: DataError) -> PyErr {
         },
         DataError::Invalid { .. } | DataError::Input { .. } => InvalidDatasetError::new_err(msg),
         DataError::Usage(_) => PyValueError::new_err(msg),
+        DataError::Loader(Kind::PoolExhausted { .. }) => PoolExhaustedError::new_err(format!(
+            "{msg}: keep copies (x.copy(), tensor.clone()) of the batches you keep, or raise max_buffers="
+        )),
+        DataError::Loader(Kind::Forked { .. }) => ForkedLoaderError::new_err(msg),
         DataError::Loader(_) => LoaderError::new_err(msg),
     }
 }

@@ -310,5 +310,9 @@ fn _osml(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<errors::ForkedLoaderError>(),
     )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "DEFAULT_MAX_BUFFERS",
+        osml_data::loader::DEFAULT_MAX_BUFFERS,
+    )?;
     Ok(())
 }

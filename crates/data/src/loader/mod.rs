@@ -84,6 +84,8 @@ pub struct LoaderStats {
     /// Bytes of the mapping whose page tables were filled ahead (`MADV_POPULATE_READ`) because
     /// the dataset was already in the page cache (`populate`).
     pub populated_bytes: u64,
+    /// Batches prepared ahead (as configured, or as [`auto_prefetch`] chose).
+    pub prefetch: usize,
     /// Buffers in the pool now, and how many of them the caller holds.
     pub buffers: usize,
     pub held: usize,
@@ -626,6 +628,7 @@ impl Loader {
             cpu_s: now.cpu_us.saturating_sub(u0.cpu_us) as f64 / 1e6,
             willneed_calls: self.shared.willneed_calls.load(Ordering::Relaxed),
             populated_bytes: self.shared.populated_bytes.load(Ordering::Relaxed),
+            prefetch: self.shared.layout.prefetch,
             buffers: counts.total,
             held: counts.held(),
             pool_grows: self.pool_grows,
