@@ -58,7 +58,11 @@ impl DataError {
 
 impl From<osml_sys::SysError> for DataError {
     fn from(e: osml_sys::SysError) -> Self {
-        let osml_sys::SysError::Call { path, source, .. } = e;
+        let osml_sys::SysError::Call {
+            path,
+            error: source,
+            ..
+        } = e;
         Self::Io {
             path: path.unwrap_or_default(),
             source,

@@ -60,7 +60,7 @@ impl HugeBuffer {
         let err = |call, e: rustix::io::Errno| SysError::Call {
             call,
             path: None,
-            source: e.into(),
+            error: e.into(),
         };
         // Sizes past isize::MAX cannot be one slice (nor one mapping): refused, not wrapped.
         let map_len = len
@@ -184,7 +184,7 @@ impl HugeBuffer {
         let too_large = || SysError::Call {
             call: "mmap",
             path: None,
-            source: rustix::io::Errno::NOMEM.into(),
+            error: rustix::io::Errno::NOMEM.into(),
         };
         let stride = len
             .max(1)
@@ -244,7 +244,7 @@ pub fn pin_current_thread(cpus: &[usize]) -> Result<(), SysError> {
     rustix::thread::sched_setaffinity(None, &set).map_err(|e| SysError::Call {
         call: "sched_setaffinity",
         path: None,
-        source: e.into(),
+        error: e.into(),
     })
 }
 
@@ -278,7 +278,7 @@ pub fn usage(of: UsageOf) -> Result<Usage, SysError> {
         return Err(SysError::Call {
             call: "getrusage",
             path: None,
-            source: std::io::Error::last_os_error(),
+            error: std::io::Error::last_os_error(),
         });
     }
     let n = |v: libc::c_long| u64::try_from(v).unwrap_or(0);

@@ -15,6 +15,9 @@
 //! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
 //! - [`spawn_traced`]: a child that stops for its `ptrace` tracer at exec;
 //! - [`fork_generation`]: a counter that changes in a child after `fork(2)` (`pthread_atfork`);
+//! - [`file::open_regular`] and [`file::read_bounded`]: regular files only, `O_NONBLOCK`, a cap;
+//! - [`cleanup`]: paths removed when a terminating signal arrives; [`atomic::TempBeside`]: a
+//!   temporary file renamed into place, created under the umask;
 //! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
 //!   `posix_spawn(3)`.
 //!
@@ -23,7 +26,10 @@
 //! assert!(!cpus.is_empty());
 //! ```
 
+pub mod atomic;
 mod buffer;
+pub mod cleanup;
+pub mod file;
 mod fork;
 mod mempolicy;
 mod mmap;
@@ -48,12 +54,13 @@ pub use uring::UringReader;
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {
     /// A system call failed; `path` is set when the call was about a file.
-    #[error("{call}{} failed: {source}", path.as_ref().map(|p| format!(" on {}", p.display())).unwrap_or_default())]
+    #[error("{call}{} failed: {error}", path.as_ref().map(|p| format!(" on {}", p.display())).unwrap_or_default())]
     Call {
         call: &'static str,
         path: Option<PathBuf>,
-        #[source]
-        source: std::io::Error,
+        /// The OS error. It is part of the message, so it is not also the error's `source()`:
+        /// a chain printed with `{:#}` names it once.
+        error: std::io::Error,
     },
 }
 
@@ -64,7 +71,7 @@ pub fn allowed_cpus() -> Result<Vec<usize>, SysError> {
     let set = rustix::thread::sched_getaffinity(None).map_err(|e| SysError::Call {
         call: "sched_getaffinity",
         path: None,
-        source: e.into(),
+        error: e.into(),
     })?;
     Ok((0..rustix::thread::CpuSet::MAX_CPU)
         .filter(|&cpu| set.is_set(cpu))
@@ -89,7 +96,7 @@ pub fn statvfs(path: &Path) -> Result<FsUsage, SysError> {
     let st = rustix::fs::statvfs(path).map_err(|e| SysError::Call {
         call: "statvfs",
         path: Some(path.to_path_buf()),
-        source: e.into(),
+        error: e.into(),
     })?;
     let block = st.f_frsize;
     Ok(FsUsage {
@@ -107,10 +114,10 @@ pub fn statvfs(path: &Path) -> Result<FsUsage, SysError> {
 pub fn probe_io_uring() -> Result<(), SysError> {
     io_uring::IoUring::new(2)
         .map(drop)
-        .map_err(|source| SysError::Call {
+        .map_err(|error| SysError::Call {
             call: "io_uring_setup",
             path: None,
-            source,
+            error,
         })
 }
 

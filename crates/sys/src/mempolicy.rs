@@ -42,10 +42,10 @@ const MASK_BITS: usize = 1024;
 const WORD_BITS: usize = libc::c_ulong::BITS as usize;
 
 fn call(call: &'static str) -> impl Fn(std::io::Error) -> SysError {
-    move |source| SysError::Call {
+    move |error| SysError::Call {
         call,
         path: None,
-        source,
+        error,
     }
 }
 

@@ -42,16 +42,17 @@ pub struct MappedFile {
     guard: Option<crate::sigbus::Registration>,
 }
 
-fn call_err(call: &'static str, path: &Path, source: std::io::Error) -> SysError {
+fn call_err(call: &'static str, path: &Path, error: std::io::Error) -> SysError {
     SysError::Call {
         call,
         path: Some(path.to_path_buf()),
-        source,
+        error,
     }
 }
 
 impl MappedFile {
-    /// Opens and maps `path`. A directory is refused with `EISDIR`.
+    /// Opens and maps `path`, which must be a regular file ([`crate::file::open_regular`]: a
+    /// FIFO, device or directory is refused without blocking).
     ///
     /// # Safety
     ///
@@ -62,15 +63,8 @@ impl MappedFile {
     /// is neither truncated nor modified in place while mapped (datasets are written once and
     /// renamed into place).
     pub unsafe fn open(path: &Path) -> Result<Self, SysError> {
-        let file = File::open(path).map_err(|e| call_err("open", path, e))?;
+        let file = crate::file::open_regular(path).map_err(|e| call_err("open", path, e))?;
         let meta = file.metadata().map_err(|e| call_err("fstat", path, e))?;
-        if meta.is_dir() {
-            return Err(call_err(
-                "open",
-                path,
-                std::io::Error::from_raw_os_error(libc::EISDIR),
-            ));
-        }
         let map = if meta.len() == 0 {
             None
         } else {
@@ -394,8 +388,13 @@ mod tests {
         assert_eq!(m.resident_bytes().unwrap(), 0);
         let dir = tempfile::tempdir().unwrap();
         let err = map(dir.path()).unwrap_err();
-        let SysError::Call { source, .. } = err;
-        assert_eq!(source.raw_os_error(), Some(libc::EISDIR));
+        let SysError::Call { error, .. } = err;
+        assert_eq!(
+            crate::file::rejection(&error),
+            Some(crate::file::Rejection::NotRegular(
+                crate::file::FileKind::Directory
+            ))
+        );
         assert!(map(Path::new("/nonexistent/x")).is_err());
     }
 

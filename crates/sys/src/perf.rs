@@ -52,13 +52,13 @@ impl SyscallCounter {
             return Err(SysError::Call {
                 call: "perf_event_open",
                 path: None,
-                source: std::io::Error::last_os_error(),
+                error: std::io::Error::last_os_error(),
             });
         }
         let fd = libc::c_int::try_from(fd).map_err(|_| SysError::Call {
             call: "perf_event_open",
             path: None,
-            source: std::io::Error::other("descriptor out of range"),
+            error: std::io::Error::other("descriptor out of range"),
         })?;
         // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
@@ -70,10 +70,10 @@ impl SyscallCounter {
         let mut b = [0u8; 8];
         self.file
             .read_exact(&mut b)
-            .map_err(|source| SysError::Call {
+            .map_err(|error| SysError::Call {
                 call: "read(perf counter)",
                 path: None,
-                source,
+                error,
             })?;
         Ok(u64::from_ne_bytes(b))
     }

@@ -23,10 +23,10 @@ pub struct UringReader {
 }
 
 fn call(call: &'static str) -> impl Fn(std::io::Error) -> SysError {
-    move |source| SysError::Call {
+    move |error| SysError::Call {
         call,
         path: None,
-        source,
+        error,
     }
 }
 
