@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use osml_bench::{BenchError, Report};
+use osml_bench::Report;
 
 use crate::cli::OsBenchArgs;
 
@@ -27,14 +27,7 @@ pub fn run(a: &OsBenchArgs) -> Result<ExitCode> {
         bar.set_message(id.to_owned());
     });
     bar.finish_and_clear();
-    let report = match outcome {
-        Ok(r) => r,
-        Err(e @ BenchError::Unknown(..)) => {
-            eprintln!("osml: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let report = outcome?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -1,15 +1,20 @@
 //! `osml`: the operating-system layer for machine learning.
 //!
 //! The binary is thin: it parses arguments, calls the library crates and renders what they
-//! return. Exit codes are documented in README.md: 0 success, 1 a failed check (or drift for
-//! `compare`; an invalid dataset for `data`), 2 a usage or internal error, 3 an unreadable file
-//! (`data`).
+//! return. Subcommands return an outcome or a typed error; [`exit::report`] is the one place
+//! an error becomes a message and an exit code (README.md, "Exit codes").
+
+// Output goes through `writeln!` on a locked handle (stdout: a closed pipe is an error that
+// ends the command with 0) or `output::say!` (stderr: best effort). `println!` panics on a
+// closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod archive;
 mod bench;
 mod cli;
 mod data;
 mod doctor;
+mod exit;
 mod output;
 mod place;
 mod trace;
@@ -20,23 +25,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Temporary files and unpacked captures registered from now on are removed on SIGINT,
+    // SIGTERM and SIGHUP (osml_sys::cleanup).
+    osml_sys::cleanup::enable();
     match run() {
         Ok(code) => code,
-        Err(err) => {
-            // Writing into a closed pipe (`osml doctor | head`) is not an error.
-            if err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-                || err
-                    .chain()
-                    .filter_map(|e| e.downcast_ref::<std::io::Error>())
-                    .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("osml: error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => exit::report(&err),
     }
 }
 
@@ -48,7 +42,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Topo(args) => place::topo(&args),
         cli::Command::Affinity(args) => place::affinity(&args),
-        cli::Command::Run(args) => Ok(place::run(&args)),
+        cli::Command::Run(args) => place::run(&args),
         cli::Command::Tune(args) => tune::run(&args),
         cli::Command::Trace(args) => trace::run(&args),
         cli::Command::Mem(args) => trace::mem(&args),

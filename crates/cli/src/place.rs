@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::archive;
 use crate::cli::{AffinityArgs, MemMode, RunArgs, TopoArgs};
+use crate::exit::{CannotRun, Usage};
 
 /// What `osml topo --json` prints: the topology, the matrix and what is missing.
 #[derive(Serialize)]
@@ -303,21 +304,16 @@ fn write_matrix(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io:
 pub fn affinity(a: &AffinityArgs) -> Result<ExitCode> {
     if let Some(r) = a.local_rank {
         if r >= a.nproc_per_node {
-            eprintln!(
-                "osml: error: --local-rank {r} is outside 0..{} (--nproc-per-node {})",
+            return Err(Usage::new(format!(
+                "--local-rank {r} is outside 0..{} (--nproc-per-node {})",
                 a.nproc_per_node, a.nproc_per_node
-            );
-            return Ok(ExitCode::from(2));
+            ))
+            .into());
         }
     }
     let (t, _keep) = load(a.root.as_deref())?;
-    let mut p = match plan(&t, a.nproc_per_node, a.mode.into(), a.loader_threads) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("osml: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let mut p = plan(&t, a.nproc_per_node, a.mode.into(), a.loader_threads)
+        .map_err(|e| Usage::new(e.to_string()))?;
     if let Some(r) = a.local_rank {
         p.ranks.retain(|x| x.local_rank == r);
     }
@@ -378,10 +374,9 @@ fn write_plan(out: &mut impl Write, p: &Plan) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A usage error of `osml run`: printed, exit 2, nothing run.
-fn refuse(msg: &str) -> ExitCode {
-    eprintln!("osml run: error: {msg}");
-    ExitCode::from(2)
+/// A usage error of `osml run`: exit 2, nothing run.
+fn refuse(msg: &str) -> anyhow::Error {
+    Usage::new(format!("run: {msg}")).into()
 }
 
 fn env_usize(name: &str) -> Result<usize, String> {
@@ -473,7 +468,7 @@ fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<Binding, String> {
     ))
 }
 
-pub fn run(a: &RunArgs) -> ExitCode {
+pub fn run(a: &RunArgs) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
 
     let t = Topology::read(&HostRoot::live());
@@ -483,17 +478,17 @@ pub fn run(a: &RunArgs) -> ExitCode {
         loader_cpus,
     } = match resolve_binding(a, &t) {
         Ok(b) => b,
-        Err(e) => return refuse(&e),
+        Err(e) => return Err(refuse(&e)),
     };
     if bind_cpus.is_empty() {
-        return refuse("the binding names no CPU");
+        return Err(refuse("the binding names no CPU"));
     }
     if let Err(e) = osml_sys::pin_current_thread(&bind_cpus) {
-        return refuse(&format!("setting the CPU affinity: {e}"));
+        return Err(refuse(&format!("setting the CPU affinity: {e}")));
     }
     if let Some(mode) = a.mem {
         if nodes.is_empty() {
-            return refuse("--mem: the bound CPUs belong to no known NUMA node");
+            return Err(refuse("--mem: the bound CPUs belong to no known NUMA node"));
         }
         let policy = match mode {
             MemMode::Bind => osml_sys::MemPolicy::Bind,
@@ -506,7 +501,7 @@ pub fn run(a: &RunArgs) -> ExitCode {
             &nodes[..]
         };
         if let Err(e) = osml_sys::set_mempolicy(policy, nodes) {
-            return refuse(&format!("setting the memory policy: {e}"));
+            return Err(refuse(&format!("setting the memory policy: {e}")));
         }
     }
     let n = bind_cpus.len().to_string();
@@ -523,7 +518,7 @@ pub fn run(a: &RunArgs) -> ExitCode {
         }
     }
     if a.verbose {
-        eprintln!(
+        crate::output::say!(
             "osml run: cpus {} ({n}), memory {}",
             cpus(&bind_cpus),
             a.mem.map_or_else(
@@ -532,14 +527,10 @@ pub fn run(a: &RunArgs) -> ExitCode {
             )
         );
     }
-    let err = cmd.exec();
-    eprintln!(
-        "osml run: error: cannot run {}: {err}",
-        a.command[0].to_string_lossy()
-    );
-    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    })
+    let error = cmd.exec();
+    Err(CannotRun {
+        command: a.command[0].to_string_lossy().into_owned(),
+        error,
+    }
+    .into())
 }

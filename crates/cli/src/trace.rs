@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use osml_trace::report::{human_bytes, Report};
-use osml_trace::{Options, Target, TraceError};
+use osml_trace::{Options, Target};
 
 use crate::cli::{MemArgs, TraceArgs};
 
@@ -46,16 +46,7 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
         let stop = Arc::clone(&stop);
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
     }
-    let report = match osml_trace::trace(&target, &opts, &stop) {
-        Ok(r) => r,
-        Err(
-            e @ (TraceError::Spawn { .. } | TraceError::NoSuchProcess(_) | TraceError::Ptrace(_)),
-        ) => {
-            eprintln!("osml trace: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let report = osml_trace::trace(&target, &opts, &stop)?;
     if let Some(path) = &a.json {
         write_atomic(
             path,
@@ -156,13 +147,7 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 pub fn mem(a: &MemArgs) -> Result<ExitCode> {
-    let r = match osml_trace::mem::explain(a.pid) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("osml mem: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let r = osml_trace::mem::explain(a.pid)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &r)?;

@@ -8,31 +8,29 @@ use osml_doctor::Profile;
 use osml_host::{HostRoot, HostSnapshot};
 use osml_tune::apply::{apply, revert, Target};
 use osml_tune::plan::{build, Action, Plan};
-use osml_tune::{verify, TuneError};
+use osml_tune::verify;
 use serde_json::json;
 
 use crate::cli::TuneArgs;
-
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("osml tune: error: {msg}");
-    ExitCode::from(2)
-}
+use crate::exit::Usage;
 
 pub fn run(a: &TuneArgs) -> Result<ExitCode> {
     let Some(profile) = Profile::by_name(&a.profile) else {
-        return Ok(usage(&format!(
+        return Err(Usage::new(format!(
             "unknown profile {} (known: {})",
             a.profile,
             Profile::names().join(", ")
-        )));
+        ))
+        .into());
     };
     let root = match &a.root {
         Some(dir) => {
             if !dir.is_dir() {
-                return Ok(usage(&format!(
+                return Err(Usage::new(format!(
                     "--root {}: not a directory (tune writes into a directory standing in for /)",
                     dir.display()
-                )));
+                ))
+                .into());
             }
             HostRoot::at(dir)
         }
@@ -40,9 +38,11 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
     };
     // Refuse before reading or touching anything that needs privileges.
     if root.is_live() && (a.apply || a.revert) && !osml_tune::running_as_root() {
-        return Ok(usage(
-            "changing kernel settings needs root: run it with sudo (nothing was changed)",
-        ));
+        return Err(
+            Usage::new("changing kernel settings needs root (nothing was changed)")
+                .hint("run it with sudo")
+                .into(),
+        );
     }
     let target = Target { root: &root };
     let mut out = std::io::stdout().lock();
@@ -92,10 +92,6 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ TuneError::RolledBack(_)) => {
-            eprintln!("osml tune: {e}");
-            Ok(ExitCode::from(1))
-        }
         Err(e) => Err(e.into()),
     }
 }
@@ -115,7 +111,6 @@ fn do_revert(target: &Target<'_>, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ TuneError::NoJournal(_)) => Ok(usage(&e.to_string())),
         Err(e) => Err(e.into()),
     }
 }

@@ -142,7 +142,9 @@ fn exit_codes() {
         .args(["data", "verify", "dir.bin"])
         .assert()
         .code(3)
-        .stderr(predicates::str::contains("not a directory"));
+        .stderr(predicates::str::contains(
+            "a directory where a regular file is expected",
+        ));
     // Bad input to pack: exit 1 with the line; bad usage: exit 2.
     std::fs::write(d.join("x.jsonl"), "{\"text\": 1}\n").unwrap();
     osml(d)

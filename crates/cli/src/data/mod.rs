@@ -1,5 +1,6 @@
-//! `osml data`: pack, inspect, verify. Errors from the data engine become exit codes here:
-//! 1 invalid dataset or input, 2 usage, 3 a file that cannot be read or written.
+//! `osml data`: pack, inspect, verify, show, bench. The exit codes of the data engine's errors
+//! (used by [`crate::exit`]): 1 invalid dataset or input, 2 usage, 3 a file that cannot be read
+//! or written.
 
 mod bench;
 mod inspect;
@@ -15,25 +16,12 @@ use osml_data::{DType, DataError, Format, OpenOptions};
 use crate::cli::{DataCommand, DatasetArgs};
 
 pub fn run(command: &DataCommand) -> Result<ExitCode> {
-    let result = match command {
+    match command {
         DataCommand::Pack(a) => pack::run(a),
         DataCommand::Inspect(a) => inspect::run(a),
         DataCommand::Verify(a) => verify::run(a),
         DataCommand::Show(a) => show::run(a),
         DataCommand::Bench(a) => bench::run(a),
-    };
-    match result {
-        Ok(code) => Ok(code),
-        Err(err) => match err.downcast::<DataError>() {
-            Ok(e) => {
-                eprintln!("osml: error: {e}");
-                if let Some(hint) = hint(&e) {
-                    eprintln!("osml: hint: {hint}");
-                }
-                Ok(ExitCode::from(exit_code(&e)))
-            }
-            Err(other) => Err(other),
-        },
     }
 }
 
@@ -47,12 +35,12 @@ pub fn exit_code(e: &DataError) -> u8 {
     }
 }
 
-fn hint(e: &DataError) -> Option<&'static str> {
+pub fn hint(e: &DataError) -> Option<&'static str> {
     match e {
         DataError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => Some("check the path; a Megatron dataset is named by its prefix, .idx or .bin"),
             std::io::ErrorKind::PermissionDenied => Some("the file is not readable by this user"),
-            _ if source.raw_os_error() == Some(21) => Some("give a file, not a directory"),
+            _ if osml_sys::file::rejection(source).is_some() => Some("give a regular file: not a directory, FIFO or device"),
             _ => None,
         },
         DataError::Invalid { format: "raw token (.bin)", .. } => {

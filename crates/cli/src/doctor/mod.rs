@@ -50,7 +50,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     }
     if let Some(dest) = &args.capture {
         let n = archive::write_capture(dest, &root.recorded())?;
-        eprintln!(
+        output::say!(
             "osml: wrote {n} entries to {} (read it back with --root)",
             dest.display()
         );
