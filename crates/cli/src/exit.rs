@@ -88,9 +88,13 @@ fn hint(err: &anyhow::Error) -> Option<String> {
 /// Whether the error is a write into a closed pipe (`osml doctor | head -1`), which is how a
 /// reader says it has seen enough: not an error, exit 0.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            // serde_json's error hides the io::Error it wraps from `source()`.
+            .or_else(|| e.downcast_ref::<serde_json::Error>()?.io_error_kind())
+            == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints `err` (once, causes joined by `: `) and its hint to stderr, and returns its code.

@@ -528,6 +528,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         );
     }
     let error = cmd.exec();
+    osml_sys::ignore_sigpipe();
     Err(CannotRun {
         command: a.command[0].to_string_lossy().into_owned(),
         error,

@@ -160,6 +160,18 @@ pub fn spawn_traced(cmd: &mut std::process::Command) -> std::io::Result<std::pro
     cmd.spawn()
 }
 
+/// Sets `SIGPIPE` back to ignored, as the Rust runtime sets it at start, so that a write into a
+/// closed pipe is an `EPIPE` error rather than death. `std`'s `CommandExt::exec` resets it to
+/// the default action just before `execve(2)`; when the exec fails, call this before writing
+/// the error.
+#[allow(unsafe_code)]
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN takes no handler function and cannot fail for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// The machine's physical memory in bytes (`sysinfo(2)`), or `None` if the call fails.
 pub fn physical_memory() -> Option<u64> {
     let info = rustix::system::sysinfo();
