@@ -2,6 +2,7 @@
 //! command may panic (exit 101) or report the closed pipe as an error: exit 0, as a program
 //! killed by SIGPIPE would have said nothing.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -93,9 +94,10 @@ fn commands(dir: &Path) -> Vec<Vec<String>> {
 
 /// A dataset, two doctor reports and a tune root in `dir`.
 fn setup(dir: &Path) {
-    let lines: String = (0..2000)
-        .map(|i| format!("{{\"text\": \"document {i} says hello to the loader\"}}\n"))
-        .collect();
+    let mut lines = String::new();
+    for i in 0..2000 {
+        writeln!(lines, "{{\"text\": \"document {i} says hello to the loader\"}}").unwrap();
+    }
     std::fs::write(dir.join("corpus.jsonl"), lines).unwrap();
     let st = osml()
         .args(["data", "pack"])
