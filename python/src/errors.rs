@@ -5,7 +5,7 @@
 //! | `DataError::Io`, file missing | `FileNotFoundError` |
 //! | `DataError::Io`, no permission | `PermissionError` |
 //! | `DataError::Io`, a directory | `IsADirectoryError` |
-//! | `DataError::Io`, other | `OSError` |
+//! | `DataError::Io`, other (a FIFO, a device…) | `OSError` |
 //! | `DataError::Invalid`, `DataError::Input` | `osml.InvalidDatasetError` (an `osml.OsmlError`) |
 //! | `DataError::Usage` | `ValueError` |
 //! | `LoaderError::PoolExhausted` | `osml.PoolExhaustedError` (an `osml.LoaderError`) |
@@ -51,7 +51,13 @@ pub fn data_err(e: DataError) -> PyErr {
         DataError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
-            _ if source.raw_os_error() == Some(21) => PyIsADirectoryError::new_err(msg),
+            _ if osml_sys::file::rejection(source)
+                == Some(osml_sys::file::Rejection::NotRegular(
+                    osml_sys::file::FileKind::Directory,
+                )) =>
+            {
+                PyIsADirectoryError::new_err(msg)
+            }
             _ => PyOSError::new_err(msg),
         },
         DataError::Invalid { .. } | DataError::Input { .. } => InvalidDatasetError::new_err(msg),
