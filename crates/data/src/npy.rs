@@ -30,7 +30,6 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 /// characters) unless `allow_pickle=True`. Also the most of a header osml reads.
 pub(crate) const MAX_HEADER_CHARS: usize = 10_000;
 
-
 pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
     if b.is_empty() {
         return Err("the file is empty".into());
@@ -91,12 +90,10 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
             Value::Str(k) if k == "descr" => descr = Some(v),
             Value::Str(k) if k == "fortran_order" => fortran = Some(v),
             Value::Str(k) if k == "shape" => shape = Some(v),
-            other => {
-                return Err(format!(
-                    "the header has the key {}; exactly descr, fortran_order and shape belong in it",
-                    other.describe()
-                ))
-            }
+            other => return Err(format!(
+                "the header has the key {}; exactly descr, fortran_order and shape belong in it",
+                other.describe()
+            )),
         }
     }
     let (Some(descr), Some(fortran), Some(shape)) = (descr, fortran, shape) else {
@@ -105,7 +102,10 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
         );
     };
     let Value::Tuple(dims) = shape else {
-        return Err(format!("shape is {}, not a tuple of ints", shape.describe()));
+        return Err(format!(
+            "shape is {}, not a tuple of ints",
+            shape.describe()
+        ));
     };
     let dims = dims
         .iter()
@@ -170,9 +170,9 @@ fn dtype_of(descr: &str) -> Result<DType, String> {
         "L" | "Q" => Some(DType::U64),
         _ => None,
     };
-    let dtype = by_code
-        .or_else(|| DType::from_name(rest))
-        .ok_or_else(|| format!("descr {shown} is not a dtype osml reads (little-endian integers)"))?;
+    let dtype = by_code.or_else(|| DType::from_name(rest)).ok_or_else(|| {
+        format!("descr {shown} is not a dtype osml reads (little-endian integers)")
+    })?;
     if dtype.is_float() {
         return Err(format!("dtype {shown} is not a little-endian integer type"));
     }
@@ -312,7 +312,10 @@ impl Parser<'_> {
             c if c.is_ascii_digit() || c == b'.' => self.number()?,
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = self.i;
-                while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+                {
                     self.i += 1;
                 }
                 let word = &self.s[start..self.i];
@@ -320,7 +323,9 @@ impl Parser<'_> {
                     (b"True", _) => Value::Bool(true),
                     (b"False", _) => Value::Bool(false),
                     (b"None", _) => Value::None,
-                    (p, Some(b'\'' | b'"')) if p.len() <= 2 && p.iter().all(|c| b"rRuUbB".contains(c)) => {
+                    (p, Some(b'\'' | b'"'))
+                        if p.len() <= 2 && p.iter().all(|c| b"rRuUbB".contains(c)) =>
+                    {
                         self.i = start;
                         self.strings()?
                     }
@@ -370,7 +375,12 @@ impl Parser<'_> {
                     self.i += 1;
                     break;
                 }
-                _ => return Err(format!("expected ',' or a closing bracket at character {}", self.i)),
+                _ => {
+                    return Err(format!(
+                        "expected ',' or a closing bracket at character {}",
+                        self.i
+                    ))
+                }
             }
         }
         self.depth -= 1;
@@ -407,7 +417,11 @@ impl Parser<'_> {
             bytes = Some(is_bytes);
             self.string(q, raw, &mut out)?;
         }
-        Ok(if bytes == Some(true) { Value::Bytes } else { Value::Str(out) })
+        Ok(if bytes == Some(true) {
+            Value::Bytes
+        } else {
+            Value::Str(out)
+        })
     }
 
     fn string(&mut self, q: u8, raw: bool, out: &mut String) -> Result<(), String> {
@@ -464,7 +478,12 @@ impl Parser<'_> {
                     self.i += n;
                     push(code);
                 }
-                _ => return Err(format!("the escape \\{} is not one osml reads", char::from(e))),
+                _ => {
+                    return Err(format!(
+                        "the escape \\{} is not one osml reads",
+                        char::from(e)
+                    ))
+                }
             }
         }
         // Header bytes were decoded to chars already, so the bytes between quotes are UTF-8.
@@ -492,10 +511,16 @@ impl Parser<'_> {
         let plain: String = tok.chars().filter(|&c| c != '_').collect();
         let valid_underscores = !tok.contains("__") && !tok.ends_with('_') && !tok.starts_with('_');
         let float = plain.strip_suffix(['j', 'J']).unwrap_or(&plain);
-        if valid_underscores && float.parse::<f64>().is_ok() && float.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        if valid_underscores
+            && float.parse::<f64>().is_ok()
+            && float.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+        {
             return Ok(Value::Float);
         }
-        if valid_underscores && tok.ends_with(['j', 'J']) && int_literal(&tok[..tok.len() - 1]).is_some() {
+        if valid_underscores
+            && tok.ends_with(['j', 'J'])
+            && int_literal(&tok[..tok.len() - 1]).is_some()
+        {
             return Ok(Value::Float);
         }
         Err(format!("{} is not a number", printable(tok)))
@@ -512,12 +537,17 @@ fn int_literal(tok: &str) -> Option<i128> {
         _ => (10, tok),
     };
     // After a prefix, one underscore may come first (`0x_1f`).
-    let body = if radix == 10 { digits } else { digits.strip_prefix('_').unwrap_or(digits) };
+    let body = if radix == 10 {
+        digits
+    } else {
+        digits.strip_prefix('_').unwrap_or(digits)
+    };
     if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
         return None;
     }
     let plain: String = body.chars().filter(|&c| c != '_').collect();
-    if radix == 10 && plain.len() > 1 && plain.starts_with('0') && plain.bytes().any(|c| c != b'0') {
+    if radix == 10 && plain.len() > 1 && plain.starts_with('0') && plain.bytes().any(|c| c != b'0')
+    {
         return None;
     }
     if !plain.chars().all(|c| c.is_digit(radix)) {
@@ -634,29 +664,86 @@ mod tests {
     fn parses_as_numpy_does() {
         for (dict, want) in [
             // Duplicate keys: the last wins, as in a Python dict display.
-            ("{'descr': '<f4', 'descr': '<u2', 'fortran_order': False, 'shape': (3,)}", Some((DType::U16, 3))),
-            ("{'shape': (4,), 'fortran_order': False, 'descr': '<u2', 'descr': '<i4'}", Some((DType::I32, 4))),
-            ("{\"descr\": \"<u2\", 'fortran_order': False, 'shape': (1_000,)}", Some((DType::U16, 1000))),
-            ("{'descr': '<' 'u2', 'fortran_order': False, 'shape': (0x10,)}", Some((DType::U16, 16))),
-            ("{'descr': 'uint16', 'fortran_order': False, 'shape': ((5),)}", Some((DType::U16, 5))),
-            ("{'descr': '<u2', 'fortran_order': True, 'shape': (5,)}", Some((DType::U16, 5))),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (True,)}", Some((DType::U16, 1))),
-            ("{'descr': '<u2', # comment\n 'fortran_order': False, 'shape': (2,)}  \n", Some((DType::U16, 2))),
-            ("{'descr': '\\x3cu2', 'fortran_order': False, 'shape': (2,)}", Some((DType::U16, 2))),
+            (
+                "{'descr': '<f4', 'descr': '<u2', 'fortran_order': False, 'shape': (3,)}",
+                Some((DType::U16, 3)),
+            ),
+            (
+                "{'shape': (4,), 'fortran_order': False, 'descr': '<u2', 'descr': '<i4'}",
+                Some((DType::I32, 4)),
+            ),
+            (
+                "{\"descr\": \"<u2\", 'fortran_order': False, 'shape': (1_000,)}",
+                Some((DType::U16, 1000)),
+            ),
+            (
+                "{'descr': '<' 'u2', 'fortran_order': False, 'shape': (0x10,)}",
+                Some((DType::U16, 16)),
+            ),
+            (
+                "{'descr': 'uint16', 'fortran_order': False, 'shape': ((5),)}",
+                Some((DType::U16, 5)),
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': True, 'shape': (5,)}",
+                Some((DType::U16, 5)),
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (True,)}",
+                Some((DType::U16, 1)),
+            ),
+            (
+                "{'descr': '<u2', # comment\n 'fortran_order': False, 'shape': (2,)}  \n",
+                Some((DType::U16, 2)),
+            ),
+            (
+                "{'descr': '\\x3cu2', 'fortran_order': False, 'shape': (2,)}",
+                Some((DType::U16, 2)),
+            ),
             // What numpy refuses.
             ("{'descr': '<u2', 'fortran_order': 0, 'shape': (2,)}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': [2]}", None),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': [2]}",
+                None,
+            ),
             ("{'descr': '<u2', 'fortran_order': False, 'shape': 2}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (2.0,)}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (-2,)}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (2,), 'x': 1}", None),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (2.0,)}",
+                None,
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (-2,)}",
+                None,
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (2,), 'x': 1}",
+                None,
+            ),
             ("{'descr': '<u2', 'fortran_order': False}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (02,)}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (1__0,)}", None),
-            ("{'descr': '<u2', 'fortran_order': false, 'shape': (2,)}", None),
-            ("{'descr': 'u', 'fortran_order': False, 'shape': (2,)}", None),
-            ("{'descr': '\u{e9}u2', 'fortran_order': False, 'shape': (2,)}", None),
-            ("{'descr': '<u2', 'fortran_order': False, 'shape': (2,)} x", None),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (02,)}",
+                None,
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (1__0,)}",
+                None,
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': false, 'shape': (2,)}",
+                None,
+            ),
+            (
+                "{'descr': 'u', 'fortran_order': False, 'shape': (2,)}",
+                None,
+            ),
+            (
+                "{'descr': '\u{e9}u2', 'fortran_order': False, 'shape': (2,)}",
+                None,
+            ),
+            (
+                "{'descr': '<u2', 'fortran_order': False, 'shape': (2,)} x",
+                None,
+            ),
             ("['descr', '<u2']", None),
         ] {
             let got = verdict(dict).ok();
@@ -667,7 +754,11 @@ mod tests {
             verdict("{'descr': '<u2', 'fortran_order': False, 'shape': (5L,)}").ok(),
             Some((DType::U16, 5))
         );
-        assert!(parse_header(&npy("{'descr': '<u2', 'fortran_order': False, 'shape': (5L,)}", 3)).is_err());
+        assert!(parse_header(&npy(
+            "{'descr': '<u2', 'fortran_order': False, 'shape': (5L,)}",
+            3
+        ))
+        .is_err());
         // Minor versions other than 0 do not exist.
         let mut v11 = npy("{'descr': '<u2', 'fortran_order': False, 'shape': (5,)}", 1);
         v11[7] = 1;
@@ -686,7 +777,10 @@ mod tests {
             }
         }
         // A non-ASCII first character of descr (it panicked in `split_at`).
-        let _ = parse_header(&npy("{'descr': '\u{e9}2', 'fortran_order': False, 'shape': (2,)}", 3));
+        let _ = parse_header(&npy(
+            "{'descr': '\u{e9}2', 'fortran_order': False, 'shape': (2,)}",
+            3,
+        ));
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl<'a> Tokens<'a> {
     /// signed or float type, or one past `max`. When `false`, [`Tokens::first_unfit`] is
     /// always `None` and need not be called.
     pub fn may_not_fit(dtype: DType, max: u64) -> bool {
-        !matches!(dtype, DType::U8 | DType::U16 | DType::U32 | DType::U64) || dtype.max_value() > max
+        !matches!(dtype, DType::U8 | DType::U16 | DType::U32 | DType::U64)
+            || dtype.max_value() > max
     }
 
     /// The first token that is not an id in `0..=max` (negative, or too large for the type it
@@ -192,13 +193,19 @@ mod tests {
             Some((1, 1i128 << 63))
         );
         let b: Vec<u8> = [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(Tokens::new(DType::I64, &b).first_unfit(u64::MAX), Some((1, -1)));
+        assert_eq!(
+            Tokens::new(DType::I64, &b).first_unfit(u64::MAX),
+            Some((1, -1))
+        );
         let b: Vec<u8> = [1u32 << 31].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(
             Tokens::new(DType::U32, &b).first_unfit(i32::MAX.unsigned_abs().into()),
             Some((0, 1i128 << 31))
         );
-        assert!(!Tokens::may_not_fit(DType::U16, i32::MAX.unsigned_abs().into()));
+        assert!(!Tokens::may_not_fit(
+            DType::U16,
+            i32::MAX.unsigned_abs().into()
+        ));
         assert!(!Tokens::may_not_fit(DType::U32, i64::MAX.unsigned_abs()));
     }
 

@@ -83,9 +83,15 @@ pub fn verify(path: &Path, options: OpenOptions) -> Result<Verification, DataErr
     if crate::Tokens::may_not_fit(ds.dtype(), max) {
         let mut start = 0u64;
         while start < ds.num_tokens() {
-            let len = usize::try_from((ds.num_tokens() - start).min(WINDOW as u64)).unwrap_or(WINDOW);
+            let len =
+                usize::try_from((ds.num_tokens() - start).min(WINDOW as u64)).unwrap_or(WINDOW);
             if let Some((i, value)) = ds.window(start, len).and_then(|t| t.first_unfit(max)) {
-                return Err(crate::loader::unfit_token(&ds, start + i as u64, value, max));
+                return Err(crate::loader::unfit_token(
+                    &ds,
+                    start + i as u64,
+                    value,
+                    max,
+                ));
             }
             start += len as u64;
         }

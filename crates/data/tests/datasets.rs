@@ -305,7 +305,8 @@ fn npy_fixtures(dir: &Path) -> Vec<PathBuf> {
     write_npy(&own, DType::U16, &[1, 2, 3, 50_256]).unwrap();
     let mut out = vec![own];
     for (major, descr, values) in [(1u8, "<i4", 3usize), (2, "|u1", 5), (3, "<u8", 2)] {
-        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({values},), }}");
+        let dict =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({values},), }}");
         let pre = if major == 1 { 10 } else { 12 };
         let total = (pre + dict.len() + 1).next_multiple_of(64);
         let header = format!("{dict}{}\n", " ".repeat(total - pre - dict.len() - 1));
@@ -472,7 +473,13 @@ fn pack_reports_bad_lines_with_their_number() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, DataError::Input { at: osml_data::InputAt::Line(2), .. }),
+        matches!(
+            err,
+            DataError::Input {
+                at: osml_data::InputAt::Line(2),
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!dir.path().join("o.idx").exists(), "no output on failure");
@@ -524,4 +531,38 @@ fn vocabularies_pick_megatrons_dtype() {
             Some(i64::from(tok.eod()))
         );
     }
+}
+
+/// One long whitespace-free JSON line (base64-like, as minified blobs are) packs to exactly
+/// tiktoken's ids for its text, streamed without a copy of the parsed object.
+#[test]
+fn a_long_whitespace_free_line_packs_to_tiktokens_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let text: String = (0..(1usize << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(alphabet[usize::try_from(x % 64).unwrap()])
+        })
+        .collect();
+    let input = dir.path().join("blob.jsonl");
+    std::fs::write(&input, format!("{{\"id\": 1, \"text\": \"{text}\"}}\n")).unwrap();
+    let opts = PackOptions {
+        format: OutputFormat::Bin,
+        eod: false,
+        workers: 1,
+        ..PackOptions::default()
+    };
+    pack(&[input], &dir.path().join("out"), &opts, &mut |_| {}).unwrap();
+    let ds = TokenDataset::open(&dir.path().join("out.bin"), OpenOptions::default()).unwrap();
+    let want: Vec<i64> = tiktoken_rs::r50k_base_singleton()
+        .encode_ordinary(&text)
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let n = usize::try_from(ds.num_tokens()).unwrap();
+    assert_eq!(ds.window(0, n).unwrap().to_vec(), want);
 }

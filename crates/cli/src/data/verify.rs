@@ -52,9 +52,16 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
             grouped(v.tokens),
             grouped(v.documents)
         )?;
-        writeln!(out, "  checksum {}  (XXH3-64 of the files below, in order)", v.checksum)?;
+        writeln!(
+            out,
+            "  checksum {}  (XXH3-64 of the files below, in order)",
+            v.checksum
+        )?;
         if let (Some(e), Some(false)) = (&expect, matches) {
-            writeln!(out, "  expected {e}: the bytes are not those the checksum was made of")?;
+            writeln!(
+                out,
+                "  expected {e}: the bytes are not those the checksum was made of"
+            )?;
         }
         for c in &v.files {
             writeln!(

@@ -57,11 +57,16 @@ fn fifos_are_refused_at_once_with_exit_3() {
         .args(["data", "inspect", "fifo.bin"])
         .assert()
         .code(3)
-        .stderr(contains("a FIFO (named pipe) where a regular file is expected"))
+        .stderr(contains(
+            "a FIFO (named pipe) where a regular file is expected",
+        ))
         .stderr(contains("hint: give a regular file"));
     // A Megatron prefix whose .idx is a FIFO.
     corpus(&d.join("in.jsonl"), 10);
-    osml(d).args(["data", "pack", "in.jsonl", "-o", "m"]).assert().success();
+    osml(d)
+        .args(["data", "pack", "in.jsonl", "-o", "m"])
+        .assert()
+        .success();
     std::fs::remove_file(d.join("m.idx")).unwrap();
     mkfifo(&d.join("m.idx"));
     osml(d)
@@ -85,7 +90,11 @@ fn fifos_are_refused_at_once_with_exit_3() {
         .assert()
         .code(3)
         .stderr(contains("a character device"));
-    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 fn gzip(path: &Path, text: &[u8]) -> Vec<u8> {
@@ -141,7 +150,10 @@ fn interrupted_pack(signal: i32, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while leftovers(d).is_empty() {
         assert!(Instant::now() < deadline, "no temporary file appeared");
-        assert!(child.try_wait().unwrap().is_none(), "pack ended before the {name}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pack ended before the {name}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let ok = std::process::Command::new("kill")
@@ -156,7 +168,11 @@ fn interrupted_pack(signal: i32, name: &str) {
         status.signal() == Some(signal) || status.code() == Some(128 + signal),
         "{name}: {status:?}"
     );
-    assert_eq!(leftovers(d), Vec::<String>::new(), "{name} left a temporary file");
+    assert_eq!(
+        leftovers(d),
+        Vec::<String>::new(),
+        "{name} left a temporary file"
+    );
     assert!(!d.join("out.bin").exists() && !d.join("out.idx").exists());
 }
 
@@ -251,8 +267,14 @@ fn verify_says_what_it_checks_and_compares_a_given_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     corpus(&d.join("in.jsonl"), 50);
-    osml(d).args(["data", "pack", "in.jsonl", "-o", "c"]).assert().success();
-    let out = osml(d).args(["data", "verify", "c", "--json"]).output().unwrap();
+    osml(d)
+        .args(["data", "pack", "in.jsonl", "-o", "c"])
+        .assert()
+        .success();
+    let out = osml(d)
+        .args(["data", "verify", "c", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sum = v["checksum"].as_str().unwrap().to_owned();
@@ -285,7 +307,10 @@ fn show_json_is_one_versioned_document() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     corpus(&d.join("in.jsonl"), 5);
-    osml(d).args(["data", "pack", "in.jsonl", "-o", "c"]).assert().success();
+    osml(d)
+        .args(["data", "pack", "in.jsonl", "-o", "c"])
+        .assert()
+        .success();
     let lines = osml(d).args(["data", "show", "c"]).output().unwrap();
     let out = osml(d)
         .args(["data", "show", "c", "--json", "--from", "1", "--count", "2"])
@@ -298,7 +323,11 @@ fn show_json_is_one_versioned_document() {
     let docs = v["documents"].as_array().unwrap();
     assert_eq!(docs.len(), 2);
     let second: serde_json::Value = serde_json::from_str(
-        String::from_utf8(lines.stdout).unwrap().lines().nth(1).unwrap(),
+        String::from_utf8(lines.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(docs[0], second);
@@ -320,7 +349,10 @@ fn a_missing_output_directory_gets_a_hint_about_the_directory_and_one_cause() {
     assert!(!err.contains("named by its prefix"), "{err}");
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     // A missing input: the read hint, the cause once.
-    let out = osml(d).args(["data", "inspect", "gone.npy"]).output().unwrap();
+    let out = osml(d)
+        .args(["data", "inspect", "gone.npy"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
