@@ -79,6 +79,11 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
         Err(e) => Err(e),
     }
     .map_err(|e| format!("the header is not a Python literal: {e}"))?;
+    from_dict(value, end)
+}
+
+/// The header dict checked as `_read_array_header` checks it.
+fn from_dict(value: Value, data_offset: usize) -> Result<Header, String> {
     let Value::Dict(entries) = value else {
         return Err("the header is not a dictionary".into());
     };
@@ -90,10 +95,12 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
             Value::Str(k) if k == "descr" => descr = Some(v),
             Value::Str(k) if k == "fortran_order" => fortran = Some(v),
             Value::Str(k) if k == "shape" => shape = Some(v),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "the header has the key {}; exactly descr, fortran_order and shape belong in it",
                 other.describe()
-            )),
+            ))
+            }
         }
     }
     let (Some(descr), Some(fortran), Some(shape)) = (descr, fortran, shape) else {
@@ -146,7 +153,7 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, String> {
     Ok(Header {
         dtype,
         len,
-        data_offset: end,
+        data_offset,
     })
 }
 
@@ -258,7 +265,7 @@ struct Parser<'a> {
     depth: usize,
 }
 
-/// Nesting deeper than this is refused (CPython's parser also has a limit).
+/// Nesting deeper than this is refused (`CPython`'s parser also has a limit).
 const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {

@@ -63,6 +63,9 @@ fn checksum(path: &Path, all: &mut xxhash_rust::xxh3::Xxh3) -> Result<Checksum, 
     })
 }
 
+/// Tokens checked at a time by [`verify`].
+const WINDOW: usize = 1 << 20;
+
 /// Opens (validating everything the format describes) and reads back every byte.
 pub fn verify(path: &Path, options: OpenOptions) -> Result<Verification, DataError> {
     let ds = TokenDataset::open(path, options)?;
@@ -77,8 +80,7 @@ pub fn verify(path: &Path, options: OpenOptions) -> Result<Verification, DataErr
             ));
         }
     }
-    // A whole file of tokens at a time would be one pass; windows keep the scan cache-sized.
-    const WINDOW: usize = 1 << 20;
+    // Windows keep the scan of a huge dataset cache-sized.
     let max = DType::I64.max_token();
     if crate::Tokens::may_not_fit(ds.dtype(), max) {
         let mut start = 0u64;
