@@ -5,7 +5,8 @@
 //! | `DataError::Io`, file missing | `FileNotFoundError` |
 //! | `DataError::Io`, no permission | `PermissionError` |
 //! | `DataError::Io`, a directory | `IsADirectoryError` |
-//! | `DataError::Io`, other (a FIFO, a device…) | `OSError` |
+//! | `DataError::Io`, other (a FIFO or device included) | `OSError` |
+//! | `DataError::System` | `OSError` (`MemoryError` when out of memory) |
 //! | `DataError::Invalid`, `DataError::Input` | `osml.InvalidDatasetError` (an `osml.OsmlError`) |
 //! | `DataError::Usage` | `ValueError` |
 //! | `LoaderError::PoolExhausted` | `osml.PoolExhaustedError` (an `osml.LoaderError`) |
@@ -14,7 +15,7 @@
 
 use osml_data::DataError;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
-use pyo3::exceptions::{PyPermissionError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyPermissionError, PyValueError};
 use pyo3::{create_exception, PyErr};
 
 create_exception!(_osml, OsmlError, PyException, "An error reported by osml.");
@@ -48,18 +49,23 @@ pub fn data_err(e: DataError) -> PyErr {
     use osml_data::loader::LoaderError as Kind;
     let msg = e.to_string();
     match &e {
-        DataError::Io { source, .. } => match source.kind() {
+        DataError::Io { error, .. } => match error.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
-            _ if osml_sys::file::rejection(source)
-                == Some(osml_sys::file::Rejection::NotRegular(
-                    osml_sys::file::FileKind::Directory,
-                )) =>
+            _ if error.raw_os_error() == Some(21)
+                || osml_sys::file::rejection(error)
+                    == Some(osml_sys::file::Rejection::NotRegular(
+                        osml_sys::file::FileKind::Directory,
+                    )) =>
             {
                 PyIsADirectoryError::new_err(msg)
             }
             _ => PyOSError::new_err(msg),
         },
+        DataError::System { error, .. } if error.kind() == std::io::ErrorKind::OutOfMemory => {
+            PyMemoryError::new_err(msg)
+        }
+        DataError::System { .. } => PyOSError::new_err(msg),
         DataError::Invalid { .. } | DataError::Input { .. } => InvalidDatasetError::new_err(msg),
         DataError::Usage(_) => PyValueError::new_err(msg),
         DataError::Loader(Kind::PoolExhausted { .. }) => PoolExhaustedError::new_err(format!(

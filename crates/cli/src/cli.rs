@@ -279,9 +279,15 @@ pub enum DataCommand {
     /// Describe a dataset: format, dtype, tokens, documents, document lengths, file sizes
     /// and how much of it is in the page cache now.
     Inspect(DatasetArgs),
-    /// Validate a dataset fully and checksum every file (exit 1 on corruption).
-    Verify(DatasetArgs),
-    /// Print documents' tokens, one JSON array per line (for scripts and comparisons).
+    /// Validate a dataset's structure, check every token id, read back and checksum every
+    /// file (exit 1 when invalid, or when the checksum is not --expect-checksum).
+    ///
+    /// None of the formats stores a checksum, so a changed byte that still reads as a valid
+    /// token id cannot be seen without one: record the checksum printed when the dataset is
+    /// made, and pass it as --expect-checksum.
+    Verify(VerifyArgs),
+    /// Print documents' tokens, one JSON array per line (for scripts and comparisons); with
+    /// --json, one JSON document holding them (schema in docs/data-json.md).
     Show(ShowArgs),
     /// Measure the loader on a dataset: tokens/s, batch latency, CPU, faults and system calls
     /// per batch, next to this machine's memcpy bandwidth measured in the same run.
@@ -340,6 +346,16 @@ pub struct BenchArgs {
     /// the idle figures, and how much the competitors still got done (at most 4 per CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub contend: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// The dataset checksum (16 hex digits, as verify prints it) it must have: a difference
+    /// exits 1.
+    #[arg(long, value_name = "HEX")]
+    pub expect_checksum: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -318,7 +318,7 @@ pub fn memcpy_bandwidth() -> Result<f64, DataError> {
 /// Sequential read bandwidth of `path` from a cold page cache, with 8 MiB `read(2)` calls.
 fn disk_read_bandwidth(path: &Path) -> Result<f64, DataError> {
     osml_sys::evict_from_page_cache(path)?;
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut f = osml_sys::file::open_regular(path).map_err(|e| DataError::io(path, e))?;
     let mut buf = vec![0u8; 8 << 20];
     let t = Instant::now();
     let mut total = 0u64;

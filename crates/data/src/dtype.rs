@@ -132,6 +132,14 @@ impl DType {
         }
     }
 
+    /// The largest value of this type, as an integer (floats: the largest they hold exactly).
+    pub fn max_value(self) -> u64 {
+        match self {
+            Self::U64 => u64::MAX,
+            other => other.max_token(),
+        }
+    }
+
     /// The largest token id this type holds.
     pub fn max_token(self) -> u64 {
         match self {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use osml_sys::MappedFile;
 
-use crate::{DType, DataError};
+use crate::{DType, DataError, FileFormat};
 
 /// A mapped file holding one array of tokens after an optional header.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ impl FlatTokens {
     pub(crate) fn from_raw_map(map: MappedFile, dtype: DType) -> Result<Self, DataError> {
         let path = map.path().to_path_buf();
         let path = path.as_path();
-        let bad = |r: String| DataError::invalid(path, "raw token (.bin)", r);
+        let bad = |r: String| DataError::invalid(path, FileFormat::RawBin, r);
         if map.is_empty() {
             return Err(bad("the file is empty: no tokens".into()));
         }
@@ -50,13 +50,13 @@ impl FlatTokens {
     pub fn open_npy(path: &Path) -> Result<Self, DataError> {
         let map = crate::source::map(path)?;
         let header = crate::npy::parse_header(map.bytes())
-            .map_err(|r| DataError::invalid(path, ".npy", r))?;
+            .map_err(|r| DataError::invalid(path, FileFormat::Npy, r))?;
         let data = map.len() - header.data_offset;
         let want = header.len.checked_mul(header.dtype.size());
         if want != Some(data) {
             return Err(DataError::invalid(
                 path,
-                ".npy",
+                FileFormat::Npy,
                 format!(
                     "the header says {} {} values ({} bytes) but {data} bytes follow it{}",
                     header.len,

@@ -37,7 +37,7 @@ pub mod verify;
 pub mod write;
 
 pub use dtype::DType;
-pub use error::DataError;
+pub use error::{Access, DataError, FileFormat, InputAt};
 pub use flat::FlatTokens;
 pub use megatron::MegatronDataset;
 pub use source::{Format, OpenOptions, TokenDataset, TokenSource};

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use osml_sys::MappedFile;
 
 use crate::tokens::{le_i32, le_u64};
-use crate::{DType, DataError, Tokens};
+use crate::{DType, DataError, FileFormat, Tokens};
 
 pub(crate) const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
 pub(crate) const HEADER_LEN: usize = 34;
-const FORMAT: &str = "Megatron .idx";
+const FORMAT: FileFormat = FileFormat::MegatronIdx;
 
 /// The `.idx` and `.bin` of a Megatron dataset, mapped and validated.
 #[derive(Debug)]
@@ -166,7 +166,7 @@ impl MegatronDataset {
         if expected > bin_len {
             return Err(DataError::invalid(
                 bin_path,
-                "Megatron .bin",
+                FileFormat::MegatronBin,
                 format!(
                     "{bin_len} bytes, but the index describes {expected} ({} tokens of {}): truncated, or the .idx belongs to another .bin",
                     expected / size,

@@ -5,7 +5,6 @@
 //! of worker threads and written in input order, so the output bytes depend only on the
 //! inputs and options, never on the number of workers.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::write::{MegatronWriter, RawWriter, Written};
-use crate::{DType, DataError};
+use crate::{DType, DataError, InputAt};
 
 /// A tokenizer that carries its vocabulary in the binary (no download).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -275,19 +274,22 @@ fn kind_of(path: &Path) -> Result<Kind, DataError> {
 /// One document waiting to be tokenized: raw text, or a JSON line to parse first.
 enum Unit {
     Text(String),
-    Json { line: String, number: u64 },
+    Json { line: Vec<u8>, number: u64 },
 }
 
-/// Counts bytes read from the file beneath any decompressor.
+/// Counts bytes read from the file beneath any decompressor: in all inputs (progress) and in
+/// this one (where a corrupt `.gz` went wrong).
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    own: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        self.own.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -346,19 +348,21 @@ impl Packer<'_> {
         self.batch_len = 0;
         let (opts, path) = (self.opts, &self.path);
         let encoded: Vec<Result<Vec<u32>, DataError>> = self.pool.install(|| {
+            // Consumed, so each line is freed once its text is taken out.
             batch
-                .par_iter()
+                .into_par_iter()
                 .map(|unit| {
                     let mut ids = match unit {
-                        Unit::Text(t) => opts.tokenizer.encode(t),
+                        Unit::Text(t) => opts.tokenizer.encode(&t),
                         Unit::Json { line, number } => {
-                            let text = json_text(line, &opts.field).map_err(|reason| {
+                            let text = json_text(&line, &opts.field).map_err(|reason| {
                                 DataError::Input {
                                     path: path.clone(),
-                                    line: Some(*number),
+                                    at: InputAt::Line(number),
                                     reason,
                                 }
                             })?;
+                            drop(line);
                             opts.tokenizer.encode(&text)
                         }
                     };
@@ -390,118 +394,170 @@ impl Packer<'_> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), DataError> {
         let kind = kind_of(path)?;
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        if file.metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(DataError::io(path, std::io::Error::from_raw_os_error(21)));
-        }
+        let file = osml_sys::file::open_regular(path).map_err(|e| DataError::io(path, e))?;
         self.path = path.to_path_buf();
+        let stored = Arc::new(AtomicU64::new(0));
         let counted = Counting {
             inner: file,
             count: Arc::clone(&self.read),
+            own: Arc::clone(&stored),
         };
-        let reader: Box<dyn Read> = match kind {
+        let gz = matches!(kind, Kind::Jsonl { gz: true });
+        let reader: Box<dyn Read> = if gz {
             // Multi-member gzip (concatenated .gz files) is common for corpora.
-            Kind::Jsonl { gz: true } => Box::new(flate2::read::MultiGzDecoder::new(counted)),
-            _ => Box::new(counted),
+            Box::new(flate2::read::MultiGzDecoder::new(counted))
+        } else {
+            Box::new(counted)
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let io = |e: std::io::Error| DataError::io(path, e);
-        match kind {
-            Kind::Jsonl { .. } => {
-                let mut number = 0u64;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader
-                        .read_line(&mut line)
-                        .map_err(|e| invalid_text(path, number + 1, e))?
-                        == 0
-                    {
-                        break;
-                    }
-                    number += 1;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    self.push(
-                        Unit::Json {
-                            line: std::mem::take(&mut line),
-                            number,
-                        },
-                        progress,
-                    )?;
+        let fail = |line: u64, e: std::io::Error| {
+            read_error(path, gz, line, stored.load(Ordering::Relaxed), e)
+        };
+        let mut buf = Vec::new();
+        let mut number = 0u64;
+        if let (Kind::Txt, TxtDocuments::File) = (&kind, self.opts.txt_documents) {
+            reader.read_to_end(&mut buf).map_err(|e| fail(0, e))?;
+            let text = utf8(path, InputAt::File, buf)?;
+            return self.push(Unit::Text(text), progress);
+        }
+        let paragraph = self.opts.txt_documents == TxtDocuments::Paragraph;
+        let mut doc = String::new();
+        loop {
+            buf.clear();
+            if reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| fail(number + 1, e))?
+                == 0
+            {
+                break;
+            }
+            number += 1;
+            if buf.ends_with(b"\n") {
+                buf.pop();
+                if buf.ends_with(b"\r") {
+                    buf.pop();
                 }
             }
-            Kind::Txt => match self.opts.txt_documents {
-                TxtDocuments::File => {
-                    let mut text = String::new();
-                    reader
-                        .read_to_string(&mut text)
-                        .map_err(|e| invalid_text(path, 0, e))?;
-                    self.push(Unit::Text(text), progress)?;
+            let blank = buf.iter().all(u8::is_ascii_whitespace);
+            match kind {
+                Kind::Jsonl { .. } if !blank => {
+                    // The buffer becomes the unit: a long line is held once, not copied.
+                    let line = std::mem::take(&mut buf);
+                    self.push(Unit::Json { line, number }, progress)?;
                 }
-                TxtDocuments::Line | TxtDocuments::Paragraph => {
-                    let paragraph = self.opts.txt_documents == TxtDocuments::Paragraph;
-                    let mut doc = String::new();
-                    for (number, line) in (1u64..).zip(reader.lines()) {
-                        let line = line.map_err(|e| {
-                            if e.kind() == std::io::ErrorKind::InvalidData {
-                                invalid_text(path, number, e)
-                            } else {
-                                io(e)
-                            }
-                        })?;
-                        if !paragraph {
-                            if !line.trim().is_empty() {
-                                self.push(Unit::Text(line), progress)?;
-                            }
-                        } else if line.trim().is_empty() {
-                            if !doc.is_empty() {
-                                self.push(Unit::Text(std::mem::take(&mut doc)), progress)?;
-                            }
-                        } else {
-                            if !doc.is_empty() {
-                                doc.push('\n');
-                            }
-                            doc.push_str(&line);
-                        }
+                Kind::Jsonl { .. } => {}
+                Kind::Txt if !paragraph => {
+                    if !blank {
+                        let line = utf8(path, InputAt::Line(number), std::mem::take(&mut buf))?;
+                        self.push(Unit::Text(line), progress)?;
                     }
+                }
+                Kind::Txt if blank => {
                     if !doc.is_empty() {
-                        self.push(Unit::Text(doc), progress)?;
+                        self.push(Unit::Text(std::mem::take(&mut doc)), progress)?;
                     }
                 }
-            },
+                Kind::Txt => {
+                    let line = std::str::from_utf8(&buf)
+                        .map_err(|_| not_utf8(path, InputAt::Line(number)))?;
+                    if !doc.is_empty() {
+                        doc.push('\n');
+                    }
+                    doc.push_str(line);
+                }
+            }
+        }
+        if !doc.is_empty() {
+            self.push(Unit::Text(doc), progress)?;
         }
         Ok(())
     }
 }
 
-fn invalid_text(path: &Path, line: u64, e: std::io::Error) -> DataError {
-    if e.kind() == std::io::ErrorKind::InvalidData {
-        DataError::Input {
-            path: path.to_path_buf(),
-            line: (line > 0).then_some(line),
-            reason: "not valid UTF-8 text".into(),
-        }
-    } else {
-        DataError::io(path, e)
+fn not_utf8(path: &Path, at: InputAt) -> DataError {
+    DataError::Input {
+        path: path.to_path_buf(),
+        at,
+        reason: "not valid UTF-8 text".into(),
     }
 }
 
-/// The text of `field` in one JSON line.
-fn json_text(line: &str, field: &str) -> Result<String, String> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
-    match v.get_mut(field).map(serde_json::Value::take) {
+fn utf8(path: &Path, at: InputAt, bytes: Vec<u8>) -> Result<String, DataError> {
+    String::from_utf8(bytes).map_err(|_| not_utf8(path, at))
+}
+
+/// A failed read of line `line` of an input. An error the OS reported is a file that cannot be
+/// read (`Io`); any other error under a `.gz` is the decoder's: corrupt or truncated data,
+/// which is invalid input, located by line and by how far into the compressed file it was.
+fn read_error(path: &Path, gz: bool, line: u64, stored: u64, e: std::io::Error) -> DataError {
+    if !gz || e.raw_os_error().is_some() {
+        return DataError::io(path, e);
+    }
+    let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "truncated gzip data"
+    } else {
+        "corrupt gzip data"
+    };
+    DataError::Input {
+        path: path.to_path_buf(),
+        at: if line > 0 {
+            InputAt::Line(line)
+        } else {
+            InputAt::Byte(stored)
+        },
+        reason: format!("{what} ({e}) within the first {stored} compressed bytes"),
+    }
+}
+
+/// The text of `field` in one JSON line. Only that field's value is built: every other value
+/// is skipped as it is parsed, so a line costs its bytes and the one string taken from it.
+/// As with a map, the last of duplicate keys wins.
+fn json_text(line: &[u8], field: &str) -> Result<String, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "not valid UTF-8 text".to_owned())?;
+    let mut de = serde_json::Deserializer::from_str(line);
+    let found = serde::de::DeserializeSeed::deserialize(FieldOf(field), &mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| format!("not a JSON object: {e}"))?;
+    match found {
         Some(serde_json::Value::String(s)) => Ok(s),
         Some(other) => Err(format!(
             "field \"{field}\" is {}, not a string",
             kind_name(&other)
         )),
-        None if v.is_object() => Err(format!(
+        None => Err(format!(
             "no field \"{field}\" (use --field to name the text field)"
         )),
-        None => Err("not a JSON object".into()),
+    }
+}
+
+/// Deserializes a JSON object into the value of one of its fields.
+struct FieldOf<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldOf<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldOf<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.0 {
+                found = Some(map.next_value::<serde_json::Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -531,10 +587,10 @@ pub fn pack(
     let mut total = 0;
     for p in inputs {
         kind_of(p)?;
-        let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
-        if meta.is_dir() {
-            return Err(DataError::io(p, std::io::Error::from_raw_os_error(21)));
-        }
+        // Opened, not stat'ed by name: a FIFO or device is refused here, before any output.
+        let meta = osml_sys::file::open_regular(p)
+            .and_then(|f| f.metadata())
+            .map_err(|e| DataError::io(p, e))?;
         total += meta.len();
     }
     let dtype = DType::for_vocab(opts.tokenizer.vocab_size());
@@ -555,7 +611,10 @@ pub fn pack(
         .num_threads(opts.workers.max(1))
         .thread_name(|i| format!("osml-pack-{i}"))
         .build()
-        .map_err(|e| DataError::Usage(format!("cannot start tokenizer threads: {e}")))?;
+        .map_err(|e| DataError::System {
+            call: "starting tokenizer threads",
+            error: std::io::Error::other(e.to_string()),
+        })?;
     let mut packer = Packer {
         opts,
         pool,
@@ -624,19 +683,19 @@ mod tests {
     #[test]
     fn json_fields() {
         assert_eq!(
-            json_text(r#"{"text": "a\nb", "id": 3}"#, "text").unwrap(),
+            json_text(br#"{"text": "a\nb", "id": 3}"#, "text").unwrap(),
             "a\nb"
         );
-        assert!(json_text(r#"{"body": "x"}"#, "text")
+        assert!(json_text(r#"{"body": "x"}"#.as_bytes(), "text")
             .unwrap_err()
             .contains("--field"));
-        assert!(json_text(r#"{"text": 5}"#, "text")
+        assert!(json_text(r#"{"text": 5}"#.as_bytes(), "text")
             .unwrap_err()
             .contains("a number"));
-        assert!(json_text("[1]", "text")
+        assert!(json_text("[1]".as_bytes(), "text")
             .unwrap_err()
             .contains("not a JSON object"));
-        assert!(json_text("{oops", "text")
+        assert!(json_text("{oops".as_bytes(), "text")
             .unwrap_err()
             .contains("not a JSON object"));
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::flat::FlatTokens;
 use crate::megatron::{self, MegatronDataset};
-use crate::{DType, DataError, Tokens};
+use crate::{DType, DataError, FileFormat, Tokens};
 
 /// A token dataset: one stream of tokens in which documents lie end to end.
 pub trait TokenSource {
@@ -115,7 +115,7 @@ impl TokenDataset {
                 if options.format.is_none() && looks_like_text(map.bytes()) {
                     return Err(DataError::invalid(
                         path,
-                        "raw token (.bin)",
+                        FileFormat::RawBin,
                         "its first KiB reads as text (UTF-8 with line breaks or JSON), not as tokens: tokenize it first (osml data pack), or name the format explicitly if it really is a token array",
                     ));
                 }
@@ -146,7 +146,7 @@ impl TokenDataset {
         }
         Err(DataError::invalid(
             path,
-            "token dataset",
+            FileFormat::Unknown,
             format!(
                 "osml tells formats by name (.bin raw tokens, .npy, a Megatron prefix with its .idx){}; name the format explicitly to read it anyway",
                 ext.map(|e| format!(", and .{e} is none of them")).unwrap_or_default()

@@ -100,6 +100,44 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// Whether some value of this dtype is not a token id in `0..=max`: a negative value of a
+    /// signed or float type, or one past `max`. When `false`, [`Tokens::first_unfit`] is
+    /// always `None` and need not be called.
+    pub fn may_not_fit(dtype: DType, max: u64) -> bool {
+        !matches!(dtype, DType::U8 | DType::U16 | DType::U32 | DType::U64)
+            || dtype.max_value() > max
+    }
+
+    /// The first token that is not an id in `0..=max` (negative, or too large for the type it
+    /// is delivered in), as its index here and its value; `None` when all fit.
+    pub fn first_unfit(&self, max: u64) -> Option<(usize, i128)> {
+        macro_rules! scan {
+            ($n:literal, $t:ty) => {
+                self.bytes.chunks_exact($n).enumerate().find_map(|(i, c)| {
+                    let mut a = [0u8; $n];
+                    a.copy_from_slice(c);
+                    let v = <$t>::from_le_bytes(a);
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_lossless)]
+                    let wide = v as i128;
+                    (wide < 0 || wide > i128::from(max)).then_some((i, wide))
+                })
+            };
+        }
+        match self.dtype {
+            DType::U8 => scan!(1, u8),
+            DType::I8 => scan!(1, i8),
+            DType::U16 => scan!(2, u16),
+            DType::I16 => scan!(2, i16),
+            DType::U32 => scan!(4, u32),
+            DType::I32 => scan!(4, i32),
+            DType::U64 => scan!(8, u64),
+            DType::I64 => scan!(8, i64),
+            // Floats are truncated toward zero on the way out; NaN becomes 0 there and here.
+            DType::F32 => scan!(4, f32),
+            DType::F64 => scan!(8, f64),
+        }
+    }
+
     /// All tokens as `i64`.
     pub fn to_vec(&self) -> Vec<i64> {
         let mut v = vec![0; self.len()];
@@ -140,6 +178,35 @@ mod tests {
         assert_eq!(o, [1, 50_256, 65_535]);
         assert_eq!(t.get(2), Some(65_535));
         assert_eq!(t.get(3), None);
+    }
+
+    #[test]
+    fn ids_that_do_not_fit_are_found_first() {
+        let b: Vec<u8> = [5u64, 1 << 63, u64::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let t = Tokens::new(DType::U64, &b);
+        assert!(Tokens::may_not_fit(DType::U64, i64::MAX.unsigned_abs()));
+        assert_eq!(
+            t.first_unfit(i64::MAX.unsigned_abs()),
+            Some((1, 1i128 << 63))
+        );
+        let b: Vec<u8> = [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            Tokens::new(DType::I64, &b).first_unfit(u64::MAX),
+            Some((1, -1))
+        );
+        let b: Vec<u8> = [1u32 << 31].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            Tokens::new(DType::U32, &b).first_unfit(i32::MAX.unsigned_abs().into()),
+            Some((0, 1i128 << 31))
+        );
+        assert!(!Tokens::may_not_fit(
+            DType::U16,
+            i32::MAX.unsigned_abs().into()
+        ));
+        assert!(!Tokens::may_not_fit(DType::U32, i64::MAX.unsigned_abs()));
     }
 
     #[test]

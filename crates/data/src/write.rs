@@ -1,35 +1,27 @@
-//! Atomic writers: everything goes to a temporary file in the destination's directory, is
-//! fsync'd, then renamed over the destination, so a reader sees the old dataset or the new
-//! one, never half of one. A writer dropped before [`MegatronWriter::finish`] leaves nothing.
+//! Atomic writers: everything goes to a temporary file in the destination's directory
+//! (`osml_sys::atomic::TempBeside`: created `0666` less the umask, removed if the process is
+//! ended by SIGINT, SIGTERM or SIGHUP), is fsync'd, then renamed over the destination, so a
+//! reader sees the old dataset or the new one, never half of one. A writer dropped before
+//! [`MegatronWriter::finish`] leaves nothing.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use osml_sys::atomic::TempBeside;
 
 use crate::megatron::{self, HEADER_LEN, MAGIC};
 use crate::{DType, DataError};
 
-fn temp_beside(path: &Path) -> Result<NamedTempFile, DataError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".osml-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| DataError::io(dir, e))
+/// The temporary file that becomes `path`; a failure names the directory it is made in.
+fn temp_beside(path: &Path) -> Result<TempBeside, DataError> {
+    TempBeside::new(path, ".osml-")
+        .map_err(|e| DataError::write(osml_sys::atomic::parent_dir(path), e))
 }
 
-fn sync_dir(path: &Path) {
-    // Makes the rename durable; a failure here leaves a correct file, so it is not an error.
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+/// Syncs and renames `tmp` over `dest`.
+fn persist(tmp: TempBeside, dest: &Path) -> Result<(), DataError> {
+    tmp.persist(dest).map_err(|e| DataError::write(dest, e))?;
+    Ok(())
 }
 
 /// Appends tokens to `out` in `dtype`, refusing ids the type cannot hold.
@@ -78,7 +70,7 @@ pub struct MegatronWriter {
     dtype: DType,
     idx_path: PathBuf,
     bin_path: PathBuf,
-    bin: BufWriter<NamedTempFile>,
+    bin: BufWriter<TempBeside>,
     lengths: Vec<i32>,
     scratch: Vec<u8>,
     tokens: u64,
@@ -116,7 +108,7 @@ impl MegatronWriter {
         encode(self.dtype, tokens, &mut self.scratch)?;
         self.bin
             .write_all(&self.scratch)
-            .map_err(|e| DataError::io(&self.bin_path, e))?;
+            .map_err(|e| DataError::write(&self.bin_path, e))?;
         self.lengths.push(len);
         self.tokens += tokens.len() as u64;
         Ok(())
@@ -128,10 +120,7 @@ impl MegatronWriter {
         let bin = self
             .bin
             .into_inner()
-            .map_err(|e| DataError::io(&self.bin_path, e.into_error()))?;
-        bin.as_file()
-            .sync_all()
-            .map_err(|e| DataError::io(&self.bin_path, e))?;
+            .map_err(|e| DataError::write(&self.bin_path, e.into_error()))?;
         let s = self.lengths.len();
         let mut idx = BufWriter::new(temp_beside(&self.idx_path)?);
         let mut head = Vec::with_capacity(HEADER_LEN);
@@ -140,7 +129,7 @@ impl MegatronWriter {
         head.push(self.dtype.megatron_code().unwrap_or(0));
         head.extend_from_slice(&(s as u64).to_le_bytes());
         head.extend_from_slice(&(s as u64 + 1).to_le_bytes());
-        let io = |e| DataError::io(&self.idx_path, e);
+        let io = |e| DataError::write(&self.idx_path, e);
         idx.write_all(&head).map_err(io)?;
         for l in &self.lengths {
             idx.write_all(&l.to_le_bytes()).map_err(io)?;
@@ -155,13 +144,9 @@ impl MegatronWriter {
             idx.write_all(&d.to_le_bytes()).map_err(io)?;
         }
         let idx = idx.into_inner().map_err(|e| io(e.into_error()))?;
-        idx.as_file().sync_all().map_err(io)?;
         let bytes = ptr + (HEADER_LEN + 12 * s + 8 * (s + 1)) as u64;
-        bin.persist(&self.bin_path)
-            .map_err(|e| DataError::io(&self.bin_path, e.error))?;
-        idx.persist(&self.idx_path)
-            .map_err(|e| DataError::io(&self.idx_path, e.error))?;
-        sync_dir(&self.bin_path);
+        persist(bin, &self.bin_path)?;
+        persist(idx, &self.idx_path)?;
         Ok(Written {
             files: vec![self.bin_path, self.idx_path],
             tokens: self.tokens,
@@ -175,7 +160,7 @@ impl MegatronWriter {
 pub struct RawWriter {
     dtype: DType,
     path: PathBuf,
-    out: BufWriter<NamedTempFile>,
+    out: BufWriter<TempBeside>,
     scratch: Vec<u8>,
     tokens: u64,
     documents: u64,
@@ -199,7 +184,7 @@ impl RawWriter {
         encode(self.dtype, tokens, &mut self.scratch)?;
         self.out
             .write_all(&self.scratch)
-            .map_err(|e| DataError::io(&self.path, e))?;
+            .map_err(|e| DataError::write(&self.path, e))?;
         self.tokens += tokens.len() as u64;
         self.documents += 1;
         Ok(())
@@ -209,13 +194,8 @@ impl RawWriter {
         let f = self
             .out
             .into_inner()
-            .map_err(|e| DataError::io(&self.path, e.into_error()))?;
-        f.as_file()
-            .sync_all()
-            .map_err(|e| DataError::io(&self.path, e))?;
-        f.persist(&self.path)
-            .map_err(|e| DataError::io(&self.path, e.error))?;
-        sync_dir(&self.path);
+            .map_err(|e| DataError::write(&self.path, e.into_error()))?;
+        persist(f, &self.path)?;
         Ok(Written {
             files: vec![self.path],
             tokens: self.tokens,
@@ -230,8 +210,6 @@ pub fn write_npy(path: &Path, dtype: DType, tokens: &[u32]) -> Result<(), DataEr
     let mut f = temp_beside(path)?;
     let mut bytes = crate::npy::header_bytes(dtype, tokens.len());
     encode(dtype, tokens, &mut bytes)?;
-    f.write_all(&bytes).map_err(|e| DataError::io(path, e))?;
-    f.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
-    f.persist(path).map_err(|e| DataError::io(path, e.error))?;
-    Ok(())
+    f.write_all(&bytes).map_err(|e| DataError::write(path, e))?;
+    persist(f, path)
 }

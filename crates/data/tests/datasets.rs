@@ -248,7 +248,10 @@ fn bad_npy_and_raw_files_are_clear_errors() {
         p
     };
     assert!(text(&patched("'<u2'", "'>u2'")).contains("big-endian"));
-    assert!(text(&patched("False", "True ")).contains("fortran_order"));
+    // A 1-D array is the same bytes in either order: numpy reads it, and so does osml.
+    let fortran = open(&patched("False", "True ")).unwrap();
+    assert_eq!(fortran.window(0, 3).unwrap().to_vec(), [1, 2, 3]);
+    assert!(text(&patched("(3,)", "(3, 1)")).contains("2 dimensions"));
     let short = dir.path().join("short.npy");
     std::fs::write(&short, &body[..body.len() - 1]).unwrap();
     assert!(text(&short).contains("truncated"));
@@ -291,6 +294,66 @@ proptest! {
             }
             let n = ds.num_tokens();
             prop_assert!(ds.window(0, usize::try_from(n).unwrap()).is_some());
+        }
+    }
+}
+
+/// Real `.npy` files to mutate: osml's own, and headers in the shapes numpy writes for each
+/// version (spaces padding to 64 bytes, a trailing newline).
+fn npy_fixtures(dir: &Path) -> Vec<PathBuf> {
+    let own = dir.join("own.npy");
+    write_npy(&own, DType::U16, &[1, 2, 3, 50_256]).unwrap();
+    let mut out = vec![own];
+    for (major, descr, values) in [(1u8, "<i4", 3usize), (2, "|u1", 5), (3, "<u8", 2)] {
+        let dict =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({values},), }}");
+        let pre = if major == 1 { 10 } else { 12 };
+        let total = (pre + dict.len() + 1).next_multiple_of(64);
+        let header = format!("{dict}{}\n", " ".repeat(total - pre - dict.len() - 1));
+        let mut b = b"\x93NUMPY".to_vec();
+        b.extend_from_slice(&[major, 0]);
+        if major == 1 {
+            b.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+        } else {
+            b.extend_from_slice(&u32::try_from(header.len()).unwrap().to_le_bytes());
+        }
+        b.extend_from_slice(header.as_bytes());
+        let size: usize = descr[2..].parse().unwrap();
+        b.extend(std::iter::repeat_n(1u8, values * size));
+        let p = dir.join(format!("v{major}.npy"));
+        std::fs::write(&p, b).unwrap();
+        out.push(p);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Any corruption of a real `.npy` header (bytes overwritten with anything, UTF-8 lead
+    /// bytes and Python syntax included, or the file cut) is refused or reads inside the file.
+    #[test]
+    fn mutated_npy_files_never_panic(
+        which in 0usize..4,
+        edits in proptest::collection::vec((0usize..128, prop_oneof![any::<u8>(), proptest::sample::select(b"'\"(){}[],:#\\\n \xc3\xe9\x80TrueFalse0123456789_xLu<>|=".to_vec())]), 1..6),
+        cut in proptest::option::of(0usize..160),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = npy_fixtures(dir.path()).swap_remove(which);
+        rewrite(&p, |b| {
+            for (at, v) in &edits {
+                let n = b.len().max(1);
+                if let Some(x) = b.get_mut(*at % n) {
+                    *x = *v;
+                }
+            }
+            if let Some(c) = cut {
+                b.truncate(c.min(b.len()));
+            }
+        });
+        if let Ok(ds) = open(&p) {
+            let n = ds.num_tokens();
+            prop_assert!(ds.window(0, usize::try_from(n).unwrap()).is_some());
+            prop_assert!(n as usize * ds.dtype().size() <= std::fs::metadata(&p).unwrap().len() as usize);
         }
     }
 }
@@ -410,7 +473,13 @@ fn pack_reports_bad_lines_with_their_number() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, DataError::Input { line: Some(2), .. }),
+        matches!(
+            err,
+            DataError::Input {
+                at: osml_data::InputAt::Line(2),
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!dir.path().join("o.idx").exists(), "no output on failure");
@@ -462,4 +531,38 @@ fn vocabularies_pick_megatrons_dtype() {
             Some(i64::from(tok.eod()))
         );
     }
+}
+
+/// One long whitespace-free JSON line (base64-like, as minified blobs are) packs to exactly
+/// tiktoken's ids for its text, streamed without a copy of the parsed object.
+#[test]
+fn a_long_whitespace_free_line_packs_to_tiktokens_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let text: String = (0..(1usize << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(alphabet[usize::try_from(x % 64).unwrap()])
+        })
+        .collect();
+    let input = dir.path().join("blob.jsonl");
+    std::fs::write(&input, format!("{{\"id\": 1, \"text\": \"{text}\"}}\n")).unwrap();
+    let opts = PackOptions {
+        format: OutputFormat::Bin,
+        eod: false,
+        workers: 1,
+        ..PackOptions::default()
+    };
+    pack(&[input], &dir.path().join("out"), &opts, &mut |_| {}).unwrap();
+    let ds = TokenDataset::open(&dir.path().join("out.bin"), OpenOptions::default()).unwrap();
+    let want: Vec<i64> = tiktoken_rs::r50k_base_singleton()
+        .encode_ordinary(&text)
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let n = usize::try_from(ds.num_tokens()).unwrap();
+    assert_eq!(ds.window(0, n).unwrap().to_vec(), want);
 }

@@ -11,7 +11,7 @@ mod verify;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use osml_data::{DType, DataError, Format, OpenOptions};
+use osml_data::{Access, DType, DataError, FileFormat, Format, OpenOptions};
 
 use crate::cli::{DataCommand, DatasetArgs};
 
@@ -29,26 +29,52 @@ pub fn run(command: &DataCommand) -> Result<ExitCode> {
 pub fn exit_code(e: &DataError) -> u8 {
     match e {
         DataError::Invalid { .. } | DataError::Input { .. } => 1,
-        DataError::Io { .. } => 3,
-        DataError::Loader(osml_data::loader::LoaderError::Step { source, .. }) => exit_code(source),
+        DataError::Io { .. } | DataError::System { .. } => 3,
+        DataError::Loader(osml_data::loader::LoaderError::Step { error, .. }) => exit_code(error),
         DataError::Usage(_) | DataError::Loader(_) => 2,
     }
 }
 
+/// What to do about a data error, chosen by what failed: the kind of file, whether it was
+/// being read or written, and the OS error's kind.
 pub fn hint(e: &DataError) -> Option<&'static str> {
+    use std::io::ErrorKind;
     match e {
-        DataError::Io { source, .. } => match source.kind() {
-            std::io::ErrorKind::NotFound => Some("check the path; a Megatron dataset is named by its prefix, .idx or .bin"),
-            std::io::ErrorKind::PermissionDenied => Some("the file is not readable by this user"),
-            _ if osml_sys::file::rejection(source).is_some() => Some("give a regular file: not a directory, FIFO or device"),
+        DataError::Io { access, error, .. } => match (access, error.kind()) {
+            _ if osml_sys::file::rejection(error).is_some() => {
+                Some("give a regular file: not a directory, FIFO or device")
+            }
+            (Access::Read, ErrorKind::NotFound) => {
+                Some("check the path; a Megatron dataset is named by its prefix, .idx or .bin")
+            }
+            (Access::Write, ErrorKind::NotFound) => {
+                Some("the output directory does not exist: create it first (mkdir -p)")
+            }
+            (Access::Read, ErrorKind::PermissionDenied) => {
+                Some("the file is not readable by this user")
+            }
+            (Access::Write, ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem) => {
+                Some("the output directory is not writable by this user")
+            }
+            (Access::Write, ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+                Some("the output's filesystem is full: free space or write elsewhere")
+            }
             _ => None,
         },
-        DataError::Invalid { format: "raw token (.bin)", .. } => {
-            Some("a raw .bin has no header: pass --dtype (uint16 is nanoGPT's), or --format if it is something else")
+        DataError::System { error, .. } if error.kind() == ErrorKind::OutOfMemory => {
+            Some("not enough memory: close other programs or use fewer workers")
         }
-        DataError::Invalid { format: "token dataset", .. } => {
-            Some("pass --format bin, npy or megatron (a raw .bin also takes --dtype)")
-        }
+        DataError::Invalid {
+            format: FileFormat::RawBin,
+            ..
+        } => Some(
+            "a raw .bin has no header: pass --dtype (uint16 is nanoGPT's), or --format if it is something else",
+        ),
+        DataError::Invalid {
+            format: FileFormat::Unknown,
+            ..
+        } => Some("pass --format bin, npy or megatron (a raw .bin also takes --dtype)"),
+        DataError::Loader(osml_data::loader::LoaderError::Step { error, .. }) => hint(error),
         _ => None,
     }
 }

@@ -1,4 +1,5 @@
-//! `osml data show`: documents as JSON arrays, one per line.
+//! `osml data show`: documents as JSON arrays, one per line, or with `--json` one JSON
+//! document (`schema_version` 1, see docs/data-json.md).
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
@@ -20,14 +21,47 @@ pub fn run(a: &ShowArgs) -> Result<ExitCode> {
         .into());
     }
     let end = a.count.map_or(n, |c| a.from.saturating_add(c).min(n));
+    let (file, _) = ds.stream_file();
+    let max = osml_data::DType::I64.max_token();
     let mut out = BufWriter::new(std::io::stdout().lock());
+    if a.dataset.json {
+        // Written by hand around the arrays, so documents stream out as they are read.
+        write!(
+            out,
+            "{{\"schema_version\":1,\"path\":{},\"format\":\"{}\",\"dtype\":\"{}\",\"from\":{},\"documents\":[",
+            serde_json::to_string(&a.dataset.path.display().to_string())?,
+            ds.format().name(),
+            ds.dtype(),
+            a.from
+        )?;
+    }
     let mut buf = Vec::new();
     for i in a.from..end {
         let Some(doc) = ds.document(i) else { break };
+        if let Some((j, value)) = doc.first_unfit(max) {
+            let start = ds.document_range(i).map_or(0, |(s, _)| s);
+            return Err(DataError::Invalid {
+                path: file.path().to_path_buf(),
+                format: osml_data::FileFormat::Dataset,
+                reason: format!(
+                    "token {} of the stream (document {i}) is {value}, which is not a token id in 0..={max}",
+                    start + j as u64
+                ),
+            }
+            .into());
+        }
         buf.resize(doc.len(), 0i64);
         doc.write_i64(&mut buf);
+        if a.dataset.json && i > a.from {
+            write!(out, ",")?;
+        }
         serde_json::to_writer(&mut out, &buf)?;
-        writeln!(out)?;
+        if !a.dataset.json {
+            writeln!(out)?;
+        }
+    }
+    if a.dataset.json {
+        writeln!(out, "]}}")?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

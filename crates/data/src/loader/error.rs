@@ -10,13 +10,10 @@ pub enum LoaderError {
     /// A worker panicked while filling a step (a bug in osml: please report it).
     #[error("loader worker panicked while preparing step {step}: {message}")]
     WorkerPanicked { step: u64, message: String },
-    /// Filling a step failed.
-    #[error("step {step}: {source}")]
-    Step {
-        step: u64,
-        #[source]
-        source: Box<DataError>,
-    },
+    /// Filling a step failed. The cause is part of the message, so it is not also the
+    /// error's `source()` (a chain printed with `{:#}` names it once).
+    #[error("step {step}: {error}")]
+    Step { step: u64, error: Box<DataError> },
     /// The consumer holds every buffer and the pool may not grow further.
     #[error(
         "the caller holds {held} batches and the buffer pool is at its limit of {limit} buffers"

@@ -108,6 +108,9 @@ struct Shared {
     batch_size: usize,
     layout: Layout,
     output: Output,
+    /// The largest id the output holds, when the dataset's dtype has values past it (or
+    /// negative ones): each window is then checked before it is converted.
+    output_max: Option<u64>,
     prefetch: u64,
     populate: bool,
     fault: Option<Fault>,
@@ -167,6 +170,11 @@ impl Shared {
                     "window at token {start} runs past the dataset's end"
                 ))
             })?;
+            if let Some(max) = self.output_max {
+                if let Some((i, value)) = tokens.first_unfit(max) {
+                    return Err(unfit_token(&self.source, start + i as u64, value, max));
+                }
+            }
             match self.output {
                 Output::I64 => tokens.write_i64(bytemuck::cast_slice_mut(row)),
                 Output::I32 => tokens.write_i32(bytemuck::cast_slice_mut(row)),
@@ -201,7 +209,7 @@ impl Shared {
                     buf,
                     LoaderError::Step {
                         step,
-                        source: Box::new(e),
+                        error: Box::new(e),
                     }
                     .into(),
                 ),
@@ -390,6 +398,31 @@ impl Drop for Batch {
     }
 }
 
+/// See `Shared::output_max`. `Source` delivers the file's own bytes, unconverted.
+fn output_max(dtype: DType, output: Output) -> Option<u64> {
+    let max = match output {
+        Output::I64 => i64::MAX.unsigned_abs(),
+        Output::I32 => i32::MAX.unsigned_abs().into(),
+        Output::Source => return None,
+    };
+    crate::Tokens::may_not_fit(dtype, max).then_some(max)
+}
+
+/// A token that the output cannot hold: refused with the file and its offset in the stream,
+/// never delivered wrapped.
+pub(crate) fn unfit_token(source: &TokenDataset, offset: u64, value: i128, max: u64) -> DataError {
+    let (file, _) = source.stream_file();
+    DataError::invalid(
+        file.path(),
+        crate::FileFormat::Dataset,
+        format!(
+            "token {offset} of the stream is {value}, which is not a token id in 0..={max} (the {} output's range){}",
+            if max == i64::MAX.unsigned_abs() { "int64" } else { "int32" },
+            if value > i128::from(max) && max < i64::MAX.unsigned_abs() { ": ask for int64 output" } else { "" }
+        ),
+    )
+}
+
 impl Loader {
     /// Starts the workers over `source`; `state` continues where another loader stopped.
     /// Everything is checked before anything is allocated; if a thread cannot be started,
@@ -400,6 +433,7 @@ impl Loader {
         state: Option<&LoaderState>,
     ) -> Result<Self, DataError> {
         let checked = config::check(&source, cfg, state)?;
+        let source_dtype = source.dtype();
         let layout = checked.layout;
         // One huge-page-backed mapping carved into page-aligned buffers: a pool of small
         // batches shares huge pages instead of rounding every buffer up to 2 MiB.
@@ -419,6 +453,7 @@ impl Loader {
             batch_size: cfg.batch_size,
             layout,
             output: cfg.output,
+            output_max: output_max(source_dtype, cfg.output),
             prefetch: layout.prefetch as u64,
             populate: cfg.populate,
             fault: cfg.fault,
