@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-pub use osml_host::capture::OpenedRoot;
 use osml_host::capture;
+pub use osml_host::capture::OpenedRoot;
 use osml_host::Recorded;
 
 /// Opens `--root PATH`: a directory, or an archive unpacked under `osml_host::capture`'s limits.

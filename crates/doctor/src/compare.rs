@@ -97,10 +97,9 @@ impl HostFindings {
 }
 
 fn stem(file: &str) -> String {
-    Path::new(file).file_stem().map_or_else(
-        || file.to_owned(),
-        |s| s.to_string_lossy().into_owned(),
-    )
+    Path::new(file)
+        .file_stem()
+        .map_or_else(|| file.to_owned(), |s| s.to_string_lossy().into_owned())
 }
 
 /// A check whose observed value is not the same everywhere.

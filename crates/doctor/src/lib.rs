@@ -43,10 +43,7 @@ pub enum DoctorError {
     /// A report that could not be read: absent, not a regular file, over
     /// [`compare::MAX_REPORT_BYTES`]… The text includes the cause, so it is not a `source()`.
     #[error("cannot read {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
 }
 
 /// How a check came out.

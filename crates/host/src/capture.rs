@@ -144,7 +144,9 @@ pub fn open(path: &Path) -> Result<OpenedRoot, HostError> {
             path: shown.clone(),
             limit,
         },
-        None => not_a_capture(format!("not a readable tar archive (plain, gzip or bzip2): {e}")),
+        None => not_a_capture(format!(
+            "not a readable tar archive (plain, gzip or bzip2): {e}"
+        )),
     };
     unpack(guarded, dir.path()).map_err(|e| match e {
         Unpack::Io(e) => limit_or(e.to_string()),
@@ -384,20 +386,33 @@ mod tests {
         );
         assert_eq!(write(&dest, &rec).unwrap(), 2);
         let opened = open(&dest).unwrap();
-        assert_eq!(opened.root().read("/proc/meminfo").unwrap(), "MemTotal: 1 kB\n");
+        assert_eq!(
+            opened.root().read("/proc/meminfo").unwrap(),
+            "MemTotal: 1 kB\n"
+        );
         let unpacked = opened.base().to_path_buf();
         drop(opened);
-        assert!(!unpacked.exists(), "the unpacked root outlived its OpenedRoot");
+        assert!(
+            !unpacked.exists(),
+            "the unpacked root outlived its OpenedRoot"
+        );
     }
 
     #[test]
     fn devices_fifos_and_hard_links_are_refused() {
-        for kind in [tar::EntryType::Fifo, tar::EntryType::Char, tar::EntryType::Link] {
+        for kind in [
+            tar::EntryType::Fifo,
+            tar::EntryType::Char,
+            tar::EntryType::Link,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("a.tar");
             std::fs::write(&p, tar_of(&[("proc/meminfo", kind, b"")])).unwrap();
             let err = open(&p).unwrap_err();
-            assert!(matches!(err, HostError::NotACapture { .. }), "{kind:?}: {err}");
+            assert!(
+                matches!(err, HostError::NotACapture { .. }),
+                "{kind:?}: {err}"
+            );
             assert!(err.to_string().contains("proc/meminfo"), "{err}");
         }
     }
@@ -407,7 +422,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.tar");
         let big = vec![b'x'; usize::try_from(MAX_MEMBER_BYTES).unwrap() + 1];
-        std::fs::write(&p, tar_of(&[("proc/meminfo", tar::EntryType::Regular, &big)])).unwrap();
+        std::fs::write(
+            &p,
+            tar_of(&[("proc/meminfo", tar::EntryType::Regular, &big)]),
+        )
+        .unwrap();
         let err = open(&p).unwrap_err();
         assert!(
             matches!(&err, HostError::ArchiveLimit { limit: Limit::Member { member, .. }, .. } if member == "proc/meminfo"),

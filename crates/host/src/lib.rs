@@ -25,9 +25,9 @@ mod snapshot;
 pub mod topology;
 
 pub use cpulist::CpuList;
+pub use fact::Fact;
 pub use osml_sys::file::FileKind;
 use osml_sys::file::Rejection;
-pub use fact::Fact;
 pub use parse::cmdline::KernelParams;
 pub use parse::limits::{Limit, LimitValue, Limits};
 pub use parse::mounts::Mount;
@@ -68,7 +68,9 @@ pub enum HostError {
 
 /// What kind of failure a [`HostError`] or an unknown [`Fact`] is, for code that must decide
 /// on it (the text is for people).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The file is absent.

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::parse::{cgroup, cpuinfo, limits, meminfo, modules, mounts, pressure};
 use crate::parse::{status, swaps, sysfs};
-use crate::{CpuList, ErrorKind, Fact, HostError, HostRoot, KernelParams, Limits, Mount, ParseError, Psi};
+use crate::{
+    CpuList, ErrorKind, Fact, HostError, HostRoot, KernelParams, Limits, Mount, ParseError, Psi,
+};
 
 /// The whole host, as read through one [`HostRoot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -592,14 +594,17 @@ fn gather_cpufreq(root: &HostRoot, online: &CpuList) -> Fact<Vec<CpuFreqGroup>> 
         }
     }
     if groups.is_empty() {
-        return Fact::unknown(ErrorKind::NotApplicable, first_error.map_or_else(
-            || "no online CPUs".to_owned(),
-            |e| {
-                format!(
+        return Fact::unknown(
+            ErrorKind::NotApplicable,
+            first_error.map_or_else(
+                || "no online CPUs".to_owned(),
+                |e| {
+                    format!(
                     "no cpufreq ({e}): no frequency driver is loaded, as in most virtual machines"
                 )
-            },
-        ));
+                },
+            ),
+        );
     }
     Fact::Known(
         groups
@@ -793,10 +798,13 @@ fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
         (Ok(u), _) => Fact::Known(u.total_bytes),
         (Err(_), Some(m)) => match m.option("size").map(mounts::parse_size) {
             Some(Some(b)) => Fact::Known(b),
-            Some(None) => Fact::unknown(ErrorKind::NotApplicable, format!(
-                "size={} is relative to RAM",
-                m.option("size").unwrap_or_default()
-            )),
+            Some(None) => Fact::unknown(
+                ErrorKind::NotApplicable,
+                format!(
+                    "size={} is relative to RAM",
+                    m.option("size").unwrap_or_default()
+                ),
+            ),
             None => Fact::unknown(
                 ErrorKind::NotApplicable,
                 "no size= option (tmpfs then defaults to half of RAM)",
@@ -1037,9 +1045,10 @@ fn hierarchy_for(
 }
 
 fn missing_controller<T>(c: &str) -> Fact<T> {
-    Fact::unknown(ErrorKind::Absent, format!(
-        "no mounted cgroup hierarchy has the {c} controller"
-    ))
+    Fact::unknown(
+        ErrorKind::Absent,
+        format!("no mounted cgroup hierarchy has the {c} controller"),
+    )
 }
 
 fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
@@ -1148,7 +1157,10 @@ fn cgroup_cpu(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupCpu> {
             quota: tightest,
         })
     } else {
-        Fact::unknown(ErrorKind::Missing, format!("no CPU quota file under {}", dirs[0]))
+        Fact::unknown(
+            ErrorKind::Missing,
+            format!("no CPU quota file under {}", dirs[0]),
+        )
     }
 }
 

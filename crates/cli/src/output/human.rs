@@ -105,7 +105,12 @@ fn write_finding(out: &mut impl Write, f: &Finding, verbose: bool, style: Style)
         writeln!(out, "      {} {}", label("persist"), escape(&fix.persist))?;
     }
     if verbose {
-        writeln!(out, "      {} {}", label("read"), escape(&f.evidence.join(", ")))?;
+        writeln!(
+            out,
+            "      {} {}",
+            label("read"),
+            escape(&f.evidence.join(", "))
+        )?;
         writeln!(out, "      {} {}", label("source"), f.source)?;
     }
     writeln!(out, "      {} {}", label("check"), f.id)?;
