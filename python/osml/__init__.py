@@ -189,5 +189,11 @@ class TokenLoader:
 
 
 def doctor(profile: str = "training", root: Optional[PathLike] = None) -> Dict[str, Any]:
-    """The JSON of ``osml doctor --json`` as a dict (``root``: a captured host directory)."""
+    """The JSON of ``osml doctor --json`` as a dict.
+
+    ``root``: a captured host, as a directory or a capture archive (``.tar``, ``.tar.gz``,
+    ``.tar.bz2``), read as ``osml doctor --root`` reads it. A missing path raises
+    ``FileNotFoundError``, a FIFO or device ``NotADirectoryError``, and a file that is not a
+    capture (or an archive past osml's unpacking limits) ``osml.OsmlError``.
+    """
     return json.loads(_doctor_json(profile, None if root is None else os.fspath(root)))

@@ -12,9 +12,16 @@
 //! | `LoaderError::PoolExhausted` | `osml.PoolExhaustedError` (an `osml.LoaderError`) |
 //! | `LoaderError::Forked` | `osml.ForkedLoaderError` (an `osml.LoaderError`) |
 //! | other `LoaderError`s | `osml.LoaderError` (an `osml.OsmlError`) |
+//! | `HostError::NotFound` (a `root=` that does not exist) | `FileNotFoundError` |
+//! | `HostError::PermissionDenied` | `PermissionError` |
+//! | `HostError::NotRegular` (a FIFO, a device: neither a directory nor an archive) | `NotADirectoryError` |
+//! | `HostError::NotACapture`, `ArchiveLimit`, `TooLarge`, `Parse`, `LiveOnly` | `osml.OsmlError` |
+//! | `HostError::Io` | `OSError` |
 
 use osml_data::DataError;
+use osml_host::HostError;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
+use pyo3::exceptions::PyNotADirectoryError;
 use pyo3::exceptions::{PyMemoryError, PyPermissionError, PyValueError};
 use pyo3::{create_exception, PyErr};
 
@@ -73,5 +80,21 @@ pub fn data_err(e: DataError) -> PyErr {
         )),
         DataError::Loader(Kind::Forked { .. }) => ForkedLoaderError::new_err(msg),
         DataError::Loader(_) => LoaderError::new_err(msg),
+    }
+}
+
+/// A `root=` that could not be opened, as the CLI's `--root` refuses it (exit 2).
+pub fn host_err(e: HostError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        HostError::NotFound { .. } => PyFileNotFoundError::new_err(msg),
+        HostError::PermissionDenied { .. } => PyPermissionError::new_err(msg),
+        HostError::NotRegular { .. } => PyNotADirectoryError::new_err(msg),
+        HostError::Io { .. } => PyOSError::new_err(msg),
+        HostError::NotACapture { .. }
+        | HostError::ArchiveLimit { .. }
+        | HostError::TooLarge { .. }
+        | HostError::Parse { .. }
+        | HostError::LiveOnly { .. } => OsmlError::new_err(msg),
     }
 }

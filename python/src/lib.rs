@@ -242,10 +242,16 @@ impl Loader {
     }
 }
 
-/// `osml doctor --json` for this host (or a captured root), as a JSON string.
+/// `osml doctor --json` for this host, or for `root`: a captured directory or a capture
+/// archive (`.tar`, `.tar.gz`, `.tar.bz2`), opened as the CLI's `--root` opens it, with the
+/// same limits and the same refusals (see `errors::host_err`).
 #[pyfunction]
 #[pyo3(signature = (profile = "training", root = None))]
 fn doctor_json(py: Python<'_>, profile: &str, root: Option<PathBuf>) -> PyResult<String> {
+    enum Failure {
+        Root(osml_host::HostError),
+        Doctor(osml_doctor::DoctorError),
+    }
     let profile = osml_doctor::Profile::by_name(profile).ok_or_else(|| {
         pyo3::exceptions::PyValueError::new_err(format!(
             "unknown profile {profile:?} (known: {})",
@@ -253,10 +259,25 @@ fn doctor_json(py: Python<'_>, profile: &str, root: Option<PathBuf>) -> PyResult
         ))
     })?;
     let report = py.detach(move || {
-        let root = root.map_or_else(osml_host::HostRoot::live, osml_host::HostRoot::at);
-        osml_doctor::diagnose(osml_host::HostSnapshot::gather(&root), profile, &[])
+        let opened = root
+            .as_deref()
+            .map(osml_host::capture::open)
+            .transpose()
+            .map_err(Failure::Root)?;
+        let host_root = opened
+            .as_ref()
+            .map_or_else(osml_host::HostRoot::live, osml_host::capture::OpenedRoot::root);
+        let mut host = osml_host::HostSnapshot::gather(&host_root);
+        if let Some(path) = &root {
+            // The path the caller gave, not a temporary unpack directory.
+            host.root = path.display().to_string();
+        }
+        osml_doctor::diagnose(host, profile, &[]).map_err(Failure::Doctor)
     });
-    let report = report.map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let report = report.map_err(|e| match e {
+        Failure::Root(e) => errors::host_err(e),
+        Failure::Doctor(e) => pyo3::exceptions::PyValueError::new_err(e.to_string()),
+    })?;
     serde_json::to_string(&report).map_err(|e| OsmlError::new_err(e.to_string()))
 }
 

@@ -39,7 +39,7 @@ const NVLINK_NOTE: &str = "not shown: NVLink is reported by NVML (libnvidia-ml),
 fn load(root: Option<&std::path::Path>) -> Result<(Topology, Option<archive::OpenedRoot>)> {
     let opened = root.map(archive::open_root).transpose()?;
     let host = match &opened {
-        Some(o) => HostRoot::at(&o.base),
+        Some(o) => o.root(),
         None => HostRoot::live(),
     };
     Ok((Topology::read(&host), opened))

@@ -33,6 +33,17 @@ pub enum DoctorError {
     UnknownCheck { id: String, known: String },
     #[error("{path}: not a doctor report ({reason})")]
     NotAReport { path: String, reason: String },
+    /// A report of a version this osml cannot read (written by a newer one, or tampered).
+    #[error("{path}: a doctor report of schema_version {found}, which this osml cannot read (it reads version {supported})")]
+    UnsupportedSchema {
+        path: String,
+        found: u64,
+        supported: u32,
+    },
+    /// A report that could not be read: absent, not a regular file, over
+    /// [`compare::MAX_REPORT_BYTES`]… The text includes the cause, so it is not a `source()`.
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
 }
 
 /// How a check came out.

@@ -2,24 +2,32 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::HostError;
+use crate::{ErrorKind, HostError};
 
-/// A fact about the host: known, or unknown with the reason why.
+/// A fact about the host: known, or unknown with the kind of failure and the reason why.
 ///
-/// In JSON a known fact is its bare value and an unknown one is `{"unknown": "reason"}`, so
-/// consumers read `host.memory.total_bytes` directly and test for the object when they care.
+/// In JSON a known fact is its bare value and an unknown one is
+/// `{"unknown": "reason", "kind": "missing"}`, so consumers read `host.memory.total_bytes`
+/// directly and test for the object when they care. Code decides on `kind`; `unknown` is for
+/// people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fact<T> {
     Known(T),
-    Unknown { unknown: String },
+    Unknown {
+        unknown: String,
+        /// Absent in reports written before kinds existed: read as `unreadable`.
+        #[serde(default)]
+        kind: ErrorKind,
+    },
 }
 
 impl<T> Fact<T> {
-    /// An unknown fact with its reason.
-    pub fn unknown(reason: impl Into<String>) -> Self {
+    /// An unknown fact of `kind`, with its reason.
+    pub fn unknown(kind: ErrorKind, reason: impl Into<String>) -> Self {
         Self::Unknown {
             unknown: reason.into(),
+            kind,
         }
     }
 
@@ -35,7 +43,15 @@ impl<T> Fact<T> {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Self::Known(_) => None,
-            Self::Unknown { unknown } => Some(unknown),
+            Self::Unknown { unknown, .. } => Some(unknown),
+        }
+    }
+
+    /// The kind of failure, if the fact is unknown.
+    pub fn unknown_kind(&self) -> Option<ErrorKind> {
+        match self {
+            Self::Known(_) => None,
+            Self::Unknown { kind, .. } => Some(*kind),
         }
     }
 
@@ -43,7 +59,7 @@ impl<T> Fact<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Fact<U> {
         match self {
             Self::Known(v) => Fact::Known(f(v)),
-            Self::Unknown { unknown } => Fact::Unknown { unknown },
+            Self::Unknown { unknown, kind } => Fact::Unknown { unknown, kind },
         }
     }
 
@@ -51,7 +67,7 @@ impl<T> Fact<T> {
     pub fn and_then<U>(self, f: impl FnOnce(T) -> Fact<U>) -> Fact<U> {
         match self {
             Self::Known(v) => f(v),
-            Self::Unknown { unknown } => Fact::Unknown { unknown },
+            Self::Unknown { unknown, kind } => Fact::Unknown { unknown, kind },
         }
     }
 
@@ -59,10 +75,17 @@ impl<T> Fact<T> {
     pub fn as_ref(&self) -> Fact<&T> {
         match self {
             Self::Known(v) => Fact::Known(v),
-            Self::Unknown { unknown } => Fact::Unknown {
+            Self::Unknown { unknown, kind } => Fact::Unknown {
                 unknown: unknown.clone(),
+                kind: *kind,
             },
         }
+    }
+}
+
+impl<T> From<HostError> for Fact<T> {
+    fn from(e: HostError) -> Self {
+        Self::unknown(e.kind(), e.to_string())
     }
 }
 
@@ -70,7 +93,7 @@ impl<T> From<Result<T, HostError>> for Fact<T> {
     fn from(r: Result<T, HostError>) -> Self {
         match r {
             Ok(v) => Self::Known(v),
-            Err(e) => Self::unknown(e.to_string()),
+            Err(e) => e.into(),
         }
     }
 }

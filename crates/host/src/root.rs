@@ -22,6 +22,12 @@ use crate::HostError;
 /// How many symbolic links one lookup may follow, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
 
+/// The most bytes read from one file of a root, live or not: 4 MiB. The largest files osml
+/// reads are far smaller (`/proc/cpuinfo` of a 192-CPU host is about 300 KiB, `/proc/modules`
+/// a few KiB); the cap keeps a character device or a huge file put in a capture from growing
+/// memory without bound.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
 /// One thing a recording root saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -117,10 +123,13 @@ impl HostRoot {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Reads a whole file as bytes.
+    /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], opened
+    /// without blocking (`osml_sys::file::read_bounded`), so a FIFO or a device where a file
+    /// belongs is an error of its own kind rather than a hang or an endless read.
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>, HostError> {
         let real = self.real(path)?;
-        let bytes = std::fs::read(&real).map_err(|e| HostError::io(path, &e))?;
+        let bytes = osml_sys::file::read_bounded(&real, MAX_FILE_BYTES)
+            .map_err(|e| HostError::io(path, &e))?;
         self.record(path, Recorded::File(bytes.clone()));
         Ok(bytes)
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::parse::{cgroup, cpuinfo, limits, meminfo, modules, mounts, pressure};
 use crate::parse::{status, swaps, sysfs};
-use crate::{CpuList, Fact, HostError, HostRoot, KernelParams, Limits, Mount, ParseError, Psi};
+use crate::{
+    CpuList, ErrorKind, Fact, HostError, HostRoot, KernelParams, Limits, Mount, ParseError, Psi,
+};
 
 /// The whole host, as read through one [`HostRoot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,9 +305,9 @@ fn read_with<T>(
     parse: impl FnOnce(&str) -> Result<T, ParseError>,
 ) -> Result<T, HostError> {
     let text = root.read(path)?;
-    parse(&text).map_err(|source| HostError::Parse {
+    parse(&text).map_err(|error| HostError::Parse {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -332,9 +334,9 @@ impl HostSnapshot {
             .read("/proc/self/mounts")
             .or_else(|_| root.read("/proc/mounts"))
             .and_then(|t| {
-                mounts::parse(&t).map_err(|source| HostError::Parse {
+                mounts::parse(&t).map_err(|error| HostError::Parse {
                     path: "/proc/self/mounts".into(),
-                    source,
+                    error,
                 })
             });
         let mounts: Fact<Vec<Mount>> = mounts.into();
@@ -402,23 +404,26 @@ fn gather_kernel(root: &HostRoot) -> Kernel {
             .read("/proc/version")
             .ok()
             .and_then(|v| v.split_whitespace().nth(2).map(str::to_owned))
-            .map_or_else(|| Fact::unknown(e.to_string()), Fact::Known),
+            .map_or_else(|| e.into(), Fact::Known),
     };
     let modules = match read_with(root, "/proc/modules", modules::parse) {
         Ok(m) => Fact::Known(m),
         Err(e) => match root.list("/sys/module") {
             // Built-in modules also appear under /sys/module; good enough to test presence.
             Ok(m) => Fact::Known(m),
-            Err(_) => Fact::unknown(e.to_string()),
+            Err(_) => e.into(),
         },
     };
     let io_uring_setup = if root.is_live() {
         match osml_sys::probe_io_uring() {
             Ok(()) => Fact::Known(true),
-            Err(e) => Fact::unknown(e.to_string()),
+            Err(e) => Fact::unknown(ErrorKind::Unreadable, e.to_string()),
         }
     } else {
-        Fact::unknown("io_uring_setup is probed on the live host only")
+        HostError::LiveOnly {
+            what: "io_uring_setup",
+        }
+        .into()
     };
     Kernel {
         params: cmdline
@@ -446,7 +451,7 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
                     .filter_map(|n| n.strip_prefix("cpu").and_then(|d| d.parse().ok()))
                     .collect(),
             ),
-            Err(_) => Fact::unknown(e.to_string()),
+            Err(_) => e.into(),
         },
     };
     if root.is_live() && root.is_recording() {
@@ -456,8 +461,10 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
     let allowed = if root.is_live() {
         osml_sys::allowed_cpus()
             .map(|c| c.into_iter().collect())
-            .map_err(|e| e.to_string())
-            .map_or_else(Fact::unknown, Fact::Known)
+            .map_or_else(
+                |e| Fact::unknown(ErrorKind::Unreadable, e.to_string()),
+                Fact::Known,
+            )
     } else {
         fact(root, "/proc/self/status", status::cpus_allowed_list)
     };
@@ -504,13 +511,13 @@ fn gather_cpu(root: &HostRoot) -> Cpu {
                 .ok()
                 .map(|a| a == "1"),
         }),
-        Err(e) => Fact::unknown(e.to_string()),
+        Err(e) => e.into(),
     };
 
     Cpu {
         model: info.as_ref().and_then(|i| {
             i.model.clone().map_or_else(
-                || Fact::unknown("/proc/cpuinfo names no model"),
+                || Fact::unknown(ErrorKind::Absent, "/proc/cpuinfo names no model"),
                 Fact::Known,
             )
         }),
@@ -564,7 +571,8 @@ fn count_topology(topology: &Fact<Vec<CpuTopology>>, info: &Fact<cpuinfo::CpuInf
         (Fact::Known(s), Fact::Known(c), Fact::Known(t))
     } else {
         let why = "neither cpu*/topology nor /proc/cpuinfo give package and core ids";
-        (Fact::unknown(why), Fact::unknown(why), Fact::unknown(why))
+        let unknown = || Fact::unknown(ErrorKind::Absent, why);
+        (unknown(), unknown(), unknown())
     }
 }
 
@@ -586,14 +594,17 @@ fn gather_cpufreq(root: &HostRoot, online: &CpuList) -> Fact<Vec<CpuFreqGroup>> 
         }
     }
     if groups.is_empty() {
-        return Fact::unknown(first_error.map_or_else(
-            || "no online CPUs".to_owned(),
-            |e| {
-                format!(
+        return Fact::unknown(
+            ErrorKind::NotApplicable,
+            first_error.map_or_else(
+                || "no online CPUs".to_owned(),
+                |e| {
+                    format!(
                     "no cpufreq ({e}): no frequency driver is loaded, as in most virtual machines"
                 )
-            },
-        ));
+                },
+            ),
+        );
     }
     Fact::Known(
         groups
@@ -639,8 +650,8 @@ fn list_or_mask(root: &HostRoot, base: &str, lists: &[&str], mask: &str) -> Opti
 fn gather_numa(root: &HostRoot) -> Fact<Vec<NumaNode>> {
     let ids = match node_ids(root) {
         Ok(ids) if !ids.is_empty() => ids,
-        Ok(_) => return Fact::unknown(format!("{NODE_SYS} lists no nodes")),
-        Err(e) => return Fact::unknown(format!("{e} (kernel without NUMA support?)")),
+        Ok(_) => return Fact::unknown(ErrorKind::Absent, format!("{NODE_SYS} lists no nodes")),
+        Err(e) => return Fact::unknown(e.kind(), format!("{e} (kernel without NUMA support?)")),
     };
     Fact::Known(
         ids.into_iter()
@@ -689,7 +700,7 @@ fn gather_memory(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Memory {
     let key = |k: &'static str| {
         info.as_ref().and_then(|m| {
             m.get(k).copied().map_or_else(
-                || Fact::unknown(format!("/proc/meminfo has no {k}")),
+                || Fact::unknown(ErrorKind::Absent, format!("/proc/meminfo has no {k}")),
                 Fact::Known,
             )
         })
@@ -717,7 +728,7 @@ fn gather_hugetlb(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Fact<Vec<HugeP
     let base = "/sys/kernel/mm/hugepages";
     let dirs = match root.list(base) {
         Ok(d) => d,
-        Err(e) => return Fact::unknown(format!("{e} (kernel without hugetlbfs?)")),
+        Err(e) => return Fact::unknown(e.kind(), format!("{e} (kernel without hugetlbfs?)")),
     };
     let count = |path: String| -> Option<u64> {
         root.read(&path)
@@ -770,33 +781,43 @@ fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
             .find(|m| m.target == "/dev/shm")
             .cloned()
             .map_or_else(
-                || Fact::unknown("nothing is mounted on /dev/shm"),
+                || Fact::unknown(ErrorKind::Absent, "nothing is mounted on /dev/shm"),
                 Fact::Known,
             )
     });
     let usage = if root.is_live() {
-        osml_sys::statvfs(std::path::Path::new("/dev/shm")).map_err(|e| e.to_string())
+        osml_sys::statvfs(std::path::Path::new("/dev/shm"))
+            .map_err(|e| (ErrorKind::Unreadable, e.to_string()))
     } else {
-        Err("statvfs is measured on the live host only".to_owned())
+        let e = HostError::LiveOnly {
+            what: "statvfs(/dev/shm)",
+        };
+        Err((e.kind(), e.to_string()))
     };
     let size_bytes = match (&usage, mount.known()) {
         (Ok(u), _) => Fact::Known(u.total_bytes),
         (Err(_), Some(m)) => match m.option("size").map(mounts::parse_size) {
             Some(Some(b)) => Fact::Known(b),
-            Some(None) => Fact::unknown(format!(
-                "size={} is relative to RAM",
-                m.option("size").unwrap_or_default()
-            )),
-            None => Fact::unknown("no size= option (tmpfs then defaults to half of RAM)"),
+            Some(None) => Fact::unknown(
+                ErrorKind::NotApplicable,
+                format!(
+                    "size={} is relative to RAM",
+                    m.option("size").unwrap_or_default()
+                ),
+            ),
+            None => Fact::unknown(
+                ErrorKind::NotApplicable,
+                "no size= option (tmpfs then defaults to half of RAM)",
+            ),
         },
-        (Err(e), None) => Fact::unknown(e.clone()),
+        (Err((kind, why)), None) => Fact::unknown(*kind, why.clone()),
     };
     Shm {
         mount,
         size_bytes,
         used_bytes: usage
             .map(|u| u.used_bytes)
-            .map_or_else(Fact::unknown, Fact::Known),
+            .map_or_else(|(kind, why)| Fact::unknown(kind, why), Fact::Known),
     }
 }
 
@@ -810,7 +831,7 @@ fn is_pseudo_block(name: &str) -> bool {
 fn gather_block(root: &HostRoot) -> Fact<Vec<BlockDevice>> {
     let names = match root.list("/sys/block") {
         Ok(n) => n,
-        Err(e) => return Fact::unknown(e.to_string()),
+        Err(e) => return e.into(),
     };
     Fact::Known(
         names
@@ -865,7 +886,7 @@ fn gather_pci(root: &HostRoot) -> Fact<Vec<PciDevice>> {
     let base = "/sys/bus/pci/devices";
     let names = match root.list(base) {
         Ok(n) => n,
-        Err(e) => return Fact::unknown(e.to_string()),
+        Err(e) => return e.into(),
     };
     let hex = |t: &str| {
         u32::from_str_radix(t.trim().trim_start_matches("0x"), 16)
@@ -918,7 +939,7 @@ fn gather_rdma(root: &HostRoot) -> Fact<Vec<RdmaPort>> {
     let devices = match root.list(base) {
         Ok(d) => d,
         Err(HostError::NotFound { .. }) => return Fact::Known(Vec::new()),
-        Err(e) => return Fact::unknown(e.to_string()),
+        Err(e) => return e.into(),
     };
     let mut ports = Vec::new();
     for device in devices {
@@ -1024,9 +1045,10 @@ fn hierarchy_for(
 }
 
 fn missing_controller<T>(c: &str) -> Fact<T> {
-    Fact::unknown(format!(
-        "no mounted cgroup hierarchy has the {c} controller"
-    ))
+    Fact::unknown(
+        ErrorKind::Absent,
+        format!("no mounted cgroup hierarchy has the {c} controller"),
+    )
 }
 
 fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
@@ -1035,11 +1057,12 @@ fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
             "mount table unknown: {}",
             mounts.reason().unwrap_or_default()
         );
+        let kind = mounts.unknown_kind().unwrap_or_default();
         return Cgroup {
-            version: Fact::unknown(why.clone()),
-            memory: Fact::unknown(why.clone()),
-            cpu: Fact::unknown(why.clone()),
-            cpuset: Fact::unknown(why),
+            version: Fact::unknown(kind, why.clone()),
+            memory: Fact::unknown(kind, why.clone()),
+            cpu: Fact::unknown(kind, why.clone()),
+            cpuset: Fact::unknown(kind, why),
         };
     };
     let memberships =
@@ -1053,7 +1076,7 @@ fn gather_cgroup(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Cgroup {
         (true, true) => Fact::Known("hybrid".to_owned()),
         (true, false) => Fact::Known("v1".to_owned()),
         (false, true) => Fact::Known("v2".to_owned()),
-        (false, false) => Fact::unknown("no cgroup filesystem is mounted"),
+        (false, false) => Fact::unknown(ErrorKind::Absent, "no cgroup filesystem is mounted"),
     };
     let find = |c: &str| hierarchy_for(c, &memberships, mounts, cpuset_path.as_deref());
 
@@ -1093,7 +1116,7 @@ fn cgroup_memory(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupMemory> {
             path: dirs[0].clone(),
             limit_bytes,
         }),
-        None => Fact::unknown(format!("{}/{file} is absent", dirs[0])),
+        None => Fact::unknown(ErrorKind::Missing, format!("{}/{file} is absent", dirs[0])),
     }
 }
 
@@ -1134,7 +1157,10 @@ fn cgroup_cpu(root: &HostRoot, h: &Hierarchy) -> Fact<CgroupCpu> {
             quota: tightest,
         })
     } else {
-        Fact::unknown(format!("no CPU quota file under {}", dirs[0]))
+        Fact::unknown(
+            ErrorKind::Missing,
+            format!("no CPU quota file under {}", dirs[0]),
+        )
     }
 }
 

@@ -1,7 +1,6 @@
 //! `osml doctor`: gather, judge, render; `--capture`; `compare`.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -35,7 +34,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
 
     let opened = args.root.as_deref().map(archive::open_root).transpose()?;
     let root = match &opened {
-        Some(o) => HostRoot::at(&o.base),
+        Some(o) => o.root(),
         None => HostRoot::live(),
     };
     let root = if args.capture.is_some() {
@@ -52,7 +51,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         let n = archive::write_capture(dest, &root.recorded())?;
         output::say!(
             "osml: wrote {n} entries to {} (read it back with --root)",
-            dest.display()
+            output::escape(&dest.display().to_string())
         );
     }
     let report = diagnose(host, profile, &args.only)?;
@@ -78,21 +77,15 @@ fn run_compare(
 ) -> Result<ExitCode> {
     let reports = paths
         .iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok(HostFindings::from_json(
-                &label(p),
-                &String::from_utf8_lossy(&bytes),
-            )?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .map(|p| HostFindings::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let drift = compare(&reports);
     if json {
         serde_json::to_writer_pretty(
             &mut *out,
             &serde_json::json!({
                 "schema_version": osml_doctor::SCHEMA_VERSION,
-                "hosts": reports.iter().map(|r| r.host.clone()).collect::<Vec<_>>(),
+                "hosts": reports.iter().map(HostFindings::label).collect::<Vec<_>>(),
                 "drift": drift,
             }),
         )?;
@@ -105,13 +98,6 @@ fn run_compare(
     } else {
         ExitCode::from(1)
     })
-}
-
-fn label(p: &Path) -> String {
-    p.file_stem().map_or_else(
-        || p.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    )
 }
 
 impl Style {

@@ -4,7 +4,13 @@ use std::io::{self, Write};
 
 use osml_doctor::compare::{Drift, HostFindings};
 
-use super::Style;
+use super::{escape, Style};
+
+/// How a host is named in the table: its hostname and the report's file, escaped (both come
+/// from outside osml), so two reports of one host stay apart.
+fn label(host: &str, file: &str) -> String {
+    format!("{} ({})", escape(host), escape(file))
+}
 
 pub fn write(
     out: &mut impl Write,
@@ -12,7 +18,7 @@ pub fn write(
     drift: &[Drift],
     style: Style,
 ) -> io::Result<()> {
-    let hosts: Vec<&str> = reports.iter().map(|r| r.host.as_str()).collect();
+    let hosts: Vec<String> = reports.iter().map(|r| label(&r.host, &r.file)).collect();
     writeln!(
         out,
         "{} {} hosts: {}",
@@ -24,10 +30,10 @@ pub fn write(
         writeln!(out, "every check observed the same value on every host")?;
         return Ok(());
     }
-    let width = hosts.iter().map(|h| h.len()).max().unwrap_or(4);
+    let width = hosts.iter().map(|h| h.chars().count()).max().unwrap_or(4);
     for d in drift {
         writeln!(out)?;
-        writeln!(out, "{}", style.bold(&d.id))?;
+        writeln!(out, "{}", style.bold(&escape(&d.id)))?;
         for h in &d.hosts {
             let mark = if h.odd {
                 style.paint("33", "≠")
@@ -37,7 +43,9 @@ pub fn write(
             writeln!(
                 out,
                 "  {mark} {:<width$}  {:<4}  {}",
-                h.host, h.status, h.observed
+                label(&h.host, &h.file),
+                escape(&h.status),
+                escape(&h.observed)
             )?;
         }
     }

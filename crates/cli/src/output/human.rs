@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use osml_doctor::{Finding, Report, Status};
 
-use super::Style;
+use super::{escape, Style};
 
 fn area_name(area: &str) -> &str {
     match area {
@@ -30,12 +30,14 @@ pub fn write_report(
     style: Style,
 ) -> io::Result<()> {
     let h = &r.host;
-    let name = h.hostname.known().map_or("unknown host", String::as_str);
-    let release = h.kernel.release.known().map_or("?", String::as_str);
+    // Hostname, kernel, root path and every finding's values come from the host (or a
+    // capture of it): escaped, so a capture cannot drive the terminal.
+    let name = escape(h.hostname.known().map_or("unknown host", String::as_str));
+    let release = escape(h.kernel.release.known().map_or("?", String::as_str));
     let source = if h.live {
         String::new()
     } else {
-        format!(", read from {}", h.root)
+        format!(", read from {}", escape(&h.root))
     };
     writeln!(
         out,
@@ -77,10 +79,11 @@ pub fn write_report(
 }
 
 fn write_finding(out: &mut impl Write, f: &Finding, verbose: bool, style: Style) -> io::Result<()> {
+    let observed = escape(&f.observed);
     let observed = if f.status == Status::Skip {
-        format!("skipped: {}", f.observed)
+        format!("skipped: {observed}")
     } else {
-        f.observed.clone()
+        observed.into_owned()
     };
     writeln!(
         out,
@@ -94,15 +97,20 @@ fn write_finding(out: &mut impl Write, f: &Finding, verbose: bool, style: Style)
     }
     let label = |l: &str| style.dim(&format!("{l:>9}"));
     if !f.expected.is_empty() {
-        writeln!(out, "      {} {}", label("expected"), f.expected)?;
+        writeln!(out, "      {} {}", label("expected"), escape(&f.expected))?;
     }
     writeln!(out, "      {} {}", label("why"), f.why)?;
     if let Some(fix) = &f.fix {
-        writeln!(out, "      {} {}", label("fix now"), fix.runtime)?;
-        writeln!(out, "      {} {}", label("persist"), fix.persist)?;
+        writeln!(out, "      {} {}", label("fix now"), escape(&fix.runtime))?;
+        writeln!(out, "      {} {}", label("persist"), escape(&fix.persist))?;
     }
     if verbose {
-        writeln!(out, "      {} {}", label("read"), f.evidence.join(", "))?;
+        writeln!(
+            out,
+            "      {} {}",
+            label("read"),
+            escape(&f.evidence.join(", "))
+        )?;
         writeln!(out, "      {} {}", label("source"), f.source)?;
     }
     writeln!(out, "      {} {}", label("check"), f.id)?;

@@ -7,4 +7,5 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod data;
+mod host;
 mod pipes;

@@ -16,7 +16,7 @@ fn governor(cx: &Ctx<'_>) -> Verdict {
     let target = cx.profile.governor;
     let groups = match &cx.host.cpu.frequency {
         Fact::Known(g) => g,
-        Fact::Unknown { unknown } => {
+        Fact::Unknown { unknown, .. } => {
             return Verdict::skip(format!("frequency scaling is not exposed: {unknown}"));
         }
     };
@@ -148,7 +148,7 @@ fn cgroup_cpu(cx: &Ctx<'_>) -> Verdict {
             (Some(q), _) => Verdict::new(Status::Pass, format!("quota {q:.2} CPUs in {}{set_text}", cpu.path), "quota >= allowed CPUs"),
             (None, _) => Verdict::new(Status::Pass, format!("no CPU quota{set_text}"), "quota >= allowed CPUs"),
         },
-        Fact::Unknown { unknown } => match cpuset {
+        Fact::Unknown { unknown, .. } => match cpuset {
             Some(_) => Verdict::new(Status::Info, format!("quota unknown ({unknown}){set_text}"), "quota >= allowed CPUs"),
             None => Verdict::skip(format!("no CPU controller: {unknown}")),
         },
@@ -165,7 +165,7 @@ pub const CGROUP_MEMORY: Check = check!(
 fn cgroup_memory(cx: &Ctx<'_>) -> Verdict {
     let mem = match &cx.host.cgroup.memory {
         Fact::Known(m) => m,
-        Fact::Unknown { unknown } => {
+        Fact::Unknown { unknown, .. } => {
             return Verdict::skip(format!("no memory controller: {unknown}"))
         }
     };

@@ -15,7 +15,7 @@ pub const GPU_NUMA: Check = check!(
 );
 
 fn gpu_numa(cx: &Ctx<'_>) -> Verdict {
-    if let Fact::Unknown { unknown } = &cx.host.pci_devices {
+    if let Fact::Unknown { unknown, .. } = &cx.host.pci_devices {
         return Verdict::skip(format!("PCI devices unknown: {unknown}"));
     }
     let gpus = cx.host.pci_of(PciKind::Gpu);

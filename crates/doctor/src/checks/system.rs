@@ -1,6 +1,6 @@
 //! NUMA, IPC, limits, block I/O, kernel features and pressure.
 
-use osml_host::{Fact, LimitValue, Psi};
+use osml_host::{ErrorKind, Fact, LimitValue, Psi};
 
 use super::{check, sysctl_fix, Check, Ctx, Verdict};
 use crate::{human_bytes, Status};
@@ -101,8 +101,10 @@ pub const SHM: Check = check!(
 
 fn shm(cx: &Ctx<'_>) -> Verdict {
     let shm = &cx.host.shm;
-    if let Fact::Unknown { unknown } = &shm.mount {
-        if cx.host.root == "/" || unknown.contains("nothing is mounted") {
+    if let Fact::Unknown { unknown, kind } = &shm.mount {
+        // The mount table was read and has no /dev/shm, or this is the live host: a failure.
+        // A capture whose mount table could not be read only leaves it unknown.
+        if cx.host.live || *kind == ErrorKind::Absent {
             return Verdict::new(Status::Fail, format!("no /dev/shm: {unknown}"), "a tmpfs on /dev/shm")
                 .fix("mount -t tmpfs -o size=16g tmpfs /dev/shm", "tmpfs /dev/shm tmpfs defaults,size=16g 0 0   (in /etc/fstab; containers: --shm-size=16g or --ipc=host)");
         }
@@ -357,7 +359,7 @@ fn io_uring(cx: &Ctx<'_>) -> Verdict {
     let (now, persist) = sysctl_fix("kernel.io_uring_disabled", 0);
     match (probe, disabled) {
         (Fact::Known(true), _) => Verdict::new(Status::Pass, format!("{knob}; io_uring_setup works"), "usable"),
-        (Fact::Unknown { unknown }, _) if cx.host.live => {
+        (Fact::Unknown { unknown, .. }, _) if cx.host.live => {
             Verdict::new(Status::Warn, format!("{knob}; {unknown}"), "usable").fix(
                 if disabled.is_some_and(|d| d > 0) { now } else { "in a container: allow io_uring_setup, io_uring_enter and io_uring_register in its seccomp profile".to_owned() },
                 persist,
@@ -393,7 +395,7 @@ fn perf(cx: &Ctx<'_>) -> Verdict {
 fn pressure(cx: &Ctx<'_>, psi: &Fact<Psi>, resource: &str) -> Verdict {
     let psi = match psi {
         Fact::Known(p) => p,
-        Fact::Unknown { unknown } => {
+        Fact::Unknown { unknown, .. } => {
             return Verdict::skip(format!(
                 "no pressure stall information ({unknown}; needs 4.20+ and not psi=0)"
             ));
