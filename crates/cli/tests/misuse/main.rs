@@ -1,0 +1,3 @@
+//! Misuse: every command driven the way a new user or an attacker would, one module per area.
+
+mod tune;
