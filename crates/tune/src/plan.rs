@@ -285,6 +285,24 @@ fn sysctl_settings(
         Rule::AtMost,
         profile.swappiness_max.to_string(),
     );
+    // Without swap, reclaim never scans anonymous memory (mm/vmscan.c get_scan_count: "If we
+    // have no swap space, do not bother scanning anon folios"), so swappiness has no effect.
+    // Doctor's mem.swappiness says the same: not applicable.
+    if host.memory.swap_total_bytes.known() == Some(&0) {
+        if let Some(s) = b.settings.last_mut().filter(|s| s.action == Action::Set) {
+            s.action = Action::Skip {
+                kind: SkipKind::NotApplicable,
+                reason: "no swap is configured, so vm.swappiness has no effect".to_owned(),
+            };
+        }
+    }
+    sysctl(
+        b,
+        "mem.max_map_count",
+        "vm.max_map_count",
+        Rule::AtLeast,
+        profile.max_map_count_min.to_string(),
+    );
     if cpu_nodes > 1 {
         sysctl(
             b,

@@ -212,3 +212,60 @@ fn every_json_output_has_a_schema_version() {
         assert_eq!(v["schema_version"], 1, "{args:?}: {v}");
     }
 }
+
+#[test]
+fn swappiness_without_swap_is_not_applicable_to_doctor_tune_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    // dev-vm: vm.swappiness 60, SwapTotal 0 kB.
+    let root = copy("dev-vm", dir.path());
+    let r = root.to_str().unwrap();
+    let out = osml(dir.path(), &["tune", "--root", r, "--json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = plan["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "vm.swappiness")
+        .unwrap()
+        .clone();
+    assert_eq!(s["action"]["action"], "skip", "{s}");
+    assert_eq!(s["action"]["kind"], "not_applicable", "{s}");
+    let out = osml(dir.path(), &["doctor", "--root", r, "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "mem.swappiness")
+        .unwrap()
+        .clone();
+    assert_eq!(f["status"], "skip", "{f}");
+    assert!(
+        f["observed"].as_str().unwrap().contains("not applicable"),
+        "{f}"
+    );
+    let out = osml(dir.path(), &["tune", "--root", r, "--apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(root.join("proc/sys/vm/swappiness")).unwrap(),
+        "60\n"
+    );
+    let out = osml(dir.path(), &["tune", "--root", r, "--verify", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "vm.swappiness")
+        .unwrap()
+        .clone();
+    assert_eq!(c["ok"], true, "{c}");
+    let diffs: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(v["differences"], diffs.len());
+    assert!(diffs.iter().all(|c| c["name"] != "vm.swappiness"), "{v}");
+}
