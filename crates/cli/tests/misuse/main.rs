@@ -1,3 +1,4 @@
 //! Misuse: every command driven the way a new user or an attacker would, one module per area.
 
+mod trace;
 mod tune;
