@@ -1,4 +1,5 @@
 //! Misuse: every command driven the way a new user or an attacker would, one module per area.
 
+mod bench;
 mod trace;
 mod tune;
