@@ -108,26 +108,23 @@ impl ExitWatch {
                 return false;
             }
             let slice = (until - now).min(SLICE);
-            match &self.pidfd {
-                Some(fd) => {
-                    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                    let timeout = rustix::event::Timespec {
-                        tv_sec: 0,
-                        tv_nsec: i64::from(slice.subsec_nanos()),
-                    };
-                    match rustix::event::poll(&mut fds, Some(&timeout)) {
-                        Ok(n) if n > 0 => return true,
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        // A pidfd that cannot be polled: fall back to sleeping.
-                        Err(_) => std::thread::sleep(slice),
-                    }
+            let Some(fd) = &self.pidfd else {
+                std::thread::sleep(slice);
+                if self.exited() {
+                    return true;
                 }
-                None => {
-                    std::thread::sleep(slice);
-                    if self.exited() {
-                        return true;
-                    }
-                }
+                continue;
+            };
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: i64::from(slice.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                // A pidfd that cannot be polled: fall back to sleeping.
+                Err(_) => std::thread::sleep(slice),
             }
         }
     }

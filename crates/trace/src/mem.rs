@@ -188,9 +188,9 @@ impl OomInputs {
 /// `oom_score` in words.
 ///
 /// Since Linux 5.9 (commit 9066e5cfb73c, "mm, oom: make the calculation of oom badness more
-/// accurate"), `oom_badness()` in mm/oom_kill.c returns pages, not per mille:
+/// accurate"), `oom_badness()` in `mm/oom_kill.c` returns pages, not per mille:
 /// `rss + swap entries + page tables / PAGE_SIZE + oom_score_adj × (totalpages / 1000)`, and
-/// `proc_oom_score()` in fs/proc/base.c shows
+/// `proc_oom_score()` in `fs/proc/base.c` shows
 /// `(1000 + badness × 1000 / totalpages) × 2 / 3`, with `totalpages` = RAM + swap — the old
 /// 0..2000 range (per mille plus adj, offset by 1000) scaled by 2/3. So a process that holds
 /// nothing shows 666, each 1 % of RAM + swap adds about 6.7, `oom_score_adj` adds 2/3 of its
@@ -392,8 +392,11 @@ mod tests {
     /// swap read 672 (the old "per mille" reading would be 9).
     #[test]
     fn oom_score_is_explained_with_the_kernel_formula() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oom-226mib/");
-        let read = |f: &str| std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+        let fixture = HostRoot::at(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/oom-226mib"
+        ));
+        let read = |f: &str| fixture.read(&format!("/{f}")).unwrap();
         let o = OomInputs::parse(
             &read("status"),
             &read("oom_score"),

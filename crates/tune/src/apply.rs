@@ -276,12 +276,11 @@ impl Target<'_> {
         let mode = std::fs::metadata(&disk).map_or(0o644, |m| {
             std::os::unix::fs::PermissionsExt::mode(&m.permissions())
         });
-        self.write_new(path, &disk, content, Some(mode))
+        Self::write_new(path, &disk, content, Some(mode))
     }
 
     /// Writes `content` to `disk` through [`TempBeside`]; `mode` overrides the umask's.
     fn write_new(
-        &self,
         path: &str,
         disk: &Path,
         content: &str,
@@ -412,6 +411,7 @@ impl Target<'_> {
             .map_err(|e| io_err("remounting /dev/shm".to_owned())(e.into()))
     }
 
+    #[allow(clippy::items_after_statements)]
     /// The journal, if there is one. Read as a regular file with a cap (a FIFO or a device put
     /// there is refused, not waited on); a `schema_version` other than [`JOURNAL_SCHEMA`] is
     /// refused.
@@ -445,7 +445,7 @@ impl Target<'_> {
         let text =
             serde_json::to_string_pretty(j).map_err(|e| TuneError::Journal(e.to_string()))?;
         let disk = self.on_disk(JOURNAL)?;
-        self.write_new(JOURNAL, &disk, &(text + "\n"), None)
+        Self::write_new(JOURNAL, &disk, &(text + "\n"), None)
     }
 }
 

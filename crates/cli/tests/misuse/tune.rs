@@ -221,28 +221,31 @@ fn swappiness_without_swap_is_not_applicable_to_doctor_tune_and_verify() {
     let r = root.to_str().unwrap();
     let out = osml(dir.path(), &["tune", "--root", r, "--json"]);
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = plan["settings"]
+    let setting = plan["settings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["name"] == "vm.swappiness")
         .unwrap()
         .clone();
-    assert_eq!(s["action"]["action"], "skip", "{s}");
-    assert_eq!(s["action"]["kind"], "not_applicable", "{s}");
+    assert_eq!(setting["action"]["action"], "skip", "{setting}");
+    assert_eq!(setting["action"]["kind"], "not_applicable", "{setting}");
     let out = osml(dir.path(), &["doctor", "--root", r, "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = report["findings"]
+    let finding = report["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["id"] == "mem.swappiness")
         .unwrap()
         .clone();
-    assert_eq!(f["status"], "skip", "{f}");
+    assert_eq!(finding["status"], "skip", "{finding}");
     assert!(
-        f["observed"].as_str().unwrap().contains("not applicable"),
-        "{f}"
+        finding["observed"]
+            .as_str()
+            .unwrap()
+            .contains("not applicable"),
+        "{finding}"
     );
     let out = osml(dir.path(), &["tune", "--root", r, "--apply"]);
     assert!(out.status.success(), "{}", text(&out));
