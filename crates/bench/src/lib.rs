@@ -43,7 +43,73 @@ pub enum BenchError {
 pub struct Info {
     pub id: &'static str,
     pub unit: &'static str,
+    /// What it measures; `{table}`, `{buffer}` and `{file}` stand for the [`Sizes`] used.
     pub what: &'static str,
+}
+
+impl Info {
+    /// What it measures, with the sizes a run actually used.
+    pub fn label(&self, sizes: Sizes) -> String {
+        self.what
+            .replace("{table}", &size(sizes.table))
+            .replace("{buffer}", &size(sizes.buffer))
+            .replace("{file}", &size(sizes.file))
+    }
+}
+
+/// The memory and file sizes of a run: `--quick` uses an eighth of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sizes {
+    /// The table the TLB benchmarks read at random.
+    pub table: usize,
+    /// The buffer first touched (faults) and copied (memcpy), per thread.
+    pub buffer: usize,
+    /// The scratch file of the read, mmap, pread and io_uring benchmarks.
+    pub file: usize,
+}
+
+impl Sizes {
+    pub fn new(quick: bool) -> Self {
+        let full = Self {
+            table: 1 << 30,
+            buffer: 256 << 20,
+            file: 256 << 20,
+        };
+        if quick {
+            Self {
+                table: full.table / 8,
+                buffer: full.buffer / 8,
+                file: full.file / 8,
+            }
+        } else {
+            full
+        }
+    }
+}
+
+/// `1 GiB`, `128 MiB`, `32 KiB`: sizes here are powers of two.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// `statfs(2)` `f_type` of a filesystem whose files live in memory (linux/magic.h), with its
+/// name.
+const MEMORY_BACKED: &[(i128, &str)] = &[(0x0102_1994, "tmpfs"), (0x8584_58f6, "ramfs")];
+
+/// The name of `dir`'s filesystem if its files live in memory (tmpfs, ramfs): "disk" figures
+/// measured there are RAM figures.
+pub fn memory_backed(dir: &Path) -> Option<&'static str> {
+    let st = rustix::fs::statfs(dir).ok()?;
+    let f_type = i128::from(st.f_type);
+    MEMORY_BACKED
+        .iter()
+        .find(|(magic, _)| *magic == f_type)
+        .map(|(_, name)| *name)
 }
 
 /// Every benchmark, in report order.
@@ -101,47 +167,47 @@ pub const CATALOG: &[Info] = &[
     Info {
         id: "tlb.4k",
         unit: "ns",
-        what: "random 8-byte read over 1 GiB with 4 KiB pages",
+        what: "random 8-byte read over {table} with 4 KiB pages",
     },
     Info {
         id: "tlb.thp",
         unit: "ns",
-        what: "random 8-byte read over 1 GiB with 2 MiB pages",
+        what: "random 8-byte read over {table} with 2 MiB pages",
     },
     Info {
         id: "memcpy",
         unit: "GB/s",
-        what: "memcpy of 256 MiB, one thread",
+        what: "memcpy of {buffer}, one thread",
     },
     Info {
         id: "memcpy.all",
         unit: "GB/s",
-        what: "memcpy of 256 MiB per thread, one thread per CPU",
+        what: "memcpy of {buffer} per thread, one thread per CPU",
     },
     Info {
         id: "read.warm",
         unit: "GB/s",
-        what: "read() of a cached 256 MiB file in 1 MiB blocks",
+        what: "read() of a cached {file} file in 1 MiB blocks",
     },
     Info {
         id: "read.warm.4k",
         unit: "GB/s",
-        what: "read() of a cached 256 MiB file in 4 KiB blocks",
+        what: "read() of a cached {file} file in 4 KiB blocks",
     },
     Info {
         id: "mmap.warm",
         unit: "GB/s",
-        what: "mapping a cached 256 MiB file and reading every byte",
+        what: "mapping a cached {file} file and reading every byte",
     },
     Info {
         id: "read.cold",
         unit: "GB/s",
-        what: "read() in 1 MiB blocks of a 256 MiB file evicted from the page cache",
+        what: "read() in 1 MiB blocks of a {file} file evicted from the page cache",
     },
     Info {
         id: "mmap.cold",
         unit: "GB/s",
-        what: "mapping and reading a 256 MiB file evicted from the page cache",
+        what: "mapping and reading a {file} file evicted from the page cache",
     },
     Info {
         id: "read.cold.random",
@@ -180,7 +246,8 @@ pub const CATALOG: &[Info] = &[
 pub struct BenchResult {
     pub id: &'static str,
     pub unit: &'static str,
-    pub what: &'static str,
+    /// What it measured, with the sizes used.
+    pub what: String,
     /// Median, MAD-based spread (in `unit`), min, max, samples and outliers.
     #[serde(flatten)]
     pub summary: Summary,
@@ -197,6 +264,10 @@ pub struct BenchResult {
 pub struct Report {
     pub schema_version: u32,
     pub quick: bool,
+    /// The sizes used.
+    pub sizes: Sizes,
+    /// What makes the whole run misleading (scratch files on a memory-backed filesystem).
+    pub warnings: Vec<String>,
     pub results: Vec<BenchResult>,
     /// Benchmarks that could not run here, with the reason.
     pub skipped: Vec<(String, String)>,
@@ -228,6 +299,7 @@ fn meaning(id: &str, median: f64) -> String {
 
 fn result(
     info: &Info,
+    sizes: Sizes,
     s: Summary,
     extra: BTreeMap<&'static str, f64>,
     notes: Vec<String>,
@@ -236,7 +308,7 @@ fn result(
     BenchResult {
         id: info.id,
         unit: info.unit,
-        what: info.what,
+        what: info.label(sizes),
         summary: s,
         unreliable: (!unreliable.is_empty()).then(|| unreliable.join("; ")),
         meaning: meaning(info.id, s.median),
@@ -274,15 +346,22 @@ pub fn run(
     }
     let clock = RealClock::default();
     let budget = if quick { Budget::QUICK } else { Budget::NORMAL };
-    let mb = |normal: usize| if quick { normal / 8 } else { normal };
+    let sizes = Sizes::new(quick);
     let wanted: Vec<&Info> = CATALOG
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.id))
         .collect();
     let mut results = Vec::new();
     let mut skipped = Vec::new();
-    let file_len = mb(256 << 20);
+    let file_len = sizes.file;
+    let mut warnings = Vec::new();
     let file = if wanted.iter().any(|c| needs_file(c.id)) {
+        if let Some(fs) = memory_backed(dir) {
+            warnings.push(format!(
+                "{} is on {fs}, which keeps files in memory: the read, mmap, pread and io_uring figures measure RAM, not a disk (give --dir a directory on the disk that holds your datasets)",
+                dir.display()
+            ));
+        }
         Some(benches::scratch_file(dir, file_len)?)
     } else {
         None
@@ -294,13 +373,13 @@ pub fn run(
     for (i, info) in wanted.iter().enumerate() {
         progress(i, wanted.len(), info.id);
         let before = conditions::Counters::read(&host);
-        let outcome = measure(info.id, &clock, &budget, file.as_deref(), file_len, quick);
+        let outcome = measure(info.id, &clock, &budget, file.as_deref(), sizes);
         let mut notes = before.notes(&conditions::Counters::read(&host));
         if cpu_bound(info.id) {
             notes.extend(governor.clone());
         }
         match outcome {
-            Ok((Some(s), extra)) => results.push(result(info, s, extra, notes)),
+            Ok((Some(s), extra)) => results.push(result(info, sizes, s, extra, notes)),
             Ok((None, _)) => skipped.push((info.id.to_owned(), "no samples".to_owned())),
             Err(e) => skipped.push((info.id.to_owned(), e.to_string())),
         }
@@ -311,6 +390,8 @@ pub fn run(
     Ok(Report {
         schema_version: 1,
         quick,
+        sizes,
+        warnings,
         results,
         skipped,
     })
@@ -323,11 +404,10 @@ fn measure(
     clock: &dyn Clock,
     b: &Budget,
     file: Option<&Path>,
-    file_len: usize,
-    quick: bool,
+    sizes: Sizes,
 ) -> Result<Measured, BenchError> {
     let none = BTreeMap::new;
-    let big = if quick { 128 << 20 } else { 1 << 30 };
+    let (big, buffer, file_len) = (sizes.table, sizes.buffer, sizes.file);
     let file = || {
         file.ok_or_else(|| BenchError::Io {
             what: "scratch file",
@@ -344,12 +424,7 @@ fn measure(
         "spawn.thread" => (benches::spawn_thread(clock, b), none()),
         "spawn.process" => (benches::spawn_process(clock, b, false)?, none()),
         "fault.4k" | "fault.thp" => {
-            let (per_fault, per_kib) = benches::first_touch(
-                clock,
-                b,
-                id == "fault.thp",
-                if quick { 32 << 20 } else { 256 << 20 },
-            )?;
+            let (per_fault, per_kib) = benches::first_touch(clock, b, id == "fault.thp", buffer)?;
             let mut extra = BTreeMap::new();
             if let Some(k) = per_kib {
                 extra.insert("ns_per_kib", k.median);
@@ -357,16 +432,10 @@ fn measure(
             (per_fault, extra)
         }
         "tlb.4k" | "tlb.thp" => (benches::tlb(clock, b, id == "tlb.thp", big)?, none()),
-        "memcpy" => (
-            benches::memcpy(clock, b, 1, if quick { 32 << 20 } else { 256 << 20 })?,
-            none(),
-        ),
+        "memcpy" => (benches::memcpy(clock, b, 1, buffer)?, none()),
         "memcpy.all" => {
             let n = osml_sys::allowed_cpus().map_or(1, |c| c.len());
-            (
-                benches::memcpy(clock, b, n, if quick { 32 << 20 } else { 256 << 20 })?,
-                none(),
-            )
+            (benches::memcpy(clock, b, n, buffer)?, none())
         }
         "read.warm" => (
             benches::read_file(clock, b, file()?, 1 << 20, false)?,

@@ -56,6 +56,9 @@ fn write_human(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         "osml bench{}: median of repetitions, ± MAD-based spread",
         if r.quick { " (quick)" } else { "" }
     )?;
+    for w in &r.warnings {
+        writeln!(out, "  warning: {}", crate::output::escape(w))?;
+    }
     for x in &r.results {
         let fig = format!("{} {}", figure(x.summary.median), x.unit);
         writeln!(
@@ -89,6 +92,9 @@ fn write_human(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 fn write_markdown(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    for w in &r.warnings {
+        writeln!(out, "> **warning:** {}\n", crate::output::escape(w))?;
+    }
     writeln!(
         out,
         "| id | median | spread | min–max | n | what it means |"

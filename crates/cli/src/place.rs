@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use osml_host::affinity::{plan, Plan};
+use osml_host::affinity::{plan, Mode, Plan};
 use osml_host::topology::{link, DeviceKind, Topology, LINK_LEGEND};
 use osml_host::{CpuList, HostRoot};
 use serde::Serialize;
@@ -314,6 +314,11 @@ pub fn affinity(a: &AffinityArgs) -> Result<ExitCode> {
     let (t, _keep) = load(a.root.as_deref())?;
     let mut p = plan(&t, a.nproc_per_node, a.mode.into(), a.loader_threads)
         .map_err(|e| Usage::new(e.to_string()))?;
+    if let Some(why) = exclusive_broken(&p) {
+        return Err(Usage::new(format!("--mode exclusive: {why}"))
+            .hint("use --mode node, where the ranks of a node share its CPUs, or fewer ranks per node")
+            .into());
+    }
     if let Some(r) = a.local_rank {
         p.ranks.retain(|x| x.local_rank == r);
     }
@@ -325,6 +330,26 @@ pub fn affinity(a: &AffinityArgs) -> Result<ExitCode> {
         write_plan(&mut out, &p)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why an exclusive plan is not exclusive: two ranks given the same CPU (more ranks on a node
+/// than it has cores). Refused rather than noted: `exclusive` promises each rank CPUs no other
+/// rank uses, and a plan that breaks the promise quietly costs more than a flag to change.
+fn exclusive_broken(p: &Plan) -> Option<String> {
+    if p.mode != Mode::Exclusive {
+        return None;
+    }
+    for (i, a) in p.ranks.iter().enumerate() {
+        for b in &p.ranks[i + 1..] {
+            if let Some(cpu) = a.cpus.iter().find(|c| b.cpus.contains(c)) {
+                return Some(format!(
+                    "{} ranks, but ranks {} and {} would both run on CPU {cpu}: their node has fewer cores than ranks",
+                    p.nproc_per_node, a.local_rank, b.local_rank
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn write_plan(out: &mut impl Write, p: &Plan) -> std::io::Result<()> {
@@ -406,6 +431,9 @@ fn resolve_binding(a: &RunArgs, t: &Topology) -> Result<Binding, String> {
             ));
         }
         let p = plan(t, world, a.mode.into(), a.loader_threads).map_err(|e| e.to_string())?;
+        if let Some(why) = exclusive_broken(&p) {
+            return Err(format!("--mode exclusive: {why} (use --mode node)"));
+        }
         let r = &p.ranks[rank];
         return Ok(Binding {
             cpus: r.cpus.clone(),

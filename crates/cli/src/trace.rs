@@ -5,38 +5,68 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use osml_sys::atomic::TempBeside;
 use osml_trace::report::{human_bytes, Report};
-use osml_trace::{Options, Target};
+use osml_trace::{Options, Target, MAX_DURATION, MAX_INTERVAL, MIN_INTERVAL};
 
 use crate::cli::{MemArgs, TraceArgs};
+use crate::exit::Usage;
 
-/// Writes `content` to `path` atomically (temporary file beside it, then rename).
+/// Writes `content` to `path` atomically ([`TempBeside`]: mode 0666 less the umask, as any
+/// file a user writes; a trace holds nothing secret).
 fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".osml-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let mut tmp = TempBeside::new(path, ".osml-")
+        .with_context(|| format!("creating a file beside {}", path.display()))?;
     tmp.write_all(content)
-        .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
 
+/// The interval and duration limits ([`osml_trace::MIN_INTERVAL`] …): an interval of a
+/// billion years or a `--duration` shorter than one sample is a mistake, refused before
+/// anything runs.
+fn check_times(interval: Duration, duration: Option<Duration>) -> Result<(), Usage> {
+    let ms = |d: Duration| humantime::format_duration(d).to_string();
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+        return Err(Usage::new(format!(
+            "--interval {}: must be between {} and {}",
+            ms(interval),
+            ms(MIN_INTERVAL),
+            ms(MAX_INTERVAL)
+        )));
+    }
+    if let Some(d) = duration {
+        if d > MAX_DURATION {
+            return Err(Usage::new(format!(
+                "--duration {}: at most {}",
+                ms(d),
+                ms(MAX_DURATION)
+            )));
+        }
+        if d < interval {
+            return Err(Usage::new(format!(
+                "--duration {} is shorter than --interval {}: the trace would take one sample",
+                ms(d),
+                ms(interval)
+            ))
+            .hint("give an --interval at most as long as the --duration"));
+        }
+    }
+    Ok(())
+}
 pub fn run(a: &TraceArgs) -> Result<ExitCode> {
     let target = match a.pid {
         Some(pid) => Target::Pid(pid),
         None => Target::Command(a.command.clone()),
     };
+    check_times(a.interval, a.duration)?;
     let opts = Options {
-        interval: a.interval.max(std::time::Duration::from_millis(10)),
+        interval: a.interval,
         syscalls: a.syscalls,
         duration: a.duration,
     };

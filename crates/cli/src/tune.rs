@@ -6,10 +6,34 @@ use std::process::ExitCode;
 use anyhow::Result;
 use osml_doctor::Profile;
 use osml_host::{HostRoot, HostSnapshot};
-use osml_tune::apply::{apply, revert, Target};
+use osml_tune::apply::{apply, revert, Lock, LockFor, Target};
 use osml_tune::plan::{build, Action, Plan};
 use osml_tune::verify;
+use serde::Serialize;
 use serde_json::json;
+
+/// The version of `osml tune --json` output (every mode).
+const SCHEMA_VERSION: u32 = 1;
+
+/// `--json` output: `schema_version` first, then the mode's own fields.
+#[derive(Serialize)]
+struct Versioned<'a, T: Serialize> {
+    schema_version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+fn write_json(out: &mut impl Write, body: &impl Serialize) -> Result<()> {
+    serde_json::to_writer_pretty(
+        &mut *out,
+        &Versioned {
+            schema_version: SCHEMA_VERSION,
+            body,
+        },
+    )?;
+    writeln!(out)?;
+    Ok(())
+}
 
 use crate::cli::TuneArgs;
 use crate::exit::Usage;
@@ -45,28 +69,36 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
         );
     }
     let target = Target { root: &root };
+    // Held from before the host is read to after the journal's last write.
+    let lock = if a.apply {
+        target.lock(LockFor::Apply)?
+    } else if a.revert {
+        target.lock(LockFor::Revert)?
+    } else if a.verify {
+        target.lock(LockFor::Verify)?
+    } else {
+        None
+    };
     let mut out = std::io::stdout().lock();
     if a.revert {
-        return do_revert(&target, a.json);
+        return do_revert(&target, lock.as_ref(), a.json);
     }
     let host = HostSnapshot::gather(&root);
     let plan = build(&root, &host, profile);
     if a.verify {
         return do_verify(&target, &plan, a.json);
     }
-    if !a.apply {
+    let Some(mut lock) = lock.filter(|_| a.apply) else {
         if a.json {
-            serde_json::to_writer_pretty(&mut out, &plan)?;
-            writeln!(out)?;
+            write_json(&mut out, &plan)?;
         } else {
             write_plan(&mut out, &plan, true)?;
         }
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     if !plan.changes() {
         if a.json {
-            serde_json::to_writer_pretty(&mut out, &json!({ "changed": [] }))?;
-            writeln!(out)?;
+            write_json(&mut out, &json!({ "changed": [] }))?;
         } else {
             writeln!(
                 out,
@@ -76,11 +108,10 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match apply(&target, &plan) {
+    match apply(&target, &plan, &mut lock) {
         Ok(done) => {
             if a.json {
-                serde_json::to_writer_pretty(&mut out, &done)?;
-                writeln!(out)?;
+                write_json(&mut out, &done)?;
             } else {
                 write_plan(&mut out, &plan, false)?;
                 writeln!(
@@ -96,13 +127,16 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
     }
 }
 
-fn do_revert(target: &Target<'_>, json: bool) -> Result<ExitCode> {
+fn do_revert(target: &Target<'_>, lock: Option<&Lock>, json: bool) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    match revert(target) {
+    // No journal directory: nothing was applied.
+    let Some(lock) = lock else {
+        return Err(osml_tune::TuneError::NoJournal(osml_tune::apply::JOURNAL.to_owned()).into());
+    };
+    match revert(target, lock) {
         Ok(paths) => {
             if json {
-                serde_json::to_writer_pretty(&mut out, &json!({ "reverted": paths }))?;
-                writeln!(out)?;
+                write_json(&mut out, &json!({ "reverted": paths }))?;
             } else {
                 writeln!(out, "reverted {} change(s):", paths.len())?;
                 for p in paths {
@@ -120,11 +154,10 @@ fn do_verify(target: &Target<'_>, plan: &Plan, json: bool) -> Result<ExitCode> {
     let checks = verify(target, plan);
     let bad = checks.iter().filter(|c| !c.ok).count();
     if json {
-        serde_json::to_writer_pretty(
+        write_json(
             &mut out,
             &json!({ "profile": plan.profile, "checks": checks, "differences": bad }),
         )?;
-        writeln!(out)?;
     } else {
         for c in &checks {
             writeln!(
@@ -177,7 +210,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry: bool) -> std::io::Result<(
         let (word, detail) = match &s.action {
             Action::Set => ("set ", format!("{cur} → {target}")),
             Action::Keep => ("keep", cur.clone()),
-            Action::Skip { reason } => ("skip", format!("{cur}: {reason}")),
+            Action::Skip { reason, .. } => ("skip", format!("{cur}: {reason}")),
         };
         if let Some(cpu) = s
             .name

@@ -106,7 +106,7 @@ fn apply_verify_revert_on_this_host() {
         }
         let text = std::fs::read_to_string(path).unwrap();
         let shown =
-            osml_tune::plan::selected(&text).map_or_else(|| text.trim().to_owned(), str::to_owned);
+            osml_host::parse::sysfs::selected(&text).unwrap_or_else(|_| text.trim().to_owned());
         assert_eq!(&shown, target, "{path}");
     }
     let v = osml(&["tune", "--verify"]);

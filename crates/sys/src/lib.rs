@@ -185,12 +185,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn allowed_cpus_are_sorted_and_within_online_count() {
+    fn allowed_cpus_are_the_kernels_cpus_allowed_list() {
         let cpus = allowed_cpus().unwrap();
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
-        let online = std::thread::available_parallelism().unwrap().get();
-        assert!(cpus.len() >= online.min(1));
+        // The kernel's own account of the same mask is the oracle.
+        #[allow(clippy::disallowed_methods)]
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        let expected: Vec<usize> = list
+            .split(',')
+            .flat_map(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()
+            })
+            .collect();
+        assert_eq!(cpus, expected, "Cpus_allowed_list: {list}");
+        // std counts the same mask, less any cgroup CPU quota: never more.
+        let parallelism = std::thread::available_parallelism().unwrap().get();
+        assert!(parallelism <= cpus.len(), "{parallelism} > {}", cpus.len());
     }
 
     #[test]

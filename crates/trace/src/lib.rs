@@ -52,13 +52,82 @@ pub enum Target {
     Pid(i32),
 }
 
+/// The shortest interval between samples: a sample of a large tree reads several `/proc` files
+/// per process, and below this the sampler measures mostly itself.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest interval: a trace with fewer samples than this says little.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The longest `--pid` trace: a week of samples at the longest interval.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Between [`MIN_INTERVAL`] and [`MAX_INTERVAL`] (the front end refuses others).
     pub interval: Duration,
     /// Count system calls with ptrace (commands only).
     pub syscalls: bool,
-    /// Stop after this long (for `--pid`).
+    /// Stop after this long (for `--pid`), at most [`MAX_DURATION`].
     pub duration: Option<Duration>,
+}
+
+/// How a watched process's exit is noticed: a pidfd becomes readable when the process exits
+/// (`pidfd_open(2)`, Linux 5.3); without one (`ENOSYS`, or a seccomp filter), its `/proc` entry
+/// is looked at between short sleeps.
+struct ExitWatch {
+    pid: i32,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+/// How often a wait looks at the stop flag (Ctrl-C) and, without a pidfd, at the process.
+const SLICE: Duration = Duration::from_millis(50);
+
+impl ExitWatch {
+    fn new(pid: i32) -> Self {
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        Self { pid, pidfd }
+    }
+
+    /// Whether the process has exited (a zombie has: it will never run again).
+    fn exited(&self) -> bool {
+        procfs::process::Process::new(self.pid)
+            .and_then(|p| p.stat())
+            .map_or(true, |s| s.state == 'Z' || s.state == 'X')
+    }
+
+    /// Waits until `until`, `stop`, or the process's exit, whichever comes first. True when
+    /// the process has exited.
+    fn wait(&self, until: Instant, stop: &AtomicBool) -> bool {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            let slice = (until - now).min(SLICE);
+            let Some(fd) = &self.pidfd else {
+                std::thread::sleep(slice);
+                if self.exited() {
+                    return true;
+                }
+                continue;
+            };
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: i64::from(slice.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                // A pidfd that cannot be polled: fall back to sleeping.
+                Err(_) => std::thread::sleep(slice),
+            }
+        }
+    }
 }
 
 /// Samples of every process seen, and tree-wide peaks.
@@ -210,12 +279,19 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
             if procfs::process::Process::new(*pid).is_err() {
                 return Err(TraceError::NoSuchProcess(*pid));
             }
-            let start = Instant::now();
+            let deadline = opts.duration.map(|d| Instant::now() + d);
+            let watch = ExitWatch::new(*pid);
+            // A sample at each interval and one at the deadline; the wait ends early when the
+            // process exits or Ctrl-C sets `stop`.
             while c.sample(*pid)
                 && !stop.load(Ordering::Relaxed)
-                && opts.duration.is_none_or(|d| start.elapsed() < d)
+                && deadline.is_none_or(|d| Instant::now() < d)
             {
-                nap(opts.interval, stop);
+                let next = Instant::now() + opts.interval;
+                let until = deadline.map_or(next, |d| d.min(next));
+                if watch.wait(until, stop) {
+                    break;
+                }
             }
             let cmd = procfs::process::Process::new(*pid)
                 .map_or_else(|_| format!("pid {pid}"), |p| sample::command(&p));

@@ -135,6 +135,91 @@ fn kb_line(text: &str, key: &str) -> Option<u64> {
         .map(|v| v * 1024)
 }
 
+/// What the kernel's OOM score is made of, read from `/proc/PID/status` and `/proc/meminfo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OomInputs {
+    /// `/proc/PID/oom_score`.
+    pub score: Option<i64>,
+    /// `/proc/PID/oom_score_adj`, -1000 ..= 1000.
+    pub adj: Option<i64>,
+    /// `VmRSS`, `VmSwap`, `VmPTE` of the status file: what `oom_badness` counts.
+    pub rss_bytes: u64,
+    pub swap_bytes: u64,
+    pub page_tables_bytes: u64,
+    /// `MemTotal` and `SwapTotal`: the "total pages" the score is a share of.
+    pub ram_bytes: Option<u64>,
+    pub swap_total_bytes: Option<u64>,
+}
+
+impl OomInputs {
+    /// Reads them from a process's `status`, `oom_score`, `oom_score_adj` and the host's
+    /// `meminfo` text.
+    pub fn parse(status: &str, score: &str, adj: &str, meminfo: &str) -> Self {
+        Self {
+            score: score.trim().parse().ok(),
+            adj: adj.trim().parse().ok(),
+            rss_bytes: kb_line(status, "VmRSS:").unwrap_or(0),
+            swap_bytes: kb_line(status, "VmSwap:").unwrap_or(0),
+            page_tables_bytes: kb_line(status, "VmPTE:").unwrap_or(0),
+            ram_bytes: kb_line(meminfo, "MemTotal:"),
+            swap_total_bytes: kb_line(meminfo, "SwapTotal:"),
+        }
+    }
+
+    /// The process's memory (RSS + swap + page tables) in per mille of RAM + swap, as the
+    /// kernel rounds it (down).
+    pub fn permille(&self) -> Option<i64> {
+        let total = self.ram_bytes? + self.swap_total_bytes.unwrap_or(0);
+        let used = self.rss_bytes + self.swap_bytes + self.page_tables_bytes;
+        (total > 0)
+            .then(|| i64::try_from(u128::from(used) * 1000 / u128::from(total)).unwrap_or(i64::MAX))
+    }
+
+    /// The score the kernel's formula gives for these inputs (see [`explain_oom`]).
+    pub fn expected_score(&self) -> Option<i64> {
+        let adj = self.adj.unwrap_or(0);
+        if adj == -1000 {
+            return Some(0);
+        }
+        Some((1000 + self.permille()? + adj) * 2 / 3)
+    }
+}
+
+/// `oom_score` in words.
+///
+/// Since Linux 5.9 (commit 9066e5cfb73c, "mm, oom: make the calculation of oom badness more
+/// accurate"), `oom_badness()` in `mm/oom_kill.c` returns pages, not per mille:
+/// `rss + swap entries + page tables / PAGE_SIZE + oom_score_adj × (totalpages / 1000)`, and
+/// `proc_oom_score()` in `fs/proc/base.c` shows
+/// `(1000 + badness × 1000 / totalpages) × 2 / 3`, with `totalpages` = RAM + swap — the old
+/// 0..2000 range (per mille plus adj, offset by 1000) scaled by 2/3. So a process that holds
+/// nothing shows 666, each 1 % of RAM + swap adds about 6.7, `oom_score_adj` adds 2/3 of its
+/// value, and the range is 0 ..= 1333; 0 means never chosen (`oom_score_adj` -1000, or a
+/// kernel thread). The OOM killer kills the highest.
+pub fn explain_oom(o: &OomInputs) -> String {
+    let hb = |b: u64| crate::report::human_bytes(b as f64);
+    let adj = o.adj.unwrap_or(0);
+    let score = o.score.map_or_else(|| "?".to_owned(), |s| s.to_string());
+    if adj == -1000 {
+        return format!(
+            "oom_score {score}: oom_score_adj is -1000, so the OOM killer never chooses this process"
+        );
+    }
+    let share = match (o.permille(), o.expected_score()) {
+        (Some(p), Some(e)) => format!(
+            "here (RSS {} + swap {} + page tables {}) is {p}‰ of RAM + swap ({}), which with oom_score_adj {adj} gives {e}",
+            hb(o.rss_bytes),
+            hb(o.swap_bytes),
+            hb(o.page_tables_bytes),
+            hb(o.ram_bytes.unwrap_or(0) + o.swap_total_bytes.unwrap_or(0)),
+        ),
+        _ => format!("RAM + swap is unknown here; oom_score_adj is {adj}"),
+    };
+    format!(
+        "oom_score {score} of 0..1333: the kernel (5.9 and later) shows 2/3 × (1000 + per mille of RAM + swap held as RSS, swap and page tables + oom_score_adj), so 666 is a process holding nothing and each 1% of memory adds about 6.7; {share}. The OOM killer kills the highest score"
+    )
+}
+
 /// The process's memory cgroup limit and usage (v2 `memory.max`, else v1
 /// `memory.limit_in_bytes`).
 fn cgroup_memory(root: &HostRoot, pid: i32) -> (Option<u64>, Option<u64>) {
@@ -228,13 +313,14 @@ pub fn explain(pid: i32) -> Result<MemReport, TraceError> {
     let oom_score_adj = num(format!("/proc/{pid}/oom_score_adj"));
     let (cgroup_limit_bytes, cgroup_usage_bytes) = cgroup_memory(&root, pid);
     let page_tables = kb_line(&status, "VmPTE:");
+    let oom = OomInputs {
+        score: oom_score,
+        adj: oom_score_adj,
+        ..OomInputs::parse(&status, "", "", &meminfo)
+    };
     let oom_explained = format!(
-        "the OOM killer ranks processes by (RSS {} + swap {} + page tables {}) per mille of RAM + swap, plus oom_score_adj {}: score {} of 1000{}",
-        crate::report::human_bytes(total.rss_bytes as f64),
-        crate::report::human_bytes(total.swap_bytes as f64),
-        crate::report::human_bytes(page_tables.unwrap_or(0) as f64),
-        oom_score_adj.unwrap_or(0),
-        oom_score.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+        "{}{}",
+        explain_oom(&oom),
         match cgroup_limit_bytes {
             Some(l) => format!(
                 "; inside its cgroup the limit is {}, and the cgroup's OOM killer acts first when usage reaches it",
@@ -300,6 +386,47 @@ mod tests {
         assert!(r.oom_explained.contains("oom_score_adj"));
         assert!(r.page_tables_bytes.is_some());
         std::hint::black_box(big);
+    }
+
+    /// A real process: Python holding 226 MiB on a 6.18 kernel with 23.5 GiB of RAM and no
+    /// swap read 672 (the old "per mille" reading would be 9).
+    #[test]
+    fn oom_score_is_explained_with_the_kernel_formula() {
+        let fixture = HostRoot::at(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/oom-226mib"
+        ));
+        let read = |f: &str| fixture.read(&format!("/{f}")).unwrap();
+        let o = OomInputs::parse(
+            &read("status"),
+            &read("oom_score"),
+            &read("oom_score_adj"),
+            &read("meminfo"),
+        );
+        assert_eq!((o.score, o.adj), (Some(672), Some(0)));
+        assert_eq!(o.permille(), Some(9));
+        assert_eq!(o.expected_score(), o.score);
+        let text = explain_oom(&o);
+        assert!(text.contains("oom_score 672 of 0..1333"), "{text}");
+        assert!(text.contains("is 9‰ of RAM + swap"), "{text}");
+        assert!(text.contains("gives 672"), "{text}");
+        assert!(!text.contains("score 672 of 1000"), "{text}");
+        // oom_score_adj -1000: never chosen, whatever the memory.
+        let never = OomInputs {
+            score: Some(0),
+            adj: Some(-1000),
+            ..o
+        };
+        assert_eq!(never.expected_score(), Some(0));
+        assert!(explain_oom(&never).contains("never chooses"));
+        // An idle process with oom_score_adj 300 (a browser tab): (1000 + 0 + 300) × 2/3.
+        let tab = OomInputs {
+            adj: Some(300),
+            rss_bytes: 0,
+            page_tables_bytes: 0,
+            ..o
+        };
+        assert_eq!(tab.expected_score(), Some(866));
     }
 
     #[test]

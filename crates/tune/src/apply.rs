@@ -4,23 +4,42 @@
 //! be written with its previous bytes and value, every file with its previous content (or that
 //! it did not exist), and every directory osml created. It is written atomically before the
 //! first change and again after the last, so a crash in between leaves a journal that
-//! `--revert` can use.
+//! `--revert` can use. A journal of a `schema_version` this build does not know is refused,
+//! never reverted. It is written with [`TempBeside`] (mode `0666` less the umask: it holds
+//! previous kernel values and the previous content of world-readable files under `/etc`,
+//! nothing secret).
+//!
+//! Every apply, revert and verify holds [`Lock`], an `flock(2)` on the journal's directory,
+//! from before it reads the host to after the journal's last write: two applies at once would
+//! otherwise journal each other's new values as "previous" and lose the originals. A second
+//! one is refused at once (`LOCK_NB`) rather than made to wait: it would plan against the
+//! first one's result, and a refusal that names the root is clearer than a silent queue.
 //!
 //! Under a directory root (a fixture, a copy of a host) files are written as the kernel would
 //! show them after the write: a selector file such as THP `enabled` keeps its choices and moves
 //! the brackets. On the live host the bare value is written, as `echo VALUE > FILE` does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use osml_host::parse::{mounts, sysfs};
 use osml_host::HostRoot;
+use osml_sys::atomic::TempBeside;
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{selected, shown, Action, Format, PersistFile, Plan, Setting};
+use crate::plan::{shown, Action, Format, PersistFile, Plan, Setting};
 use crate::TuneError;
 
 pub const JOURNAL: &str = "/var/lib/osml/tune/journal.json";
+/// The directory [`Lock`] locks: the journal's.
+pub const JOURNAL_DIR: &str = "/var/lib/osml/tune";
+/// The journal format this build writes and reads.
+pub const JOURNAL_SCHEMA: u32 = 1;
+/// A journal lists a few dozen settings and three small files; anything larger is not one.
+pub const JOURNAL_MAX_BYTES: u64 = 16 << 20;
 
 /// One journaled change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,9 +101,83 @@ pub struct Target<'a> {
 }
 
 fn io_err(what: String) -> impl Fn(std::io::Error) -> TuneError {
-    move |source| TuneError::Io {
+    move |error| TuneError::Io {
         what: what.clone(),
-        source,
+        error,
+    }
+}
+
+/// What a [`Lock`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockFor {
+    /// An apply: exclusive; creates the journal's directory if needed.
+    Apply,
+    /// A revert: exclusive; no directory, no journal, nothing to lock.
+    Revert,
+    /// A verify: shared with other verifies, refused while an apply or revert runs.
+    Verify,
+}
+
+/// An `flock(2)` on the journal's directory, held until dropped; see the module documentation.
+/// Directories it created and nobody journaled are removed when it is dropped.
+#[derive(Debug)]
+pub struct Lock {
+    /// The journal's directory, locked; closing it releases the lock.
+    dir: OwnedFd,
+    /// Host paths of the directories made for the journal, outermost first, not yet journaled.
+    made: Vec<String>,
+    /// Where `made` lives on disk.
+    disk: Vec<PathBuf>,
+}
+
+impl Lock {
+    /// The directories made for the journal, handed to the journal (which removes them on
+    /// revert); the lock no longer removes them.
+    fn take_made(&mut self) -> Vec<String> {
+        self.disk.clear();
+        std::mem::take(&mut self.made)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Nothing was journaled (nothing to change): leave the tree as it was. Deepest first;
+        // a directory something else has since put files into stays.
+        for d in self.disk.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// `open(2)` of a directory, read-only, for `flock(2)`.
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// `flock(2)` without waiting: `Ok(false)` when another holder has it.
+fn try_flock(fd: &OwnedFd, exclusive: bool) -> std::io::Result<bool> {
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(fd, op) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `fd` is still the directory at `path` (a revert may have removed it in between).
+fn same_dir(fd: &OwnedFd, path: &Path) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::stat(path)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
     }
 }
 
@@ -121,16 +214,9 @@ impl Target<'_> {
                 Format::Plain => format!("{value}\n"),
                 Format::Selector => {
                     let old = self.read(path).unwrap_or_default();
-                    let words: Vec<String> = old
-                        .split_whitespace()
-                        .map(|w| {
-                            let bare = w.trim_matches(['[', ']']);
-                            if bare == value {
-                                format!("[{bare}]")
-                            } else {
-                                bare.to_owned()
-                            }
-                        })
+                    let words: Vec<String> = sysfs::choices(&old)
+                        .into_iter()
+                        .map(|c| if c == value { format!("[{c}]") } else { c })
                         .collect();
                     words.join(" ") + "\n"
                 }
@@ -171,45 +257,110 @@ impl Target<'_> {
             cur.push_str(part);
             let disk = self.on_disk(&cur)?;
             if !disk.exists() {
-                std::fs::create_dir(&disk).map_err(io_err(format!("creating {cur}")))?;
-                made.push(cur.clone());
+                match std::fs::create_dir(&disk) {
+                    Ok(()) => made.push(cur.clone()),
+                    // Made by someone else in between: theirs to journal.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err(format!("creating {cur}"))(e)),
+                }
             }
         }
         Ok(made)
     }
 
-    /// Writes a whole file atomically: a temporary file beside it, fsync, rename, fsync of the
-    /// directory.
+    /// Writes a whole file atomically ([`TempBeside`]: a temporary file beside it, fsync,
+    /// rename, fsync of the directory), with the mode of the file it replaces (`/etc/fstab`
+    /// 0644); a new configuration file gets 0644, as `/etc` files have.
     pub fn write_file(&self, path: &str, content: &str) -> Result<(), TuneError> {
         let disk = self.on_disk(path)?;
-        let dir = disk
-            .parent()
-            .unwrap_or_else(|| Path::new("/"))
-            .to_path_buf();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".osml-tune-")
-            .tempfile_in(&dir)
-            .map_err(io_err(format!("creating a temporary file beside {path}")))?;
-        tmp.write_all(content.as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(io_err(format!("writing {path}")))?;
-        // Keep the mode of the file it replaces (e.g. /etc/fstab 0644); new files get 0644.
         let mode = std::fs::metadata(&disk).map_or(0o644, |m| {
             std::os::unix::fs::PermissionsExt::mode(&m.permissions())
         });
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(mode),
-        )
-        .map_err(io_err(format!("setting the mode of {path}")))?;
-        tmp.persist(&disk)
-            .map_err(|e| io_err(format!("renaming into {path}"))(e.error))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(format!("syncing the directory of {path}")))?;
+        Self::write_new(path, &disk, content, Some(mode))
+    }
+
+    /// Writes `content` to `disk` through [`TempBeside`]; `mode` overrides the umask's.
+    fn write_new(
+        path: &str,
+        disk: &Path,
+        content: &str,
+        mode: Option<u32>,
+    ) -> Result<(), TuneError> {
+        let mut tmp = TempBeside::new(disk, ".osml-tune-")
+            .map_err(io_err(format!("creating a temporary file beside {path}")))?;
+        tmp.write_all(content.as_bytes())
+            .map_err(io_err(format!("writing {path}")))?;
+        if let Some(mode) = mode {
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
+            )
+            .map_err(io_err(format!("setting the mode of {path}")))?;
+        }
+        tmp.persist(disk)
+            .map_err(io_err(format!("renaming into {path}")))?;
         Ok(())
     }
 
+    /// Takes the tune lock of this root; see [`Lock`]. `Ok(None)`: there is no journal
+    /// directory, so nothing to revert or verify against and nothing to lock.
+    pub fn lock(&self, what: LockFor) -> Result<Option<Lock>, TuneError> {
+        let root_disk = if self.live() {
+            PathBuf::from("/")
+        } else {
+            self.root.base().to_path_buf()
+        };
+        let locked = || TuneError::Locked {
+            root: root_disk.display().to_string(),
+        };
+        // The root directory is locked too, for the moment it takes to make the journal's
+        // directory and lock it: so only one process makes (and journals) those directories,
+        // and nobody else can lock a directory another one just made. Exclusive for an apply,
+        // shared otherwise.
+        let root_fd =
+            open_dir(&root_disk).map_err(io_err(format!("opening {}", root_disk.display())))?;
+        if !try_flock(&root_fd, what == LockFor::Apply)
+            .map_err(io_err(format!("locking {}", root_disk.display())))?
+        {
+            return Err(locked());
+        }
+        // A revert that finishes between our open and our flock removes the directory: the
+        // lock we got is then on a dead inode, so look again (a few times, not forever).
+        for _ in 0..8 {
+            let dir = self.on_disk(JOURNAL_DIR)?;
+            let mut made = Vec::new();
+            if !dir.is_dir() {
+                if what != LockFor::Apply {
+                    return Ok(None);
+                }
+                made = self.make_parents(JOURNAL)?;
+            }
+            let fd = match open_dir(&dir) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("opening {JOURNAL_DIR}"))(e)),
+            };
+            let disk = made
+                .iter()
+                .map(|m| self.on_disk(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Built before the flock so that a failure below still removes what was made.
+            let lock = Lock {
+                dir: fd,
+                made,
+                disk,
+            };
+            if !try_flock(&lock.dir, what != LockFor::Verify)
+                .map_err(io_err(format!("locking {JOURNAL_DIR}")))?
+            {
+                return Err(locked());
+            }
+            if same_dir(&lock.dir, &dir) {
+                return Ok(Some(lock));
+            }
+        }
+        Err(locked())
+    }
     fn remove_file(&self, path: &str) -> Result<(), TuneError> {
         let disk = self.on_disk(path)?;
         match std::fs::remove_file(&disk) {
@@ -233,15 +384,19 @@ impl Target<'_> {
             ));
         }
         // A remount resets the flags it is not given: pass the ones /dev/shm has.
-        let mounts = self.read("/proc/self/mounts").unwrap_or_default();
-        let opts = mounts
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some("/dev/shm"))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .unwrap_or("");
+        let table = self
+            .read("/proc/self/mounts")
+            .and_then(|t| mounts::parse(&t).ok())
+            .unwrap_or_default();
+        let opts = table
+            .iter()
+            .rev()
+            .find(|m| m.target == "/dev/shm")
+            .map(|m| m.options.clone())
+            .unwrap_or_default();
         let mut flags = rustix::mount::MountFlags::empty();
-        for o in opts.split(',') {
-            flags |= match o {
+        for o in &opts {
+            flags |= match o.as_str() {
                 "ro" => rustix::mount::MountFlags::RDONLY,
                 "nosuid" => rustix::mount::MountFlags::NOSUID,
                 "nodev" => rustix::mount::MountFlags::NODEV,
@@ -256,20 +411,41 @@ impl Target<'_> {
             .map_err(|e| io_err("remounting /dev/shm".to_owned())(e.into()))
     }
 
+    #[allow(clippy::items_after_statements)]
+    /// The journal, if there is one. Read as a regular file with a cap (a FIFO or a device put
+    /// there is refused, not waited on); a `schema_version` other than [`JOURNAL_SCHEMA`] is
+    /// refused.
     pub fn read_journal(&self) -> Result<Option<Journal>, TuneError> {
-        match self.root.read(JOURNAL) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| TuneError::Journal(format!("{JOURNAL}: {e}"))),
-            Err(osml_host::HostError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(TuneError::Host(e.to_string())),
+        let disk = self.on_disk(JOURNAL)?;
+        let bytes = match osml_sys::file::read_bounded(&disk, JOURNAL_MAX_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(format!("reading {JOURNAL}"))(e)),
+        };
+        #[derive(Deserialize)]
+        struct Versioned {
+            schema_version: u32,
         }
+        let version = serde_json::from_slice::<Versioned>(&bytes)
+            .map_err(|e| TuneError::Journal(format!("{JOURNAL}: {e}")))?
+            .schema_version;
+        if version != JOURNAL_SCHEMA {
+            return Err(TuneError::JournalVersion {
+                path: JOURNAL.to_owned(),
+                found: version,
+                supported: JOURNAL_SCHEMA,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| TuneError::Journal(format!("{JOURNAL}: {e}")))
     }
 
     fn write_journal(&self, j: &Journal) -> Result<(), TuneError> {
         let text =
             serde_json::to_string_pretty(j).map_err(|e| TuneError::Journal(e.to_string()))?;
-        self.write_file(JOURNAL, &(text + "\n"))
+        let disk = self.on_disk(JOURNAL)?;
+        Self::write_new(JOURNAL, &disk, &(text + "\n"), None)
     }
 }
 
@@ -297,7 +473,7 @@ fn format_of(name: &str) -> Format {
 
 /// Applies `plan`: journal first, then every value and file; on any failure, undoes what it
 /// did (in reverse), records the error in the journal, and returns it.
-pub fn apply(target: &Target<'_>, plan: &Plan) -> Result<Applied, TuneError> {
+pub fn apply(target: &Target<'_>, plan: &Plan, lock: &mut Lock) -> Result<Applied, TuneError> {
     // An applied journal is extended; of a rolled-back one only the directories it made remain
     // to clean up.
     let entries = match target.read_journal()? {
@@ -310,7 +486,7 @@ pub fn apply(target: &Target<'_>, plan: &Plan) -> Result<Applied, TuneError> {
         None => Vec::new(),
     };
     let mut journal = Journal {
-        schema_version: 1,
+        schema_version: JOURNAL_SCHEMA,
         profile: plan.profile.to_owned(),
         state: State::Applying,
         entries,
@@ -318,9 +494,10 @@ pub fn apply(target: &Target<'_>, plan: &Plan) -> Result<Applied, TuneError> {
     };
     let known = |j: &Journal, p: &str| j.entries.iter().any(|e| e.path() == p);
     // Directories for the journal itself, then everything planned, journaled before any change.
-    let mut fresh: Vec<Entry> = target
-        .make_parents(JOURNAL)?
+    let mut fresh: Vec<Entry> = lock
+        .take_made()
         .into_iter()
+        .chain(target.make_parents(JOURNAL)?)
         .map(|path| Entry::Dir { path })
         .collect();
     let sets: Vec<&Setting> = plan
@@ -499,7 +676,7 @@ fn undo(target: &Target<'_>, entries: &[Entry]) -> Result<(), TuneError> {
 
 /// Restores everything the journal records, removes the journal and the directories osml
 /// created. Returns the paths restored.
-pub fn revert(target: &Target<'_>) -> Result<Vec<String>, TuneError> {
+pub fn revert(target: &Target<'_>, _held: &Lock) -> Result<Vec<String>, TuneError> {
     let Some(journal) = target.read_journal()? else {
         return Err(TuneError::NoJournal(JOURNAL.to_owned()));
     };
@@ -522,6 +699,6 @@ pub fn revert(target: &Target<'_>) -> Result<Vec<String>, TuneError> {
 pub fn current_value(target: &Target<'_>, s: &Setting) -> Option<String> {
     target.read(&s.path).and_then(|t| match s.format {
         Format::Plain => Some(t.trim().to_owned()),
-        Format::Selector => selected(&t).map(str::to_owned),
+        Format::Selector => sysfs::selected(&t).ok(),
     })
 }

@@ -22,20 +22,26 @@ pub mod plan;
 use serde::Serialize;
 
 use crate::apply::Target;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, SkipKind};
 
+/// What went wrong. Each message includes its cause, so none also exposes it as `source()`
+/// (which would print it twice under `{:#}`).
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("{0}")]
     Host(String),
     #[error("the journal is unreadable: {0}")]
     Journal(String),
+    #[error("{path} has schema_version {found}; this osml reads only {supported}, so it does not revert it (use the osml that wrote it)")]
+    JournalVersion {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("another osml tune is applying, reverting or verifying on {root} (it holds the lock on {}): nothing was read or changed; run again when it has finished", apply::JOURNAL_DIR)]
+    Locked { root: String },
     #[error("no journal at {0}: nothing was applied with osml tune --apply (or it was reverted)")]
     NoJournal(String),
     #[error("these settings did not read back as written: {0}")]
@@ -57,12 +63,21 @@ pub struct Check {
 }
 
 /// Compares the host with the profile's targets, as `tuned-adm verify` does: each value, and
-/// each persist file's content.
+/// each persist file's content. A setting this kernel lacks is not listed; one that does not
+/// apply here (`vm.swappiness` without swap) is listed as ok, with the reason.
 pub fn verify(target: &Target<'_>, plan: &Plan) -> Vec<Check> {
     let mut out: Vec<Check> = plan
         .settings
         .iter()
-        .filter(|s| !matches!(&s.action, Action::Skip { reason } if reason.starts_with("this kernel has no")))
+        .filter(|s| {
+            !matches!(
+                &s.action,
+                Action::Skip {
+                    kind: SkipKind::Absent,
+                    ..
+                }
+            )
+        })
         .map(|s| {
             let current = if s.path == "/dev/shm" {
                 s.current.clone()
@@ -72,11 +87,18 @@ pub fn verify(target: &Target<'_>, plan: &Plan) -> Vec<Check> {
             Check {
                 name: s.name.clone(),
                 path: s.path.clone(),
-                ok: s.action == Action::Keep,
+                ok: matches!(
+                    s.action,
+                    Action::Keep
+                        | Action::Skip {
+                            kind: SkipKind::NotApplicable,
+                            ..
+                        }
+                ),
                 current,
                 target: s.target.clone(),
                 note: match &s.action {
-                    Action::Skip { reason } => Some(reason.clone()),
+                    Action::Skip { reason, .. } => Some(reason.clone()),
                     _ => None,
                 },
             }

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use osml_doctor::Profile;
-use osml_host::{Fact, HostRoot, HostSnapshot, LimitValue};
+use osml_host::parse::sysfs;
+use osml_host::{Fact, HostError, HostRoot, HostSnapshot, LimitValue};
 use serde::Serialize;
 
 /// How a target compares with the current value.
@@ -50,8 +51,28 @@ pub enum Action {
     Keep,
     /// Will be written.
     Set,
-    /// Not touched, with the reason (the kernel lacks it, the command line pins it…).
-    Skip { reason: String },
+    /// Not touched: why, as a kind for code and as words for people.
+    Skip { kind: SkipKind, reason: String },
+}
+
+/// Why a setting is not touched. Code decides on this, never on the reason's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipKind {
+    /// The file does not exist: this kernel has no such setting.
+    Absent,
+    /// The file exists but cannot be read (permission, I/O).
+    Unreadable,
+    /// A selector file shows no selected choice.
+    NoSelection,
+    /// The file or driver does not offer the profile's value.
+    NotOffered,
+    /// The kernel command line pins it.
+    Pinned,
+    /// The setting has no effect on this host (`vm.swappiness` without swap).
+    NotApplicable,
+    /// Changing it needs the live host (a `/dev/shm` remount under `--root`).
+    NeedsLiveHost,
 }
 
 /// One setting.
@@ -113,24 +134,18 @@ pub const LIMITS_FILE: &str = "/etc/security/limits.d/90-osml.conf";
 pub const FSTAB: &str = "/etc/fstab";
 const THP: &str = "/sys/kernel/mm/transparent_hugepage";
 
-/// The selected word of a selector file (`always [madvise] never` → `madvise`).
-pub fn selected(text: &str) -> Option<&str> {
-    let start = text.find('[')?;
-    let end = text[start..].find(']')? + start;
-    Some(&text[start + 1..end])
-}
-
-/// The value a file shows: trimmed, or the selected word.
+/// The value a file shows: trimmed, or the selected word (osml-host's parser, the one doctor
+/// judges with).
 pub fn shown(text: &str, format: Format) -> Option<String> {
     match format {
         Format::Plain => Some(text.trim().to_owned()),
-        Format::Selector => selected(text).map(str::to_owned),
+        Format::Selector => sysfs::selected(text).ok(),
     }
 }
 
 /// What the rule makes of `current` and `target`: the value to write, and whether it changes.
 fn decide(rule: Rule, current: &str, target: &str) -> (String, bool) {
-    let num = |s: &str| s.trim().parse::<u64>().ok();
+    let num = |s: &str| sysfs::parse_u64(s).ok();
     match (rule, num(current), num(target)) {
         (Rule::AtLeast, Some(c), Some(t)) if c >= t => (current.to_owned(), false),
         (Rule::AtMost, Some(c), Some(t)) if c <= t => (current.to_owned(), false),
@@ -156,29 +171,34 @@ impl Builder<'_> {
         persist: Persist,
     ) {
         let (current, action, value) = match self.root.read(path) {
-            Err(e) => (
-                None,
-                Action::Skip {
-                    reason: format!("this kernel has no {path} ({e})"),
-                },
-                target.to_owned(),
-            ),
+            Err(e) => {
+                let (kind, reason) = match e {
+                    HostError::NotFound { .. } => {
+                        (SkipKind::Absent, format!("this kernel has no {path}"))
+                    }
+                    e => (SkipKind::Unreadable, e.to_string()),
+                };
+                (None, Action::Skip { kind, reason }, target.to_owned())
+            }
             Ok(text) => match shown(&text, format) {
                 None => (
                     None,
                     Action::Skip {
+                        kind: SkipKind::NoSelection,
                         reason: format!("{path} does not show a selected value: {:?}", text.trim()),
                     },
                     target.to_owned(),
                 ),
                 Some(cur) => {
                     if format == Format::Selector
-                        && !text
-                            .split_whitespace()
-                            .any(|w| w.trim_matches(['[', ']']) == target)
+                        && !sysfs::choices(&text).iter().any(|c| c == target)
                     {
                         let reason = format!("{path} offers no `{target}` ({})", text.trim());
-                        (Some(cur), Action::Skip { reason }, target.to_owned())
+                        let action = Action::Skip {
+                            kind: SkipKind::NotOffered,
+                            reason,
+                        };
+                        (Some(cur), action, target.to_owned())
                     } else {
                         let (value, changes) = decide(rule, &cur, target);
                         let action = if changes { Action::Set } else { Action::Keep };
@@ -265,6 +285,17 @@ fn sysctl_settings(
         Rule::AtMost,
         profile.swappiness_max.to_string(),
     );
+    // Without swap, reclaim never scans anonymous memory (mm/vmscan.c get_scan_count: "If we
+    // have no swap space, do not bother scanning anon folios"), so swappiness has no effect.
+    // Doctor's mem.swappiness says the same: not applicable.
+    if host.memory.swap_total_bytes.known() == Some(&0) {
+        if let Some(s) = b.settings.last_mut().filter(|s| s.action == Action::Set) {
+            s.action = Action::Skip {
+                kind: SkipKind::NotApplicable,
+                reason: "no swap is configured, so vm.swappiness has no effect".to_owned(),
+            };
+        }
+    }
     sysctl(
         b,
         "mem.max_map_count",
@@ -306,7 +337,7 @@ fn thp_settings(b: &mut Builder<'_>, host: &HostSnapshot, profile: &Profile) {
             .root
             .read(&path)
             .ok()
-            .and_then(|t| selected(&t).map(str::to_owned));
+            .and_then(|t| sysfs::selected(&t).ok());
         // A value the profile accepts is kept; otherwise its first choice is set.
         let target = match &current {
             Some(c) if choices.contains(&c.as_str()) => c.clone(),
@@ -325,6 +356,7 @@ fn thp_settings(b: &mut Builder<'_>, host: &HostSnapshot, profile: &Profile) {
             if let Some(s) = b.settings.last_mut() {
                 if s.action == Action::Set {
                     s.action = Action::Skip {
+                        kind: SkipKind::Pinned,
                         reason: format!("the kernel command line pins transparent_hugepage={p}: change it in the boot loader (osml does not fight it)"),
                     };
                 }
@@ -356,10 +388,13 @@ fn governor_settings(b: &mut Builder<'_>, host: &HostSnapshot, profile: &Profile
                 Persist::Tmpfiles,
             );
             if !available.trim().is_empty()
-                && !available.split_whitespace().any(|w| w == profile.governor)
+                && !sysfs::choices(&available)
+                    .iter()
+                    .any(|w| w == profile.governor)
             {
                 if let Some(s) = b.settings.get_mut(before) {
                     s.action = Action::Skip {
+                        kind: SkipKind::NotOffered,
                         reason: format!(
                             "cpu{cpu}'s driver offers no `{}` governor ({})",
                             profile.governor,
@@ -442,6 +477,7 @@ fn shm_setting(
         (
             (gib << 30).to_string(),
             Action::Skip {
+                kind: SkipKind::NeedsLiveHost,
                 reason: "a remount needs the live host; under --root only /etc/fstab is written"
                     .to_owned(),
             },
@@ -582,9 +618,16 @@ mod tests {
 
     #[test]
     fn selector_files() {
-        assert_eq!(selected("always [madvise] never\n"), Some("madvise"));
-        assert_eq!(selected("[none] mq-deadline kyber bfq"), Some("none"));
-        assert_eq!(selected("madvise"), None);
+        assert_eq!(
+            shown("always [madvise] never\n", Format::Selector).as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(
+            shown("[none] mq-deadline kyber bfq", Format::Selector).as_deref(),
+            Some("none")
+        );
+        assert_eq!(shown("a b", Format::Selector), None);
+        assert_eq!(shown(" 60\n", Format::Plain).as_deref(), Some("60"));
     }
 
     #[test]

@@ -219,12 +219,13 @@ fn swappiness(cx: &Ctx<'_>) -> Verdict {
     if v <= max {
         return Verdict::new(Status::Pass, v.to_string(), expected);
     }
+    // Without swap, reclaim never scans anonymous memory (mm/vmscan.c get_scan_count: "If we
+    // have no swap space, do not bother scanning anon folios"): the value does nothing, so
+    // the check does not apply. `osml tune` does not plan it either.
     if cx.host.memory.swap_total_bytes.known() == Some(&0) {
-        return Verdict::new(
-            Status::Pass,
-            format!("{v} (no swap, so it has no effect)"),
-            expected,
-        );
+        return Verdict::skip(format!(
+            "not applicable: no swap is configured, so vm.swappiness {v} has no effect"
+        ));
     }
     let (now, persist) = sysctl_fix("vm.swappiness", max);
     Verdict::new(Status::Warn, v.to_string(), expected).fix(now, persist)
