@@ -209,6 +209,11 @@ fn unpack(reader: impl Read, dir: &Path) -> Result<(), Unpack> {
     archive.set_preserve_mtime(false);
     archive.set_unpack_xattrs(false);
     for entry in archive.entries()? {
+        // Each member is created inside a step, so a terminating signal's cleanup removes the
+        // directory only between members, and unpacking stops after it.
+        let Some(_step) = osml_sys::cleanup::step() else {
+            return Err(Unpack::Io(io::Error::from(io::ErrorKind::Interrupted)));
+        };
         let mut entry = entry?;
         let member = entry.path()?.display().to_string();
         let kind = entry.header().entry_type();

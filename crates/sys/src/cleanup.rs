@@ -14,12 +14,19 @@
 //! for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The registry's lock is held from the removal
 //! to the end, so no new path can be registered and left behind in between.
 //!
+//! Removing a file someone is writing to is safe (the writer keeps its descriptor), but a
+//! directory being filled is not: its filler may create the directory again after it is
+//! removed. Code that fills a registered directory takes a [`step`] around each entry it
+//! creates; the cleanup thread first marks the process as terminating, then waits for the
+//! step in progress, so nothing is created after the removal, and every later `step` returns
+//! `None` (the filler stops).
+//!
 //! A library embedded in another program (the Python package) never calls [`enable`]: the
 //! host program owns its signals, and registration is then only bookkeeping.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, Once, PoisonError, RwLock, RwLockReadGuard};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -27,6 +34,24 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static TERMINATING: AtomicBool = AtomicBool::new(false);
+static STEPS: RwLock<()> = RwLock::new(());
+
+/// One step of filling a registered directory, in progress; see the module documentation.
+#[derive(Debug)]
+#[must_use = "the step lasts as long as the guard"]
+pub struct Step(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
+
+/// Begins a step that creates something inside a registered directory, or `None` once a
+/// terminating signal has arrived (stop filling: the directory is being removed).
+pub fn step() -> Option<Step> {
+    if TERMINATING.load(Ordering::SeqCst) {
+        return None;
+    }
+    let guard = STEPS.read().unwrap_or_else(PoisonError::into_inner);
+    // The flag may have been set while this waited for the cleanup to finish.
+    (!TERMINATING.load(Ordering::SeqCst)).then_some(Step(guard))
+}
 
 struct Entry {
     id: u64,
@@ -99,6 +124,9 @@ fn install() {
         .name("osml-cleanup".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                TERMINATING.store(true, Ordering::SeqCst);
+                // Waits for a step in progress; no new one starts.
+                let _steps = STEPS.write().unwrap_or_else(PoisonError::into_inner);
                 let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
                 for e in reg.iter() {
                     let _ = if e.dir {

@@ -96,7 +96,11 @@ fn commands(dir: &Path) -> Vec<Vec<String>> {
 fn setup(dir: &Path) {
     let mut lines = String::new();
     for i in 0..2000 {
-        writeln!(lines, "{{\"text\": \"document {i} says hello to the loader\"}}").unwrap();
+        writeln!(
+            lines,
+            "{{\"text\": \"document {i} says hello to the loader\"}}"
+        )
+        .unwrap();
     }
     std::fs::write(dir.join("corpus.jsonl"), lines).unwrap();
     let st = osml()
