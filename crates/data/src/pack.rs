@@ -194,7 +194,10 @@ impl LongPath {
     fn get(tok: Tokenizer) -> Option<&'static Self> {
         static PATHS: [std::sync::OnceLock<Option<LongPath>>; 3] =
             [const { std::sync::OnceLock::new() }; 3];
-        PATHS.get(tok as usize)?.get_or_init(|| Self::build(tok)).as_ref()
+        PATHS
+            .get(tok as usize)?
+            .get_or_init(|| Self::build(tok))
+            .as_ref()
     }
 
     fn build(tok: Tokenizer) -> Option<Self> {
@@ -806,9 +809,15 @@ mod tests {
         let cjk: Vec<char> = ('\u{4E00}'..='\u{9FFF}').collect();
         let runs = [
             ("one letter", "a".repeat(MB)),
-            ("random letters", random_text(&latin, MB, 0x9E37_79B9_7F4A_7C15)),
+            (
+                "random letters",
+                random_text(&latin, MB, 0x9E37_79B9_7F4A_7C15),
+            ),
             ("a word repeated", "encyclopedia".repeat(MB / 12)),
-            ("random CJK", random_text(&cjk, MB / 3, 0x2545_F491_4F6C_DD1D)),
+            (
+                "random CJK",
+                random_text(&cjk, MB / 3, 0x2545_F491_4F6C_DD1D),
+            ),
         ];
         for tok in BPE {
             for (what, text) in &runs {

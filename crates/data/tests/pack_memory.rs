@@ -42,7 +42,12 @@ fn a_long_letter_run_is_tokenized_in_a_few_bytes_per_byte() {
         std::fs::write("/proc/self/clear_refs", "5").unwrap();
         let ids = tok.encode(&text);
         let taken = status_bytes("VmHWM:").saturating_sub(before);
-        assert!(ids.len() > text.len() / 8, "{}: {} ids", tok.name(), ids.len());
+        assert!(
+            ids.len() > text.len() / 8,
+            "{}: {} ids",
+            tok.name(),
+            ids.len()
+        );
         assert!(
             taken <= MAX_BYTES_PER_BYTE * text.len(),
             "{}: peak RSS grew {taken} bytes for {} bytes of text ({:.1} per byte)",
