@@ -77,7 +77,8 @@ impl Tokenizer {
     ///
     /// Gives exactly tiktoken's `encode_ordinary`, faster: the text is cut into words at
     /// single spaces (see [`words`]) and each short word's ids are cached per thread, so a
-    /// word seen before costs one hash lookup instead of a regex scan and a BPE merge.
+    /// word seen before costs one hash lookup instead of a regex scan and a BPE merge. A word
+    /// over 4 KiB is encoded by a linear-time BPE encoder, to the same ids.
     pub fn encode(self, text: &str) -> Vec<u32> {
         if self == Self::Bytes {
             return text.bytes().map(u32::from).collect();
