@@ -129,6 +129,32 @@ def test_a_text_file_is_not_a_dataset(tmp_path):
     assert x.shape == (2, 4)
 
 
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path):
+    # Opening a FIFO for reading blocks until a writer comes, in a call Ctrl-C cannot end: run
+    # in a child with a deadline, so a regression fails here instead of hanging the suite.
+    fifo = tmp_path / "tokens.bin"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(
+        f"""
+        import time, osml
+        start = time.monotonic()
+        try:
+            osml.TokenLoader({str(fifo)!r}, 1, 1, format="bin")
+        except OSError as e:
+            print(type(e).__name__, time.monotonic() - start, e, sep="\\n")
+        else:
+            print("no error")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout != "no error\n", "a FIFO was accepted as a dataset"
+    kind, seconds, message = proc.stdout.splitlines()[:3]
+    assert float(seconds) < 2.0, proc.stdout
+    assert str(fifo) in message, message
+    assert kind != "BlockingIOError", "refused for not being a regular file, not for blocking"
+
+
 def test_several_threads_share_one_loader_each_batch_once(arange_bin):
     loader = osml.TokenLoader(arange_bin, 2, 16, mode="epoch", seed=1, workers=1)
     starts, errors = [], []

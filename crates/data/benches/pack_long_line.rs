@@ -5,8 +5,9 @@
 //! Each case runs in a child process of its own, so its peak RSS (`VmHWM`) is its own.
 //! `b64` is base64-like text: tiktoken's pre-tokenizer cuts it into short pieces at every
 //! change between letters, digits and punctuation. `letters` is one run of letters, a single
-//! regex piece, whose BPE merge (tiktoken's heap-based `_byte_pair_merge_large`, O(n log n),
-//! about 56 bytes of state per byte) dominates.
+//! regex piece: tiktoken's merge of it (heap-based `_byte_pair_merge_large`, O(n log n), about
+//! 56 bytes of state per byte) took 88 s and 2.4 GB for 50 MB; pack now gives words over 4 KiB
+//! to `bpe`'s linear-time encoder (4 s, 325 MiB; figures in the README).
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 

@@ -77,7 +77,8 @@ impl Tokenizer {
     ///
     /// Gives exactly tiktoken's `encode_ordinary`, faster: the text is cut into words at
     /// single spaces (see [`words`]) and each short word's ids are cached per thread, so a
-    /// word seen before costs one hash lookup instead of a regex scan and a BPE merge.
+    /// word seen before costs one hash lookup instead of a regex scan and a BPE merge. A word
+    /// over 4 KiB is encoded by a linear-time BPE encoder, to the same ids.
     pub fn encode(self, text: &str) -> Vec<u32> {
         if self == Self::Bytes {
             return text.bytes().map(u32::from).collect();
@@ -91,7 +92,9 @@ impl Tokenizer {
             }
             let mut out = Vec::with_capacity(text.len() / 3);
             for word in words(text) {
-                if word.len() > WORD_CACHE_MAX_LEN {
+                if word.len() > LONG_WORD {
+                    self.encode_long(word, &mut out);
+                } else if word.len() > WORD_CACHE_MAX_LEN {
                     out.extend(self.encode_uncached(word));
                 } else if let Some(ids) = cache.get(word) {
                     out.extend_from_slice(ids);
@@ -107,12 +110,116 @@ impl Tokenizer {
 
     /// tiktoken's own `encode_ordinary`, on the whole text.
     pub fn encode_uncached(self, text: &str) -> Vec<u32> {
-        match self {
-            Self::Gpt2 => tiktoken_rs::r50k_base_singleton().encode_ordinary(text),
-            Self::Cl100kBase => tiktoken_rs::cl100k_base_singleton().encode_ordinary(text),
-            Self::O200kBase => tiktoken_rs::o200k_base_singleton().encode_ordinary(text),
-            Self::Bytes => text.bytes().map(u32::from).collect(),
+        match self.core() {
+            Some(core) => core.encode_ordinary(text),
+            None => text.bytes().map(u32::from).collect(),
         }
+    }
+
+    fn core(self) -> Option<&'static tiktoken_rs::CoreBPE> {
+        match self {
+            Self::Gpt2 => Some(tiktoken_rs::r50k_base_singleton()),
+            Self::Cl100kBase => Some(tiktoken_rs::cl100k_base_singleton()),
+            Self::O200kBase => Some(tiktoken_rs::o200k_base_singleton()),
+            Self::Bytes => None,
+        }
+    }
+
+    /// Ordinary (non-special) ids: exactly `0..n` decode to bytes in tiktoken's vocabulary.
+    fn ordinary_ids(self) -> u32 {
+        match self {
+            Self::Gpt2 => 50_256,
+            Self::Cl100kBase => 100_256,
+            Self::O200kBase => 199_998,
+            Self::Bytes => 256,
+        }
+    }
+
+    /// tiktoken's pre-tokenizer pattern (as tiktoken-rs 0.12 builds each `CoreBPE`).
+    fn pattern(self) -> &'static str {
+        match self {
+            Self::Gpt2 | Self::Bytes => {
+                r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"
+            }
+            Self::Cl100kBase => {
+                r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"
+            }
+            Self::O200kBase => tiktoken_rs::O200K_BASE_PAT_STR,
+        }
+    }
+
+    /// Encodes one long word as tiktoken does, in time and memory linear in its length.
+    ///
+    /// tiktoken cuts text into pieces with its regex and runs BPE on each piece; a piece is
+    /// unbounded (a run of letters is one `\p{L}+` piece), and tiktoken's merge of a large
+    /// piece keeps a heap and about 56 bytes of state per byte, in O(n log n) time. Here the
+    /// pieces are found with the same pattern by the same regex engine (`fancy-regex`, the
+    /// version tiktoken-rs uses: one entry in `Cargo.lock`), so they are tiktoken's pieces,
+    /// and each is encoded by GitHub's `bpe` backtracking encoder: linear time, a bit and a
+    /// token per byte at most. That encoder computes the BPE encoding as tiktoken defines it
+    /// (repeatedly merge the adjacent pair whose joined bytes have the lowest rank), built
+    /// here from tiktoken's own vocabulary, id for id; its authors test it against
+    /// tiktoken-rs, and so do we (`long_runs_encode_as_tiktoken`, `long_path_is_tiktokens`).
+    /// Where that encoder cannot be built, or the regex gives up, tiktoken encodes the word.
+    fn encode_long(self, word: &str, out: &mut Vec<u32>) {
+        let Some(long) = LongPath::get(self) else {
+            out.extend(self.encode_uncached(word));
+            return;
+        };
+        let start = out.len();
+        for piece in long.regex.find_iter(word) {
+            let Ok(piece) = piece else {
+                out.truncate(start);
+                out.extend(self.encode_uncached(word));
+                return;
+            };
+            out.extend(long.bpe.encode_via_backtracking(piece.as_str().as_bytes()));
+        }
+    }
+}
+
+/// Words longer than this (in bytes) are encoded by [`Tokenizer::encode_long`]: below it,
+/// tiktoken's own BPE is as fast (its quadratic merge for pieces under 100 bytes, its heap
+/// above) and needs no second vocabulary in memory.
+const LONG_WORD: usize = 4096;
+
+/// What [`Tokenizer::encode_long`] needs beyond tiktoken: its pattern, compiled, and a
+/// linear-time encoder over the same vocabulary. Built on first use, once per tokenizer
+/// (tens of MB and about a second for o200k), so text without long words never pays for it.
+struct LongPath {
+    regex: fancy_regex::Regex,
+    bpe: bpe::byte_pair_encoding::BytePairEncoding,
+}
+
+impl LongPath {
+    fn get(tok: Tokenizer) -> Option<&'static Self> {
+        static PATHS: [std::sync::OnceLock<Option<LongPath>>; 3] =
+            [const { std::sync::OnceLock::new() }; 3];
+        PATHS
+            .get(tok as usize)?
+            .get_or_init(|| Self::build(tok))
+            .as_ref()
+    }
+
+    fn build(tok: Tokenizer) -> Option<Self> {
+        let core = tok.core()?;
+        // Token `i` of the dictionary must be tiktoken's rank `i`: the ranks are the ids.
+        let tokens = (0..tok.ordinary_ids())
+            .map(|rank| core.decode_bytes(&[rank]).ok())
+            .collect::<Option<Vec<_>>>()?;
+        // Hash factors under which no two tokens of the vocabulary collide (`bpe` asserts
+        // it): the ones `bpe-openai` ships for cl100k and o200k, and 1 for r50k as it did.
+        let hash_factor = match tok {
+            Tokenizer::Gpt2 => 1,
+            _ => 17_846_336_922_010_275_747,
+        };
+        Some(Self {
+            regex: fancy_regex::Regex::new(tok.pattern()).ok()?,
+            bpe: bpe::byte_pair_encoding::BytePairEncoding::from_dictionary(
+                tokens,
+                Some(hash_factor),
+            ),
+        })
     }
 }
 
@@ -676,6 +783,93 @@ mod tests {
                 // Twice: the second pass is served from the cache.
                 proptest::prop_assert_eq!(tok.encode(&text), tok.encode_uncached(&text));
                 proptest::prop_assert_eq!(tok.encode(&text), tok.encode_uncached(&text));
+            }
+        }
+    }
+
+    const BPE: [Tokenizer; 3] = [Tokenizer::Gpt2, Tokenizer::Cl100kBase, Tokenizer::O200kBase];
+
+    /// `n` characters drawn from `alphabet` by xorshift (reproducible, no dependency).
+    fn random_text(alphabet: &[char], n: usize, mut x: u64) -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[usize::try_from(x % alphabet.len() as u64).unwrap()]
+            })
+            .collect()
+    }
+
+    /// The ids are tiktoken's on runs that are one regex piece of megabytes, where tiktoken's
+    /// merge is at its slowest and `encode_long` takes over.
+    #[test]
+    fn long_runs_encode_as_tiktoken() {
+        let latin: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
+        // CJK Unified Ideographs: all `\p{L}` (Lo), so a run is one piece for every pattern.
+        let cjk: Vec<char> = ('\u{4E00}'..='\u{9FFF}').collect();
+        let runs = [
+            ("one letter", "a".repeat(MB)),
+            (
+                "random letters",
+                random_text(&latin, MB, 0x9E37_79B9_7F4A_7C15),
+            ),
+            ("a word repeated", "encyclopedia".repeat(MB / 12)),
+            (
+                "random CJK",
+                random_text(&cjk, MB / 3, 0x2545_F491_4F6C_DD1D),
+            ),
+        ];
+        for tok in BPE {
+            for (what, text) in &runs {
+                let want = tok.encode_uncached(text);
+                let got = tok.encode(text);
+                assert!(
+                    got == want,
+                    "{} on {what}: {} ids, tiktoken {}; first difference at {:?}",
+                    tok.name(),
+                    got.len(),
+                    want.len(),
+                    got.iter().zip(&want).position(|(a, b)| a != b)
+                );
+            }
+        }
+    }
+
+    /// Input size of [`long_runs_encode_as_tiktoken`]: tiktoken's own encoding of it is the
+    /// slow part (seconds per megabyte, even optimised).
+    const MB: usize = 1 << 20;
+
+    #[test]
+    fn every_ordinary_id_is_in_the_long_path_and_no_other() {
+        for tok in BPE {
+            let core = tok.core().unwrap();
+            let long = LongPath::get(tok).expect("built");
+            assert_eq!(long.bpe.num_tokens(), tok.ordinary_ids() as usize);
+            // Past the ordinary ids, tiktoken has only special tokens or holes.
+            let vocab = u32::try_from(tok.vocab_size()).unwrap();
+            for id in tok.ordinary_ids()..vocab {
+                if let Ok(bytes) = core.decode_bytes(&[id]) {
+                    assert!(bytes.starts_with(b"<|"), "{}: {id}", tok.name());
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Long random letter strings, words of them and mixed text: the long path (every
+        /// word, whatever its length) gives tiktoken's ids.
+        #[test]
+        fn long_path_is_tiktokens(
+            text in "([a-zA-Z]{1,3000}|[a-z]{0,40}[ 0-9.,'’\n\t\u{a0}]|[éüß东京한🚀]{1,50}|\\PC){1,12}"
+        ) {
+            for tok in BPE {
+                let mut got = Vec::new();
+                for word in words(&text) {
+                    tok.encode_long(word, &mut got);
+                }
+                proptest::prop_assert_eq!(got, tok.encode_uncached(&text));
             }
         }
     }
