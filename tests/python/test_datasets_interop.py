@@ -92,7 +92,7 @@ def test_npy_layouts_osml_refuses(tmp_path, osml):
     np.save(tmp_path / "be.npy", np.arange(10, dtype=">u2"))
     np.save(tmp_path / "2d.npy", np.zeros((2, 3), dtype=np.uint16))
     np.save(tmp_path / "f.npy", np.zeros(4, dtype=np.float32))
-    for name, why in [("be.npy", "big-endian"), ("2d.npy", "not 1-D"), ("f.npy", "integer")]:
+    for name, why in [("be.npy", "big-endian"), ("2d.npy", "2 dimensions"), ("f.npy", "integer")]:
         proc = osml("data", "inspect", tmp_path / name, check=False)
         assert proc.returncode == 1, name
         assert why in proc.stderr, proc.stderr
