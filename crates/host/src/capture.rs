@@ -1,4 +1,4 @@
-//! Captures: what a recording [`HostRoot`] read, written as a `.tar.gz` ([`write`]), and a
+//! Captures: what a recording [`HostRoot`] read, written as a `.tar.gz` ([`write()`]), and a
 //! directory or an archive (`.tar`, `.tar.gz`, `.tar.bz2`, as `hwloc-gather-topology` writes)
 //! opened as a root ([`open`]).
 //!

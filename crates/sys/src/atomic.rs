@@ -1,7 +1,7 @@
 //! Files that appear whole or not at all, with the permissions the user's umask asks for.
 //!
 //! [`TempBeside`] is a temporary file in the destination's own directory (so the final
-//! `rename(2)` is atomic: same filesystem), registered with [`cleanup`](crate::cleanup) so a
+//! `rename(2)` is atomic: same filesystem), registered with [`cleanup`] so a
 //! terminating signal removes it, and created with mode `0666` before the umask. `tempfile`
 //! creates files `0600`, which suits secrets, not datasets, captures and traces that other
 //! users and container UIDs must read: under the usual umask 022 they come out `0644`.
