@@ -20,8 +20,8 @@
 
 use osml_data::DataError;
 use osml_host::HostError;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
 use pyo3::exceptions::PyNotADirectoryError;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError};
 use pyo3::exceptions::{PyMemoryError, PyPermissionError, PyValueError};
 use pyo3::{create_exception, PyErr};
 

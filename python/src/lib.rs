@@ -264,9 +264,10 @@ fn doctor_json(py: Python<'_>, profile: &str, root: Option<PathBuf>) -> PyResult
             .map(osml_host::capture::open)
             .transpose()
             .map_err(Failure::Root)?;
-        let host_root = opened
-            .as_ref()
-            .map_or_else(osml_host::HostRoot::live, osml_host::capture::OpenedRoot::root);
+        let host_root = opened.as_ref().map_or_else(
+            osml_host::HostRoot::live,
+            osml_host::capture::OpenedRoot::root,
+        );
         let mut host = osml_host::HostSnapshot::gather(&host_root);
         if let Some(path) = &root {
             // The path the caller gave, not a temporary unpack directory.
