@@ -10,7 +10,6 @@
 //! use. Every other `unsafe` here calls into libc on memory this type owns.
 #![allow(unsafe_code)]
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::SysError;
@@ -282,7 +281,7 @@ impl Drop for MappedFile {
 /// next read comes from the disk. Dirty pages are written back first by the kernel only if
 /// already under writeback; call after the file is synced.
 pub fn evict_from_page_cache(path: &Path) -> Result<(), SysError> {
-    let f = File::open(path).map_err(|e| call_err("open", path, e))?;
+    let f = crate::file::open_regular(path).map_err(|e| call_err("open", path, e))?;
     rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
         .map_err(|e| call_err("posix_fadvise", path, e.into()))
 }
