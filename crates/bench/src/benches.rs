@@ -18,7 +18,7 @@ fn ns(t: Instant) -> f64 {
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
-    move |e| BenchError::Io { what, source: e }
+    move |e| BenchError::Io { what, error: e }
 }
 
 /// A trivial system call round trip (`getppid`), in ns.
@@ -78,7 +78,7 @@ pub fn ctxswitch_cross(clock: &dyn Clock, b: &Budget) -> Result<Option<Summary>,
     let [first, second, ..] = before[..] else {
         return Err(BenchError::Io {
             what: "a cross-CPU context switch",
-            source: std::io::Error::other(format!(
+            error: std::io::Error::other(format!(
                 "needs two CPUs, this process may use {}",
                 before.len()
             )),
@@ -132,7 +132,7 @@ fn ctxswitch_process_here(clock: &dyn Clock, b: &Budget) -> Result<Option<Summar
     let (Some(mut w), Some(mut r)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(BenchError::Io {
             what: "cat's pipes",
-            source: std::io::Error::other("missing"),
+            error: std::io::Error::other("missing"),
         });
     };
     let s = round_trips(clock, b, N, &mut w, &mut r);
@@ -307,10 +307,38 @@ pub fn memcpy(
     }))
 }
 
+/// The benchmarks' scratch file: removed when dropped (an error while writing it included)
+/// and, in the `osml` binary, when a terminating signal arrives.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+    _registered: osml_sys::cleanup::Registered,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A scratch file of `len` bytes written with data (not a sparse file, which reads without I/O).
-pub fn scratch_file(dir: &Path, len: usize) -> Result<PathBuf, BenchError> {
+pub fn scratch_file(dir: &Path, len: usize) -> Result<Scratch, BenchError> {
     let path = dir.join(format!("osml-bench-{}-{len}.bin", std::process::id()));
-    let mut f = File::create(&path).map_err(io("creating the scratch file"))?;
+    let file_err = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |error| BenchError::File { what, path, error }
+    };
+    let mut f = File::create(&path).map_err(file_err("cannot create", &path))?;
+    let scratch = Scratch {
+        _registered: osml_sys::cleanup::register_file(&path),
+        path,
+    };
     let block: Vec<u8> = (0..1 << 20)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -318,11 +346,12 @@ pub fn scratch_file(dir: &Path, len: usize) -> Result<PathBuf, BenchError> {
     while left > 0 {
         let n = left.min(block.len());
         f.write_all(&block[..n])
-            .map_err(io("writing the scratch file"))?;
+            .map_err(file_err("cannot write", &scratch.path))?;
         left -= n;
     }
-    f.sync_all().map_err(io("syncing the scratch file"))?;
-    Ok(path)
+    f.sync_all()
+        .map_err(file_err("cannot sync", &scratch.path))?;
+    Ok(scratch)
 }
 
 /// Reading a file front to back with `read(2)` of `block` bytes: GB/s. `cold` evicts it from
@@ -362,7 +391,7 @@ pub fn read_file(
 
 /// The figure, or the first I/O error a repetition met (`what` names what was being done).
 fn or_io<T>(value: T, err: Option<std::io::Error>, what: &'static str) -> Result<T, BenchError> {
-    err.map_or(Ok(value), |source| Err(BenchError::Io { what, source }))
+    err.map_or(Ok(value), |error| Err(BenchError::Io { what, error }))
 }
 
 /// Evicts `path` from the page cache (`cold`), or reads it all so it is cached.

@@ -26,11 +26,19 @@ use crate::stats::Summary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        /// Part of the message, so not also the `source()`.
+        error: std::io::Error,
+    },
+    /// The scratch file could not be made in the directory given.
+    #[error("{what} the scratch file {}: {error}", path.display())]
+    File {
+        what: &'static str,
+        path: std::path::PathBuf,
+        /// Part of the message, so not also the `source()`.
+        error: std::io::Error,
     },
     #[error(transparent)]
     Sys(#[from] osml_sys::SysError),
@@ -373,7 +381,13 @@ pub fn run(
     for (i, info) in wanted.iter().enumerate() {
         progress(i, wanted.len(), info.id);
         let before = conditions::Counters::read(&host);
-        let outcome = measure(info.id, &clock, &budget, file.as_deref(), sizes);
+        let outcome = measure(
+            info.id,
+            &clock,
+            &budget,
+            file.as_ref().map(benches::Scratch::path),
+            sizes,
+        );
         let mut notes = before.notes(&conditions::Counters::read(&host));
         if cpu_bound(info.id) {
             notes.extend(governor.clone());
@@ -384,9 +398,7 @@ pub fn run(
             Err(e) => skipped.push((info.id.to_owned(), e.to_string())),
         }
     }
-    if let Some(f) = file {
-        let _ = std::fs::remove_file(f);
-    }
+    drop(file);
     Ok(Report {
         schema_version: 1,
         quick,
@@ -411,7 +423,7 @@ fn measure(
     let file = || {
         file.ok_or_else(|| BenchError::Io {
             what: "scratch file",
-            source: std::io::Error::other("missing"),
+            error: std::io::Error::other("missing"),
         })
     };
     Ok(match id {

@@ -25,21 +25,21 @@ use crate::syscalls::SyscallCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot run {cmd}: {source}")]
+    #[error("cannot run {cmd}: {error}")]
     Spawn {
         cmd: String,
-        #[source]
-        source: std::io::Error,
+        /// Part of the message, so not also the `source()`.
+        error: std::io::Error,
     },
     #[error("ptrace failed: {0} (a seccomp filter or kernel.yama.ptrace_scope may forbid it)")]
     Ptrace(String),
     #[error("no process {0}")]
     NoSuchProcess(i32),
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         what: String,
-        #[source]
-        source: std::io::Error,
+        /// Part of the message, so not also the `source()`.
+        error: std::io::Error,
     },
     #[error("{0}")]
     Proc(String),
@@ -336,7 +336,7 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                 .spawn()
                 .map_err(|e| TraceError::Spawn {
                     cmd: cmd[0].to_string_lossy().into_owned(),
-                    source: e,
+                    error: e,
                 })?;
             let pid = child.id().cast_signed();
             // A waiter thread reports the exit at once, so the trace ends with the command,
@@ -351,7 +351,7 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                     Ok(r) => {
                         break r.map_err(|e| TraceError::Io {
                             what: "waiting for the command".into(),
-                            source: e,
+                            error: e,
                         })?
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

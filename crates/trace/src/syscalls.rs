@@ -76,7 +76,7 @@ pub fn run(
     command.args(&cmd[1..]);
     let child = osml_sys::spawn_traced(&mut command).map_err(|e| TraceError::Spawn {
         cmd: cmd[0].to_string_lossy().into_owned(),
-        source: e,
+        error: e,
     })?;
     let root = Pid::from_raw(child.id().cast_signed());
     started(root.as_raw());

@@ -36,3 +36,43 @@ fn a_tmpfs_dir_is_warned_about_in_human_and_json_output() {
         "read() of a cached 32 MiB file in 1 MiB blocks"
     );
 }
+
+#[test]
+fn an_interrupted_bench_leaves_no_scratch_file() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("osml-bench-"))
+            .collect::<Vec<_>>()
+    };
+    for (signal, number) in [("TERM", 15), ("INT", 2)] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("osml"))
+            .args(["bench", "--only", "read.warm", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while scratch().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no scratch file");
+            assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(number), "{status:?}");
+        assert_eq!(scratch(), Vec::<String>::new(), "SIG{signal} left it");
+    }
+}

@@ -10,6 +10,7 @@ mod affinity;
 mod bench;
 mod data;
 mod host;
+mod messages;
 mod pipes;
 mod trace;
 mod tune;
