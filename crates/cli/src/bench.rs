@@ -28,7 +28,7 @@ pub fn run(a: &OsBenchArgs) -> Result<ExitCode> {
     });
     bar.finish_and_clear();
     let report = outcome?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;

@@ -100,7 +100,7 @@ fn device_line(d: &osml_host::topology::Device) -> String {
 pub fn topo(a: &TopoArgs) -> Result<ExitCode> {
     let (t, _keep) = load(a.root.as_deref())?;
     let m = matrix(&t);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         let report = TopoReport {
             schema_version: 1,
@@ -322,7 +322,7 @@ pub fn affinity(a: &AffinityArgs) -> Result<ExitCode> {
     if let Some(r) = a.local_rank {
         p.ranks.retain(|x| x.local_rank == r);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &p)?;
         writeln!(out)?;

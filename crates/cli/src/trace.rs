@@ -88,7 +88,9 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
     }
     // The command's own output went to the terminal; the summary goes to stderr so that a
     // pipeline reading the command's stdout is undisturbed.
-    write_summary(&mut std::io::stderr().lock(), &report)?;
+    // A closed stderr must not turn the command's status into ours.
+    let mut err = crate::output::Sanitized::new(std::io::stderr().lock());
+    let _ = write_summary(&mut err, &report).and_then(|()| err.finish());
     let code = report.exit_status.unwrap_or(0);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
@@ -178,7 +180,7 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 
 pub fn mem(a: &MemArgs) -> Result<ExitCode> {
     let r = osml_trace::mem::explain(a.pid)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &r)?;
         writeln!(out)?;
@@ -191,7 +193,9 @@ pub fn mem(a: &MemArgs) -> Result<ExitCode> {
         "  {:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "group", "regions", "virtual", "RSS", "PSS", "USS", "swap", "THP"
     )?;
-    let row = |out: &mut std::io::StdoutLock<'_>, name: &str, u: &osml_trace::mem::Usage| {
+    let row = |out: &mut crate::output::Sanitized<std::io::StdoutLock<'_>>,
+               name: &str,
+               u: &osml_trace::mem::Usage| {
         writeln!(
             out,
             "  {:<14} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",

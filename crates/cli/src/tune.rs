@@ -79,7 +79,7 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.revert {
         return do_revert(&target, lock.as_ref(), a.json);
     }
@@ -128,7 +128,7 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode> {
 }
 
 fn do_revert(target: &Target<'_>, lock: Option<&Lock>, json: bool) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     // No journal directory: nothing was applied.
     let Some(lock) = lock else {
         return Err(osml_tune::TuneError::NoJournal(osml_tune::apply::JOURNAL.to_owned()).into());
@@ -150,7 +150,7 @@ fn do_revert(target: &Target<'_>, lock: Option<&Lock>, json: bool) -> Result<Exi
 }
 
 fn do_verify(target: &Target<'_>, plan: &Plan, json: bool) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     let checks = verify(target, plan);
     let bad = checks.iter().filter(|c| !c.ok).count();
     if json {

@@ -14,7 +14,7 @@ use crate::cli::DatasetArgs;
 pub fn run(a: &DatasetArgs) -> Result<ExitCode> {
     let ds = TokenDataset::open(&a.path, open_options(a))?;
     let report = inspect(&ds, &a.path)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;

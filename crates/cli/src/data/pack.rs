@@ -66,7 +66,7 @@ pub fn run(a: &PackArgs) -> Result<ExitCode> {
         ));
     })?;
     bar.finish_and_clear();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &summary)?;
         writeln!(out)?;

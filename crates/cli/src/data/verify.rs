@@ -31,7 +31,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     let expect = a.expect_checksum.as_deref().map(expected).transpose()?;
     let v = verify(&a.dataset.path, open_options(&a.dataset))?;
     let matches = expect.as_ref().map(|e| *e == v.checksum);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.dataset.json {
         let mut value = serde_json::to_value(&v)?;
         value["expected_checksum"] = serde_json::json!(expect);

@@ -71,6 +71,63 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A writer that passes every line through [`escape`] (newlines kept), for commands whose human
+/// output is mostly foreign strings: file names, device and process names, values read from a
+/// root. They print no colour of their own, so no escape sequence needs to survive. Lines are
+/// buffered until their newline so a character split across writes is escaped whole; call
+/// [`Sanitized::finish`] to write a last partial line and see its error.
+pub struct Sanitized<W: std::io::Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> Sanitized<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn write_line(&mut self) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(&self.line);
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let escaped = escape(body);
+        self.inner.write_all(escaped.as_bytes())?;
+        self.inner.write_all(newline.as_bytes())?;
+        self.line.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            self.write_line()?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Sanitized<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=i]);
+            self.write_line()?;
+            rest = &rest[i + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Like `eprintln!`, but a closed or full stderr is not a panic: diagnostics are best effort.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -82,7 +139,22 @@ pub(crate) use say;
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, Sanitized};
+    use std::io::Write;
+
+    #[test]
+    fn sanitized_output_escapes_lines_split_across_writes() {
+        let mut buf = Vec::new();
+        let mut out = Sanitized::new(&mut buf);
+        // U+009B (CSI) is two bytes in UTF-8: split them across writes.
+        out.write_all(b"file ev\x1b[2Jil\nnext \xc2").unwrap();
+        out.write_all(b"\x9b done\npartial\x07").unwrap();
+        out.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "file ev\\x1b[2Jil\nnext \\x9b done\npartial\\x07"
+        );
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

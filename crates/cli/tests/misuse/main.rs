@@ -11,6 +11,7 @@ mod bench;
 mod data;
 mod host;
 mod messages;
+mod names;
 mod pipes;
 mod trace;
 mod tune;
