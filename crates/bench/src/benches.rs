@@ -369,7 +369,7 @@ pub fn read_file(
         set_cache(path, cold);
         let t = Instant::now();
         let mut total = 0usize;
-        match File::open(path) {
+        match osml_sys::file::open_regular(path) {
             Ok(mut f) => loop {
                 match f.read(&mut buf) {
                     Ok(0) => break,
@@ -404,7 +404,7 @@ fn set_cache(path: &Path, cold: bool) {
 }
 
 fn warm(path: &Path) {
-    if let Ok(mut f) = File::open(path) {
+    if let Ok(mut f) = osml_sys::file::open_regular(path) {
         let mut buf = vec![0u8; 1 << 20];
         while f.read(&mut buf).is_ok_and(|n| n > 0) {}
     }
@@ -462,7 +462,7 @@ fn open_for_random_reads(path: &Path) -> Result<(File, bool), BenchError> {
     {
         Ok(f) => Ok((f, true)),
         Err(_) => Ok((
-            File::open(path).map_err(io("opening the scratch file"))?,
+            osml_sys::file::open_regular(path).map_err(io("opening the scratch file"))?,
             false,
         )),
     }
@@ -575,7 +575,7 @@ pub fn cold_random(
     mmap: bool,
 ) -> Result<Option<Summary>, BenchError> {
     const N: usize = 1_000;
-    let file = File::open(path).map_err(io("opening the scratch file"))?;
+    let file = osml_sys::file::open_regular(path).map_err(io("opening the scratch file"))?;
     let mut buf = vec![0u8; 4096];
     let mut seed = 0xD1B5_4A32_D192_ED03u64;
     let mut err = None;

@@ -1,6 +1,10 @@
 //! `osml data` driven as a user runs it: pack → inspect → verify, JSON fields, exit codes.
 
-#![allow(clippy::unwrap_used, clippy::many_single_char_names)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::many_single_char_names
+)]
 
 use std::io::Write;
 use std::path::Path;

@@ -6,7 +6,11 @@
 //! it and checks its size but never reads its tokens, so its content cannot change the figure.
 //! The `.idx` is real: 2,000,000 documents of 1 to 999 tokens (mean 500).
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::cast_precision_loss
+)]
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -2,6 +2,7 @@
 //! through every format, every kind of bad input, and byte mutations of a valid index.
 
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::cast_possible_truncation,
     clippy::similar_names,

@@ -3,7 +3,11 @@
 //! across ranks; the global sequence does not depend on world size or worker count; resuming
 //! continues exactly; many tiny batches under random consumer delays stay in order.
 
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,11 @@
 //! it encodes, against a bound per input byte (a size, not a timing, so a busy machine does
 //! not change it). Its own test binary, so no other test allocates meanwhile.
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::cast_precision_loss
+)]
 
 use osml_data::pack::Tokenizer;
 

@@ -127,6 +127,7 @@ impl UringReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::io::Write;
 

@@ -24,8 +24,14 @@ fn osml(dir: &Path, args: &[&str]) -> (String, String) {
 }
 
 fn assert_escaped(what: &str, text: &str) {
-    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{what}: {text:?}");
-    assert!(text.contains("ev\\x1b]0;pwned\\x07\\x1b[2Jil"), "{what}: {text:?}");
+    assert!(
+        !text.contains('\x1b') && !text.contains('\x07'),
+        "{what}: {text:?}"
+    );
+    assert!(
+        text.contains("ev\\x1b]0;pwned\\x07\\x1b[2Jil"),
+        "{what}: {text:?}"
+    );
 }
 
 #[test]
@@ -56,7 +62,11 @@ fn a_process_named_with_escapes_is_shown_escaped() {
     let _ = child.kill();
     let _ = child.wait();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
     assert!(text.contains("e\\x1b]0;p\\x07"), "{text:?}");
 }

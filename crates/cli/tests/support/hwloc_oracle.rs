@@ -22,7 +22,7 @@
 //!     assert_eq!(oracle.pus, oracle.pus_allowed.len());
 //! }
 //! ```
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::fs;
