@@ -12,10 +12,16 @@ use osml_sys::atomic::TempBeside;
 use crate::megatron::{self, HEADER_LEN, MAGIC};
 use crate::{DType, DataError};
 
-/// The temporary file that becomes `path`; a failure names the directory it is made in.
+/// The temporary file that becomes `path`; a failure names the directory it is made in, or
+/// `path` itself when that is what was refused (a FIFO, device or directory in its place).
 fn temp_beside(path: &Path) -> Result<TempBeside, DataError> {
-    TempBeside::new(path, ".osml-")
-        .map_err(|e| DataError::write(osml_sys::atomic::parent_dir(path), e))
+    TempBeside::new(path, ".osml-").map_err(|e| {
+        if osml_sys::file::rejection(&e).is_some() {
+            DataError::write(path, e)
+        } else {
+            DataError::write(osml_sys::atomic::parent_dir(path), e)
+        }
+    })
 }
 
 /// Syncs and renames `tmp` over `dest`.

@@ -30,9 +30,25 @@ pub fn parent_dir(dest: &Path) -> &Path {
     }
 }
 
+/// Refuses a destination that exists and is not a regular file (followed through symbolic
+/// links): renaming over `/dev/full`, a FIFO or a socket would replace it with a file.
+fn check_destination(dest: &Path) -> io::Result<()> {
+    match std::fs::metadata(dest) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            crate::file::NotRegular(
+                crate::file::FileKind::of(meta.file_type()).unwrap_or(crate::file::FileKind::Other),
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl TempBeside {
-    /// Creates `.{prefix}XXXXXX.tmp` in the directory of `dest`, mode `0666 & !umask`.
+    /// Creates `.{prefix}XXXXXX.tmp` in the directory of `dest`, mode `0666 & !umask`. A
+    /// destination that exists and is not a regular file is refused ([`crate::file::NotRegular`]).
     pub fn new(dest: &Path, prefix: &str) -> io::Result<Self> {
+        check_destination(dest)?;
         let file = tempfile::Builder::new()
             .prefix(prefix)
             .suffix(".tmp")
@@ -57,6 +73,7 @@ impl TempBeside {
 
     /// Flushes to disk and renames over `dest`; on error the temporary file is removed.
     pub fn persist(self, dest: &Path) -> io::Result<PathBuf> {
+        check_destination(dest)?;
         self.file.as_file().sync_all()?;
         self.file.persist(dest).map_err(|e| e.error)?;
         // Makes the rename durable; a failure here leaves a correct file, so it is ignored.
@@ -115,7 +132,7 @@ impl TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     #[test]
     fn persisted_files_follow_the_umask() {
@@ -135,6 +152,36 @@ mod tests {
         assert!(!tmp.exists());
         let mode = std::fs::metadata(&dest).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o666 & !umask);
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_are_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let link = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        for dest in [
+            fifo.as_path(),
+            Path::new("/dev/full"),
+            dir.path(),
+            link.as_path(),
+        ] {
+            let err = TempBeside::new(dest, ".osml-").unwrap_err();
+            assert!(crate::file::rejection(&err).is_some(), "{dest:?}: {err}");
+        }
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn of(ft: std::fs::FileType) -> Option<Self> {
+    pub(crate) fn of(ft: std::fs::FileType) -> Option<Self> {
         if ft.is_file() {
             None
         } else if ft.is_dir() {

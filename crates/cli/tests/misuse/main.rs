@@ -12,6 +12,7 @@ mod data;
 mod host;
 mod messages;
 mod names;
+mod outputs;
 mod pipes;
 mod trace;
 mod tune;
