@@ -156,3 +156,23 @@ impl From<osml_sys::SysError> for DataError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_about_no_file_names_the_call_not_an_empty_path() {
+        let e = DataError::from(osml_sys::SysError::Call {
+            call: "mmap",
+            path: None,
+            // ENOMEM
+            error: std::io::Error::from_raw_os_error(12),
+        });
+        assert!(matches!(e, DataError::System { call: "mmap", .. }));
+        let msg = e.to_string();
+        assert!(msg.starts_with("mmap failed: "), "{msg}");
+        assert_eq!(msg.matches("Cannot allocate memory").count(), 1, "{msg}");
+        assert!(std::error::Error::source(&e).is_none());
+    }
+}
