@@ -74,8 +74,10 @@ const TUNABLE: &[&str] = &[
 #[test]
 fn apply_then_doctor_passes_then_revert_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy_fixture("gpu-server", dir.path());
-    let root = root.to_str().unwrap();
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
     let doctor_before = statuses(&root);
     for id in TUNABLE {
@@ -169,8 +171,10 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
 #[test]
 fn the_dev_vm_capture_round_trips_too() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy_fixture("dev-vm", dir.path());
-    let root = root.to_str().unwrap();
+    let root = copy_fixture("dev-vm", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
     let out = run(&["tune", "--root", &root, "--apply"]);
     assert!(
@@ -210,8 +214,10 @@ fn lock(path: &Path, on: bool) -> bool {
 #[test]
 fn a_failed_write_rolls_back_everything_and_the_journal_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy_fixture("gpu-server", dir.path());
-    let root = root.to_str().unwrap();
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
     // The scheduler of nvme1n1 is written after the sysctls, THP, governors and read-ahead.
     let victim = Path::new(&root).join("sys/block/nvme1n1/queue/scheduler");
@@ -262,8 +268,10 @@ fn a_failed_write_rolls_back_everything_and_the_journal_says_so() {
 #[test]
 fn missing_settings_and_a_pinned_thp_are_skipped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy_fixture("gpu-server", dir.path());
-    let root = root.to_str().unwrap();
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     std::fs::remove_file(Path::new(&root).join("proc/sys/kernel/numa_balancing")).unwrap();
     let cmdline = Path::new(&root).join("proc/cmdline");
     let old = std::fs::read_to_string(&cmdline).unwrap();
