@@ -605,6 +605,7 @@ fn tool(cmd: &str, args: &[&str]) -> Option<String> {
 
 #[test]
 fn live_host_report_agrees_with_other_tools() {
+    const TEST: &str = "live_host_report_agrees_with_other_tools";
     let out = osml().args(["doctor", "--json"]).output().unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -622,7 +623,7 @@ fn live_host_report_agrees_with_other_tools() {
             assert_eq!(ours, v, "{key}");
         } else {
             skip(
-                &format!("live_host_report_agrees_with_other_tools ({key} against sysctl)"),
+                &format!("{TEST} ({key} against sysctl)"),
                 "sysctl is not installed",
             );
         }
@@ -630,6 +631,11 @@ fn live_host_report_agrees_with_other_tools() {
     if let Some(n) = tool("getconf", &["_NPROCESSORS_ONLN"]) {
         let online = osml_host::CpuList::parse(h["cpu"]["online"].as_str().unwrap()).unwrap();
         assert_eq!(online.len(), n.trim().parse::<usize>().unwrap());
+    } else {
+        skip(
+            &format!("{TEST} (online CPUs against getconf)"),
+            "getconf is missing or failed",
+        );
     }
     if let Some(n) = tool("nproc", &[]) {
         let allowed = osml_host::CpuList::parse(h["cpu"]["allowed"].as_str().unwrap()).unwrap();
@@ -637,6 +643,11 @@ fn live_host_report_agrees_with_other_tools() {
             allowed.len(),
             n.trim().parse::<usize>().unwrap(),
             "nproc counts the affinity mask"
+        );
+    } else {
+        skip(
+            &format!("{TEST} (allowed CPUs against nproc)"),
+            "nproc is missing or failed",
         );
     }
     let thp = std::fs::read(Path::new("/sys/kernel/mm/transparent_hugepage/enabled"))
@@ -648,13 +659,28 @@ fn live_host_report_agrees_with_other_tools() {
             .and_then(|s| s.split(']').next())
             .unwrap();
         assert_eq!(h["memory"]["thp"]["enabled"], selected);
+    } else {
+        skip(
+            &format!("{TEST} (THP)"),
+            "no transparent_hugepage/enabled here",
+        );
     }
     if let Some(df) = tool("df", &["-B1", "--output=size", "/dev/shm"]) {
         let size: u64 = df.lines().nth(1).unwrap().trim().parse().unwrap();
         assert_eq!(h["shm"]["size_bytes"], size);
+    } else {
+        skip(
+            &format!("{TEST} (/dev/shm against df)"),
+            "df is missing or failed",
+        );
     }
     if let Some(uname) = tool("uname", &["-r"]) {
         assert_eq!(h["kernel"]["release"], uname.trim());
+    } else {
+        skip(
+            &format!("{TEST} (kernel release against uname)"),
+            "uname is missing or failed",
+        );
     }
 }
 
