@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{osml, skip};
+use support::{ints, osml, skip};
 
 fn json(args: &[&str]) -> Value {
     let out = osml().args(args).output().unwrap();
@@ -21,14 +21,6 @@ fn json(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ints(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
 }
 
 const SERVER: &str = "tests/fixtures/gpu-server";

@@ -16,13 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-fn ints(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
-}
+use support::ints;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Counts {

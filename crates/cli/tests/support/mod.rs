@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 
 use assert_cmd::Command;
+use serde_json::Value;
 
 #[allow(unused_imports)] // as dead code above: not every binary skips
 pub use skip::skip;
@@ -111,4 +112,13 @@ pub fn ensure_tracefs() -> bool {
             .status();
     }
     id.exists()
+}
+
+/// A JSON array of CPU or node numbers.
+pub fn ints(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
+        .collect()
 }
