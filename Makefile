@@ -5,8 +5,10 @@
 
 test: test-rust test-loom test-python
 
+# Then the tests that skipped here, and why (scripts/report-skips.sh), whether or not all passed.
 test-rust:
-	cargo test --workspace --locked
+	scripts/report-skips.sh --reset
+	cargo test --workspace --locked; status=$$?; scripts/report-skips.sh; exit $$status
 
 # The loader's buffer pool model-checked under loom (its own target dir: --cfg loom rebuilds
 # osml-data's dependencies, about a minute the first time).

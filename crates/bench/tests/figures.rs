@@ -5,7 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../cli/tests/support/skip.rs"]
+mod skip;
+
 use osml_bench::{memory_backed, run, Sizes, CATALOG};
+use skip::skip;
 
 #[test]
 fn every_benchmark_gives_a_plausible_figure() {
@@ -31,7 +35,10 @@ fn every_benchmark_gives_a_plausible_figure() {
         let excused = (no_uring && id.starts_with("io_uring") && why.contains("io_uring_setup"))
             || (one_cpu && id == "ctxswitch.cross" && why.contains("needs two CPUs"));
         assert!(excused, "{id} skipped: {why}");
-        eprintln!("skipped here: {id}: {why}");
+        skip(
+            &format!("every_benchmark_gives_a_plausible_figure ({id})"),
+            why,
+        );
     }
     assert_eq!(report.results.len() + report.skipped.len(), CATALOG.len());
     let bounds = |id: &str| match id {
@@ -131,8 +138,9 @@ fn a_memory_backed_scratch_directory_is_warned_about() {
     let only = ["read.warm".to_owned()];
     let on_disk = run(&only, true, disk.path(), &mut |_, _, _| {}).unwrap();
     if memory_backed(disk.path()).is_some() {
-        eprintln!(
-            "SKIP the disk half: the target directory itself is on a memory-backed filesystem"
+        skip(
+            "a_memory_backed_scratch_directory_is_warned_about (the disk half)",
+            "the target directory itself is on a memory-backed filesystem",
         );
     } else {
         assert!(on_disk.warnings.is_empty(), "{:?}", on_disk.warnings);

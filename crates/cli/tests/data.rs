@@ -9,17 +9,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn osml(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("osml").unwrap();
-    c.current_dir(dir);
-    c
-}
+mod support;
+
+use support::{ensure_tracefs, is_root, osml_in, skip};
 
 fn json(dir: &Path, args: &[&str]) -> Value {
-    let out = osml(dir).args(args).output().unwrap();
+    let out = osml_in(dir).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -72,17 +69,17 @@ fn pack_inspect_verify() {
     let v = json(d, &["data", "verify", "c.idx", "--json"]);
     assert_eq!(v["files"].as_array().unwrap().len(), 2);
     // The human forms say the same.
-    osml(d)
+    osml_in(d)
         .args(["data", "inspect", "c.bin"])
         .assert()
         .success()
         .stdout(predicates::str::contains("documents     301"));
-    osml(d)
+    osml_in(d)
         .args(["data", "verify", "c"])
         .assert()
         .success()
         .stdout(predicates::str::starts_with("ok: c"));
-    let shown = osml(d)
+    let shown = osml_in(d)
         .args(["data", "show", "c", "--from", "299", "--count", "5"])
         .output()
         .unwrap();
@@ -122,7 +119,7 @@ fn exit_codes() {
     idx[17] = 42;
     std::fs::write(d.join("bad.idx"), &idx).unwrap();
     std::fs::copy(d.join("c.bin"), d.join("bad.bin")).unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "verify", "bad"])
         .assert()
         .code(1)
@@ -131,18 +128,18 @@ fn exit_codes() {
         ));
     let bin = std::fs::read(d.join("c.bin")).unwrap();
     std::fs::write(d.join("c.bin"), &bin[..bin.len() / 2]).unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "inspect", "c"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("truncated"));
     // Unreadable: exit 3.
-    osml(d)
+    osml_in(d)
         .args(["data", "inspect", "missing.npy"])
         .assert()
         .code(3);
     std::fs::create_dir(d.join("dir.bin")).unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "verify", "dir.bin"])
         .assert()
         .code(3)
@@ -151,16 +148,16 @@ fn exit_codes() {
         ));
     // Bad input to pack: exit 1 with the line; bad usage: exit 2.
     std::fs::write(d.join("x.jsonl"), "{\"text\": 1}\n").unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "pack", "x.jsonl", "-o", "o"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("x.jsonl:1"));
-    osml(d)
+    osml_in(d)
         .args(["data", "pack", "x.csv", "-o", "o"])
         .assert()
         .code(2);
-    osml(d)
+    osml_in(d)
         .args([
             "data",
             "pack",
@@ -172,7 +169,7 @@ fn exit_codes() {
         ])
         .assert()
         .code(2);
-    osml(d)
+    osml_in(d)
         .args(["data", "pack", "in.jsonl", "-o", "o", "--workers", "0"])
         .assert()
         .code(2);
@@ -214,24 +211,6 @@ fn gzip_input_packs_like_plain() {
     );
 }
 
-/// tracefs, needed to count system calls; mounted here when missing and we are root (as CI is).
-fn ensure_tracefs() -> bool {
-    let id = Path::new("/sys/kernel/tracing/events/raw_syscalls/sys_enter/id");
-    if !id.exists() && rustix_is_root() {
-        let _ = std::process::Command::new("mount")
-            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
-            .status();
-    }
-    id.exists()
-}
-
-fn rustix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 #[test]
 fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,7 +245,7 @@ fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
                 .abs()
                 < 1e-6
         );
-        if tracefs && rustix_is_root() {
+        if tracefs && is_root() {
             let s = r["syscalls_per_batch"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("not counted: {}", r["syscalls_unavailable"]));
@@ -274,45 +253,45 @@ fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
             // benchmark result, not a test.
             assert!((0.0..20.0).contains(&s), "{s}");
         } else {
-            eprintln!(
-                "syscalls not checked: tracefs or root missing ({})",
-                r["syscalls_unavailable"]
+            skip(
+                &format!("bench_reports_throughput_against_memcpy_and_counts_syscalls ({mode}: syscalls per batch)"),
+                &format!("tracefs or root missing ({})", r["syscalls_unavailable"]),
             );
             assert!(r["syscalls_unavailable"].is_string());
         }
     }
     // Bad configurations: exit 2 with the reason.
-    osml(d)
+    osml_in(d)
         .args(["data", "bench", "c", "-b", "0"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("batch size"));
-    osml(d)
+    osml_in(d)
         .args(["data", "bench", "c", "-t", "100000000"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("needs"));
-    osml(d)
+    osml_in(d)
         .args(["data", "bench", "c", "--block", "4"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("epoch mode only"));
     // A file that is not named like a dataset, and a text file named like one.
     std::fs::write(d.join("corpus.jsonl"), "{\"text\": \"a b\"}\n").unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "bench", "corpus.jsonl"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("none of them"))
         .stderr(predicates::str::contains("--format"));
     std::fs::write(d.join("corpus.bin"), "{\"text\": \"a bc\"}\n").unwrap();
-    osml(d)
+    osml_in(d)
         .args(["data", "verify", "corpus.bin"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("osml data pack"));
     // An absurd step count runs in fixed memory: refused only for what it is, never an abort.
-    osml(d)
+    osml_in(d)
         .args([
             "data",
             "bench",
@@ -331,7 +310,7 @@ fn bench_reports_throughput_against_memcpy_and_counts_syscalls() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("prefetch must be at most 1024"));
-    osml(d)
+    osml_in(d)
         .args(["data", "bench", "c", "--contend", "100000"])
         .assert()
         .code(2)

@@ -6,20 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
 use serde_json::Value;
 
-/// The repository root: fixtures are given by relative paths from here so that reports (and
-/// their snapshots) do not depend on where the checkout lives.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::{repo, skip};
 
 fn hwloc(name: &str) -> String {
     let rel = format!("tests/fixtures/hwloc/{name}.tar.bz2");
@@ -27,9 +22,11 @@ fn hwloc(name: &str) -> String {
     rel
 }
 
+/// `osml` in the repository root, without the caller's `NO_COLOR`: the reports (and their
+/// snapshots) show what a pipe alone gives.
 fn osml() -> Command {
-    let mut c = Command::cargo_bin("osml").unwrap();
-    c.current_dir(repo()).env_remove("NO_COLOR");
+    let mut c = support::osml();
+    c.env_remove("NO_COLOR");
     c
 }
 
@@ -608,6 +605,7 @@ fn tool(cmd: &str, args: &[&str]) -> Option<String> {
 
 #[test]
 fn live_host_report_agrees_with_other_tools() {
+    const TEST: &str = "live_host_report_agrees_with_other_tools";
     let out = osml().args(["doctor", "--json"]).output().unwrap();
     assert!(matches!(out.status.code(), Some(0 | 1)));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -624,12 +622,20 @@ fn live_host_report_agrees_with_other_tools() {
         if let Some(v) = sysctl {
             assert_eq!(ours, v, "{key}");
         } else {
-            eprintln!("sysctl is not installed: {key} not cross-checked");
+            skip(
+                &format!("{TEST} ({key} against sysctl)"),
+                "sysctl is not installed",
+            );
         }
     }
     if let Some(n) = tool("getconf", &["_NPROCESSORS_ONLN"]) {
         let online = osml_host::CpuList::parse(h["cpu"]["online"].as_str().unwrap()).unwrap();
         assert_eq!(online.len(), n.trim().parse::<usize>().unwrap());
+    } else {
+        skip(
+            &format!("{TEST} (online CPUs against getconf)"),
+            "getconf is missing or failed",
+        );
     }
     if let Some(n) = tool("nproc", &[]) {
         let allowed = osml_host::CpuList::parse(h["cpu"]["allowed"].as_str().unwrap()).unwrap();
@@ -637,6 +643,11 @@ fn live_host_report_agrees_with_other_tools() {
             allowed.len(),
             n.trim().parse::<usize>().unwrap(),
             "nproc counts the affinity mask"
+        );
+    } else {
+        skip(
+            &format!("{TEST} (allowed CPUs against nproc)"),
+            "nproc is missing or failed",
         );
     }
     let thp = std::fs::read(Path::new("/sys/kernel/mm/transparent_hugepage/enabled"))
@@ -648,13 +659,28 @@ fn live_host_report_agrees_with_other_tools() {
             .and_then(|s| s.split(']').next())
             .unwrap();
         assert_eq!(h["memory"]["thp"]["enabled"], selected);
+    } else {
+        skip(
+            &format!("{TEST} (THP)"),
+            "no transparent_hugepage/enabled here",
+        );
     }
     if let Some(df) = tool("df", &["-B1", "--output=size", "/dev/shm"]) {
         let size: u64 = df.lines().nth(1).unwrap().trim().parse().unwrap();
         assert_eq!(h["shm"]["size_bytes"], size);
+    } else {
+        skip(
+            &format!("{TEST} (/dev/shm against df)"),
+            "df is missing or failed",
+        );
     }
     if let Some(uname) = tool("uname", &["-r"]) {
         assert_eq!(h["kernel"]["release"], uname.trim());
+    } else {
+        skip(
+            &format!("{TEST} (kernel release against uname)"),
+            "uname is missing or failed",
+        );
     }
 }
 

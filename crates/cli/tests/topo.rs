@@ -5,21 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
 
-fn osml() -> Command {
-    let mut c = Command::cargo_bin("osml").unwrap();
-    c.current_dir(repo());
-    c
-}
+use support::{ints, osml, skip};
 
 fn json(args: &[&str]) -> Value {
     let out = osml().args(args).output().unwrap();
@@ -29,14 +21,6 @@ fn json(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ints(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
 }
 
 const SERVER: &str = "tests/fixtures/gpu-server";
@@ -300,14 +284,7 @@ fn more_ranks_than_gpus_and_no_gpu_at_all() {
 
 /// A copy of the server whose cpuset keeps half of node 0 and all of node 1.
 fn server_with_cpuset(dir: &Path) -> String {
-    let root = dir.join("server");
-    let status = Command::new("cp")
-        .args(["-a", SERVER])
-        .arg(&root)
-        .current_dir(repo())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let root = support::copy_fixture("gpu-server", dir);
     let p = root.join("proc/self/status");
     let text = std::fs::read_to_string(&p).unwrap_or_default();
     let mut lines: Vec<String> = text
@@ -448,7 +425,10 @@ fn run_sets_the_memory_policy() {
     let t = json(&["topo", "--json"]);
     let node = t["numa_nodes"][0]["id"].as_u64().unwrap();
     if osml_sys::set_mempolicy(osml_sys::MemPolicy::Default, &[]).is_err() {
-        eprintln!("skipped: set_mempolicy is refused here (a kernel without NUMA)");
+        skip(
+            "run_sets_the_memory_policy",
+            "set_mempolicy is refused here (a kernel without NUMA)",
+        );
         return;
     }
     for (mem, word) in [

@@ -10,19 +10,13 @@
 #[path = "support/hwloc_oracle.rs"]
 mod hwloc_oracle;
 
-use std::collections::BTreeMap;
-use std::process::Command;
+mod support;
 
-use assert_cmd::cargo::CommandCargoExt;
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-fn ints(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
-}
+use support::ints;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Counts {
@@ -35,7 +29,7 @@ struct Counts {
 }
 
 fn ours(tarball: &std::path::Path) -> Counts {
-    let mut cmd = Command::cargo_bin("osml").unwrap();
+    let mut cmd = support::osml();
     // Unpacking a dump creates thousands of small files: on tmpfs that takes a tenth of the
     // time it takes on this VM's disk.
     if std::fs::metadata("/dev/shm").is_ok_and(|m| m.is_dir())

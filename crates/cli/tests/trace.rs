@@ -5,42 +5,20 @@
 // Helpers of an integration test panic on purpose; fixtures are read directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
 
-fn osml(args: &[&str]) -> Output {
-    Command::cargo_bin("osml")
-        .unwrap()
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// The real python3 binary (not a shell shim), or None when there is none.
-fn python() -> Option<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
+use support::{python3, run, skip};
 
 fn traced(args: &[&str]) -> (Output, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("trace.json");
     let mut all = vec!["trace", "--json", json.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = osml(&all);
+    let out = run(&all);
     let report = serde_json::from_str(
         &std::fs::read_to_string(&json)
             .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr))),
@@ -51,8 +29,11 @@ fn traced(args: &[&str]) -> (Output, Value) {
 
 #[test]
 fn copy_on_read_is_found_and_measured_like_smaps_rollup() {
-    let Some(py) = python() else {
-        eprintln!("skipped: no python3");
+    let Some(py) = python3() else {
+        skip(
+            "copy_on_read_is_found_and_measured_like_smaps_rollup",
+            "no python3",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -142,13 +123,16 @@ fn getppid_calls(py: &str, n: u32) -> u64 {
 
 #[test]
 fn syscalls_are_counted_exactly() {
-    let Some(py) = python() else {
-        eprintln!("skipped: no python3");
+    let Some(py) = python3() else {
+        skip("syscalls_are_counted_exactly", "no python3");
         return;
     };
     if std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|s| s.trim() == "3")
     {
-        eprintln!("skipped: ptrace is disabled (kernel.yama.ptrace_scope = 3)");
+        skip(
+            "syscalls_are_counted_exactly",
+            "ptrace is disabled (kernel.yama.ptrace_scope = 3)",
+        );
         return;
     }
     // Python's start-up makes its own calls: the difference is exactly ours.
@@ -202,7 +186,7 @@ fn children_that_vanish_never_crash_the_tracer() {
 fn exit_status_plot_and_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("t.svg");
-    let out = osml(&[
+    let out = run(&[
         "trace",
         "--plot",
         svg.to_str().unwrap(),
@@ -218,12 +202,12 @@ fn exit_status_plot_and_usage_errors() {
             && text.contains("<polyline")
             && text.trim_end().ends_with("</svg>")
     );
-    let out = osml(&["trace", "--", "/nonexistent/osml-cmd"]);
+    let out = run(&["trace", "--", "/nonexistent/osml-cmd"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /nonexistent/osml-cmd"));
-    let out = osml(&["trace", "--pid", "2147483646"]);
+    let out = run(&["trace", "--pid", "2147483646"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = osml(&["trace"]);
+    let out = run(&["trace"]);
     assert_eq!(out.status.code(), Some(2), "neither a command nor --pid");
 }
 
@@ -249,8 +233,8 @@ fn attaches_to_a_running_process() {
 fn mem_explains_a_process() {
     let mut child = Command::new("sleep").arg("5").spawn().unwrap();
     let pid = child.id().to_string();
-    let out = osml(&["mem", &pid, "--json"]);
-    let human = osml(&["mem", &pid]);
+    let out = run(&["mem", &pid, "--json"]);
+    let human = run(&["mem", &pid]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -277,7 +261,7 @@ fn mem_explains_a_process() {
         text.contains("files by RSS") && text.contains("OOM:"),
         "{text}"
     );
-    let out = osml(&["mem", "2147483646"]);
+    let out = run(&["mem", "2147483646"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no process 2147483646"));
 }

@@ -6,37 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
 
-fn osml(args: &[&str]) -> Output {
-    Command::cargo_bin("osml")
-        .unwrap()
-        .current_dir(repo())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// A copy of a fixture root in a temporary directory.
-fn copy(fixture: &str, dir: &Path) -> String {
-    let dest = dir.join("root");
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(repo().join(fixture))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    dest.to_str().unwrap().to_owned()
-}
+use support::{copy_fixture, is_root, run, skip};
 
 /// Every entry under `root`: files by content, links by target, directories by name.
 fn tree(root: &Path) -> BTreeMap<String, String> {
@@ -67,7 +44,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn statuses(root: &str) -> BTreeMap<String, String> {
-    let out = osml(&["doctor", "--root", root, "--json"]);
+    let out = run(&["doctor", "--root", root, "--json"]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     r["findings"]
         .as_array()
@@ -97,7 +74,10 @@ const TUNABLE: &[&str] = &[
 #[test]
 fn apply_then_doctor_passes_then_revert_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("tests/fixtures/gpu-server", dir.path());
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
     let doctor_before = statuses(&root);
     for id in TUNABLE {
@@ -108,7 +88,7 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
     }
 
     // The dry run changes nothing.
-    let plan = osml(&["tune", "--root", &root]);
+    let plan = run(&["tune", "--root", &root]);
     assert!(plan.status.success());
     let text = String::from_utf8(plan.stdout).unwrap();
     assert!(
@@ -121,7 +101,7 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
     );
     assert_eq!(tree(Path::new(&root)), before, "a dry run wrote something");
 
-    let out = osml(&["tune", "--root", &root, "--apply"]);
+    let out = run(&["tune", "--root", &root, "--apply"]);
     assert!(
         out.status.success(),
         "{}",
@@ -152,13 +132,13 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
 
     // A second apply changes nothing.
     let applied = tree(Path::new(&root));
-    let again = osml(&["tune", "--root", &root, "--apply"]);
+    let again = run(&["tune", "--root", &root, "--apply"]);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to change"));
     assert_eq!(tree(Path::new(&root)), applied);
 
     // --verify: only /dev/shm differs (a remount needs the live host).
-    let v = osml(&["tune", "--root", &root, "--verify", "--json"]);
+    let v = run(&["tune", "--root", &root, "--verify", "--json"]);
     assert_eq!(v.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     let diffs: Vec<&str> = v["checks"]
@@ -170,7 +150,7 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
         .collect();
     assert_eq!(diffs, ["/dev/shm size"]);
 
-    let out = osml(&["tune", "--root", &root, "--revert"]);
+    let out = run(&["tune", "--root", &root, "--revert"]);
     assert!(
         out.status.success(),
         "{}",
@@ -183,7 +163,7 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
     );
     assert_eq!(statuses(&root), doctor_before);
     // Nothing left to revert.
-    let out = osml(&["tune", "--root", &root, "--revert"]);
+    let out = run(&["tune", "--root", &root, "--revert"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no journal"));
 }
@@ -191,9 +171,12 @@ fn apply_then_doctor_passes_then_revert_is_byte_identical() {
 #[test]
 fn the_dev_vm_capture_round_trips_too() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("tests/fixtures/dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
-    let out = osml(&["tune", "--root", &root, "--apply"]);
+    let out = run(&["tune", "--root", &root, "--apply"]);
     assert!(
         out.status.success(),
         "{}",
@@ -208,7 +191,7 @@ fn the_dev_vm_capture_round_trips_too() {
         ),
         ("skip", "pass")
     );
-    let out = osml(&["tune", "--root", &root, "--revert"]);
+    let out = run(&["tune", "--root", &root, "--revert"]);
     assert!(out.status.success());
     assert_eq!(tree(Path::new(&root)), before);
 }
@@ -216,7 +199,7 @@ fn the_dev_vm_capture_round_trips_too() {
 /// Makes `path` unwritable even for root (`chattr +i`), or by mode when not root. Returns
 /// false when neither works here (e.g. a filesystem without the immutable flag).
 fn lock(path: &Path, on: bool) -> bool {
-    if rustix_is_root() {
+    if is_root() {
         Command::new("chattr")
             .arg(if on { "+i" } else { "-i" })
             .arg(path)
@@ -228,23 +211,25 @@ fn lock(path: &Path, on: bool) -> bool {
     }
 }
 
-fn rustix_is_root() -> bool {
-    osml_tune::running_as_root()
-}
-
 #[test]
 fn a_failed_write_rolls_back_everything_and_the_journal_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("tests/fixtures/gpu-server", dir.path());
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     let before = tree(Path::new(&root));
     // The scheduler of nvme1n1 is written after the sysctls, THP, governors and read-ahead.
     let victim = Path::new(&root).join("sys/block/nvme1n1/queue/scheduler");
     let victim = std::fs::canonicalize(victim).unwrap();
     if !lock(&victim, true) {
-        eprintln!("skipped: cannot make a file unwritable here (chattr +i refused)");
+        skip(
+            "a_failed_write_rolls_back_everything_and_the_journal_says_so",
+            "cannot make a file unwritable here (chattr +i refused)",
+        );
         return;
     }
-    let out = osml(&["tune", "--root", &root, "--apply"]);
+    let out = run(&["tune", "--root", &root, "--apply"]);
     lock(&victim, false);
     assert_eq!(
         out.status.code(),
@@ -271,7 +256,7 @@ fn a_failed_write_rolls_back_everything_and_the_journal_says_so() {
     assert_eq!(journal["state"], "rolled_back");
     assert!(journal["error"].as_str().unwrap().contains("rolled back"));
     // --revert then removes the journal: the tree is the original again.
-    let out = osml(&["tune", "--root", &root, "--revert"]);
+    let out = run(&["tune", "--root", &root, "--revert"]);
     assert!(
         out.status.success(),
         "{}",
@@ -283,7 +268,10 @@ fn a_failed_write_rolls_back_everything_and_the_journal_says_so() {
 #[test]
 fn missing_settings_and_a_pinned_thp_are_skipped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("tests/fixtures/gpu-server", dir.path());
+    let root = copy_fixture("gpu-server", dir.path())
+        .to_str()
+        .unwrap()
+        .to_owned();
     std::fs::remove_file(Path::new(&root).join("proc/sys/kernel/numa_balancing")).unwrap();
     let cmdline = Path::new(&root).join("proc/cmdline");
     let old = std::fs::read_to_string(&cmdline).unwrap();
@@ -292,7 +280,7 @@ fn missing_settings_and_a_pinned_thp_are_skipped_with_the_reason() {
         format!("{} transparent_hugepage=always\n", old.trim()),
     )
     .unwrap();
-    let out = osml(&["tune", "--root", &root, "--json"]);
+    let out = run(&["tune", "--root", &root, "--json"]);
     assert!(out.status.success());
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let setting = |name: &str| {
@@ -321,7 +309,7 @@ fn missing_settings_and_a_pinned_thp_are_skipped_with_the_reason() {
         "4194304\n",
     )
     .unwrap();
-    let out = osml(&["tune", "--root", &root, "--json"]);
+    let out = run(&["tune", "--root", &root, "--json"]);
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = plan["settings"]
         .as_array()
@@ -338,21 +326,24 @@ fn missing_settings_and_a_pinned_thp_are_skipped_with_the_reason() {
 
 #[test]
 fn usage_errors_exit_2_and_touch_nothing() {
-    let out = osml(&["tune", "--profile", "nope"]);
+    let out = run(&["tune", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile nope"));
-    let out = osml(&["tune", "--root", "/nonexistent/osml", "--apply"]);
+    let out = run(&["tune", "--root", "/nonexistent/osml", "--apply"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = osml(&["tune", "--apply", "--revert"]);
+    let out = run(&["tune", "--apply", "--revert"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses the pair");
     // Without root, the live host is refused before anything is read or written.
-    if rustix_is_root() {
+    if is_root() {
         let Ok(setpriv) = Command::new("setpriv").arg("--version").output() else {
-            eprintln!("skipped the non-root case: no setpriv to drop privileges");
+            skip(
+                "usage_errors_exit_2_and_touch_nothing (the non-root case)",
+                "no setpriv to drop privileges",
+            );
             return;
         };
         assert!(setpriv.status.success());
-        let bin = assert_cmd::cargo::cargo_bin("osml");
+        let bin = support::bin();
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(bin)
@@ -362,7 +353,7 @@ fn usage_errors_exit_2_and_touch_nothing() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
     } else {
-        let out = osml(&["tune", "--apply"]);
+        let out = run(&["tune", "--apply"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
     }

@@ -6,18 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-fn osml(args: &[&str]) -> Output {
-    Command::cargo_bin("osml")
-        .unwrap()
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
+
+use support::{is_root, run, skip};
 
 /// What the plan would touch: each value's file and each persist file, with their content.
 fn snapshot(plan: &Value) -> BTreeMap<String, Option<Vec<u8>>> {
@@ -58,22 +52,25 @@ struct Guard(bool);
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.0 {
-            let _ = osml(&["tune", "--revert"]);
+            let _ = run(&["tune", "--revert"]);
         }
     }
 }
 
 #[test]
 fn apply_verify_revert_on_this_host() {
-    if !osml_tune::running_as_root() {
-        eprintln!("skipped: changing kernel settings needs root (CI runs this as root)");
+    if !is_root() {
+        skip(
+            "apply_verify_revert_on_this_host",
+            "changing kernel settings needs root (CI runs this as root)",
+        );
         return;
     }
     assert!(
         !std::path::Path::new("/var/lib/osml/tune/journal.json").exists(),
         "a journal from an earlier apply exists: run `osml tune --revert` first"
     );
-    let out = osml(&["tune", "--json"]);
+    let out = run(&["tune", "--json"]);
     assert!(out.status.success());
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let before = snapshot(&plan);
@@ -92,7 +89,7 @@ fn apply_verify_revert_on_this_host() {
     eprintln!("settings to change here: {to_set:?}");
 
     let mut guard = Guard(true);
-    let out = osml(&["tune", "--apply"]);
+    let out = run(&["tune", "--apply"]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -109,12 +106,12 @@ fn apply_verify_revert_on_this_host() {
             osml_host::parse::sysfs::selected(&text).unwrap_or_else(|_| text.trim().to_owned());
         assert_eq!(&shown, target, "{path}");
     }
-    let v = osml(&["tune", "--verify"]);
+    let v = run(&["tune", "--verify"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
-    let again = osml(&["tune", "--apply"]);
+    let again = run(&["tune", "--apply"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to change"));
 
-    let out = osml(&["tune", "--revert"]);
+    let out = run(&["tune", "--revert"]);
     assert!(
         out.status.success(),
         "{}",

@@ -37,6 +37,11 @@ mod perf;
 mod sigbus;
 mod uring;
 
+/// Counted skips of the unit tests, shared with every crate's tests.
+#[cfg(test)]
+#[path = "../../cli/tests/support/skip.rs"]
+mod test_skip;
+
 use std::path::{Path, PathBuf};
 
 pub use buffer::{

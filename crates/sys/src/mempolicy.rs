@@ -112,14 +112,17 @@ pub fn get_mempolicy() -> Result<(Option<MemPolicy>, Vec<usize>), SysError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_skip::skip;
 
     #[test]
     fn bind_then_read_back_then_reset() {
         // A fresh thread, so the test thread's policy is left alone.
         std::thread::spawn(|| {
             if let Err(e) = set_mempolicy(MemPolicy::Bind, &[0]) {
-                eprintln!("skipped: set_mempolicy refused here ({e}); a kernel without NUMA?");
-                return;
+                return skip(
+                    "mempolicy::tests::bind_then_read_back_then_reset",
+                    &format!("set_mempolicy refused here ({e}); a kernel without NUMA?"),
+                );
             }
             let (mode, nodes) = get_mempolicy().unwrap();
             assert_eq!(mode, Some(MemPolicy::Bind));

@@ -82,10 +82,11 @@ impl SyscallCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_skip::skip;
 
-    /// The tracepoint id, mounting tracefs when it is missing and we are root; `None` (with
-    /// the reason printed) when this machine cannot count.
-    pub(crate) fn tracepoint_id() -> Option<u64> {
+    /// The tracepoint id, mounting tracefs when it is missing and we are root; why not when
+    /// this machine cannot count.
+    fn tracepoint_id() -> Result<u64, String> {
         let path = "/sys/kernel/tracing/events/raw_syscalls/sys_enter/id";
         if !std::path::Path::new(path).exists() && rustix::process::geteuid().is_root() {
             let _ = std::process::Command::new("mount")
@@ -93,23 +94,27 @@ mod tests {
                 .status();
         }
         #[allow(clippy::disallowed_methods)] // a test probing the machine, not host facts
-        match std::fs::read_to_string(path) {
-            Ok(s) => s.trim().parse().ok(),
-            Err(e) => {
-                eprintln!("skipping: no {path} ({e}); tracefs is needed to count system calls");
-                None
-            }
-        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("no {path} ({e}); tracefs is needed to count system calls"))?;
+        text.trim()
+            .parse()
+            .map_err(|e| format!("{path}: {text:?} is not a tracepoint id ({e})"))
     }
 
     #[test]
     fn counts_system_calls() {
-        let Some(id) = tracepoint_id() else { return };
+        const TEST: &str = "perf::tests::counts_system_calls";
+        let id = match tracepoint_id() {
+            Ok(id) => id,
+            Err(why) => return skip(TEST, &why),
+        };
         let mut c = match SyscallCounter::open(id) {
             Ok(c) => c,
             Err(e) if !rustix::process::geteuid().is_root() => {
-                eprintln!("skipping: {e} (needs root or perf_event_paranoid <= 1)");
-                return;
+                return skip(
+                    TEST,
+                    &format!("{e} (needs root or perf_event_paranoid <= 1)"),
+                );
             }
             Err(e) => panic!("{e}"),
         };

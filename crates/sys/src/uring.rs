@@ -132,6 +132,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::test_skip::skip;
 
     #[test]
     fn reads_what_pread_reads_at_depth_one_and_many() {
@@ -140,8 +141,10 @@ mod tests {
         f.write_all(&data).unwrap();
         let file = File::open(f.path()).unwrap();
         if crate::probe_io_uring().is_err() {
-            eprintln!("skipped: io_uring_setup refused here");
-            return;
+            return skip(
+                "uring::tests::reads_what_pread_reads_at_depth_one_and_many",
+                "io_uring_setup refused here",
+            );
         }
         for depth in [1, 8, 32] {
             let mut r = UringReader::new(depth, 4096).unwrap();
@@ -163,8 +166,10 @@ mod tests {
         f.write_all(&[1u8; 8192]).unwrap();
         let file = File::open(f.path()).unwrap();
         if crate::probe_io_uring().is_err() {
-            eprintln!("skipped: io_uring_setup refused here");
-            return;
+            return skip(
+                "uring::tests::a_read_past_the_end_is_an_error_after_the_others_complete",
+                "io_uring_setup refused here",
+            );
         }
         let mut r = UringReader::new(4, 4096).unwrap();
         let e = r

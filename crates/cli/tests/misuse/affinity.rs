@@ -2,22 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
-use assert_cmd::Command;
 use serde_json::Value;
 
-/// dev-vm: one node, two cores.
-fn dev_vm() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dev-vm")
-}
+use crate::support;
 
+/// `osml affinity` on dev-vm: one node, two cores.
 fn affinity(args: &[&str]) -> std::process::Output {
-    Command::cargo_bin("osml")
-        .unwrap()
+    support::osml()
         .arg("affinity")
         .arg("--root")
-        .arg(dev_vm())
+        .arg(support::fixture("dev-vm"))
         .args(args)
         .output()
         .unwrap()

@@ -2,11 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use assert_cmd::Command;
 use serde_json::Value;
 
+use crate::support;
+
 fn bench(dir: &std::path::Path, json: bool) -> std::process::Output {
-    let mut c = Command::cargo_bin("osml").unwrap();
+    let mut c = support::osml();
     c.args(["bench", "--quick", "--only", "read.warm", "--dir"])
         .arg(dir);
     if json {

@@ -12,19 +12,13 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use predicates::str::contains;
 
-fn osml(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("osml").unwrap();
-    c.current_dir(dir).timeout(Duration::from_secs(60));
-    c
-}
+use crate::support::{self, mkfifo};
 
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
+/// `osml` in `dir`, killed after a minute: a hang fails its test instead of stalling the suite.
+fn osml(dir: &Path) -> Command {
+    let mut c = support::osml_in(dir);
+    c.timeout(Duration::from_secs(60));
+    c
 }
 
 fn corpus(path: &Path, docs: usize) {
@@ -140,7 +134,7 @@ fn interrupted_pack(signal: i32, name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     corpus(&d.join("big.jsonl"), 400_000);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("osml"))
+    let mut child = support::osml_process()
         .current_dir(d)
         .args(["data", "pack", "big.jsonl", "-o", "out", "--workers", "1"])
         .stdout(std::process::Stdio::null())
@@ -196,7 +190,7 @@ fn packed_datasets_follow_the_umask() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     corpus(&d.join("in.jsonl"), 10);
-    let bin = assert_cmd::cargo::cargo_bin("osml");
+    let bin = support::bin();
     for (umask, want) in [("022", 0o644), ("077", 0o600)] {
         for format in ["megatron", "bin"] {
             let out = format!("u{umask}{format}");

@@ -12,28 +12,19 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use serde_json::Value;
 
+use crate::support::{self, is_root, mkfifo, skip};
+
 /// Long enough for a debug build on a busy machine; a hang or an endless read runs past it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 const EVIL: &str = "evil\x1b]0;pwned\x07\x1b[2J✓ all checks passed";
 const EVIL_ESCAPED: &str = "evil\\x1b]0;pwned\\x07\\x1b[2J✓ all checks passed";
 
+/// `osml` in the repository root, killed after [`PATIENCE`].
 fn osml() -> Command {
-    let mut c = Command::cargo_bin("osml").unwrap();
+    let mut c = support::osml();
     c.timeout(PATIENCE);
     c
-}
-
-fn mkfifo(path: &Path) {
-    let status = StdCommand::new("mkfifo").arg(path).status().unwrap();
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
-fn is_root() -> bool {
-    StdCommand::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 /// A directory root whose `proc/meminfo` is made by `make`, with a hostname.
@@ -74,7 +65,10 @@ fn a_fifo_at_proc_meminfo_is_unreadable_not_a_hang() {
 fn a_character_device_at_proc_meminfo_is_not_read_forever() {
     if !is_root() {
         // mknod needs CAP_MKNOD; a symlink to /dev/zero would resolve inside the root.
-        let _ = writeln!(std::io::stderr(), "SKIP: mknod needs root");
+        skip(
+            "host::a_character_device_at_proc_meminfo_is_not_read_forever",
+            "mknod needs root",
+        );
         return;
     }
     let root = root_with_meminfo(|p| {
@@ -196,7 +190,7 @@ fn killed_mid_unpack_leaves_nothing(signal: &str, number: i32) {
     let archive = dir.path().join("many.tar");
     many_files_tar(&archive);
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("osml"))
+    let mut child = support::osml_process()
         .env("TMPDIR", tmp.path())
         .args(["doctor", "--root"])
         .arg(&archive)
@@ -250,7 +244,7 @@ fn capture_mode(umask: &str) -> u32 {
         .arg(format!(
             "umask {umask}; exec \"$0\" doctor --capture \"$1\" >/dev/null"
         ))
-        .arg(assert_cmd::cargo::cargo_bin("osml"))
+        .arg(support::bin())
         .arg(&dest)
         .stderr(Stdio::null())
         .status()

@@ -6,6 +6,9 @@
 // Helpers of an integration test panic on purpose; fixtures are read directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod affinity;
 mod bench;
 mod data;

@@ -3,21 +3,10 @@
 //! killed by SIGPIPE would have said nothing.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn osml() -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("osml"));
-    c.current_dir(repo());
-    c
-}
+use crate::support::osml_process;
 
 /// Every command that writes to stdout, with arguments that make it succeed on a fixture host
 /// or a small dataset in `dir`.
@@ -103,7 +92,7 @@ fn setup(dir: &Path) {
         .unwrap();
     }
     std::fs::write(dir.join("corpus.jsonl"), lines).unwrap();
-    let st = osml()
+    let st = osml_process()
         .args(["data", "pack"])
         .arg(dir.join("corpus.jsonl"))
         .arg("-o")
@@ -116,7 +105,7 @@ fn setup(dir: &Path) {
         String::from_utf8_lossy(&st.stderr)
     );
     for (name, root) in [("a.json", "gpu-server"), ("b.json", "dev-vm")] {
-        let out = osml()
+        let out = osml_process()
             .args(["doctor", "--json", "--root"])
             .arg(format!("tests/fixtures/{root}"))
             .output()
@@ -144,7 +133,7 @@ fn a_closed_stdout_ends_every_command_with_0() {
     for args in commands(dir.path()) {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = osml()
+        let out = osml_process()
             .args(&args)
             .stdout(writer)
             .stderr(Stdio::piped())
@@ -167,7 +156,7 @@ fn closed_stdout_and_stderr_end_every_command_with_0() {
     for args in commands(dir.path()) {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let status = osml()
+        let status = osml_process()
             .args(&args)
             .stdout(writer.try_clone().unwrap())
             .stderr(writer)
@@ -190,7 +179,7 @@ fn errors_keep_their_code_when_stderr_is_closed() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let status = osml()
+        let status = osml_process()
             .current_dir(dir.path())
             .args(&args)
             .stderr(writer)

@@ -8,15 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
-
-fn osml(dir: &std::path::Path, args: &[&str]) -> Output {
-    std::process::Command::new(cargo_bin("osml"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::support::{self, run_in};
 
 fn sleeper(seconds: u32) -> Child {
     std::process::Command::new("sleep")
@@ -51,14 +43,14 @@ fn absurd_intervals_and_durations_are_usage_errors() {
         let started = Instant::now();
         let mut all = vec!["trace", "--pid", &pid];
         all.extend(&args);
-        let out = osml(dir.path(), &all);
+        let out = run_in(dir.path(), &all);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(started.elapsed() < Duration::from_secs(10), "{args:?} ran");
     }
     // The same limits for a command.
-    let out = osml(
+    let out = run_in(
         dir.path(),
         &["trace", "--interval", "1000000000y", "--", "true"],
     );
@@ -74,7 +66,7 @@ fn a_pid_trace_ends_at_its_deadline_not_an_interval_later() {
     let pid = child.id().to_string();
     let started = Instant::now();
     // Samples at 0 s and 4 s; the deadline is at 5 s. Sleeping whole intervals ends at 8 s.
-    let out = osml(
+    let out = run_in(
         dir.path(),
         &[
             "trace",
@@ -104,7 +96,7 @@ fn a_pid_trace_ends_when_the_process_exits() {
     let pid = child.id().to_string();
     let reaper = std::thread::spawn(move || child.wait().unwrap());
     let started = Instant::now();
-    let out = osml(
+    let out = run_in(
         dir.path(),
         &[
             "trace",
@@ -130,7 +122,7 @@ fn ctrl_c_ends_a_pid_trace_with_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = sleeper(60);
     let pid = child.id().to_string();
-    let trace = std::process::Command::new(cargo_bin("osml"))
+    let trace = support::osml_process()
         .current_dir(dir.path())
         .args([
             "trace",
@@ -162,7 +154,7 @@ fn ctrl_c_ends_a_pid_trace_with_its_report() {
 #[test]
 fn trace_files_follow_the_umask() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = cargo_bin("osml");
+    let bin = support::bin();
     let out = std::process::Command::new("sh")
         .current_dir(dir.path())
         .arg("-c")

@@ -4,41 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use osml_host::HostRoot;
 use osml_tune::apply::{LockFor, Target};
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn osml(dir: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("osml")
-        .unwrap()
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// A copy of a fixture root in `dir`.
-fn copy(name: &str, dir: &Path) -> PathBuf {
-    let dest = dir.join("root");
-    let ok = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture(name))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    dest
-}
+use crate::support::{copy_fixture, run_in};
 
 /// Every entry under `root`: files by mode and content, links by target, directories by mode.
 fn tree(root: &Path) -> BTreeMap<String, String> {
@@ -88,15 +61,15 @@ fn text(o: &Output) -> String {
 #[test]
 fn concurrent_applies_never_lose_the_original_values() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path());
     let before = tree(&root);
     let r = root.to_str().unwrap();
     let max_map_count = root.join("proc/sys/vm/max_map_count");
     let original = std::fs::read_to_string(&max_map_count).unwrap();
     for round in 0..20 {
         let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| osml(dir.path(), &["tune", "--root", r, "--apply"]));
-            let b = s.spawn(|| osml(dir.path(), &["tune", "--root", r, "--apply"]));
+            let a = s.spawn(|| run_in(dir.path(), &["tune", "--root", r, "--apply"]));
+            let b = s.spawn(|| run_in(dir.path(), &["tune", "--root", r, "--apply"]));
             (a.join().unwrap(), b.join().unwrap())
         });
         let mut applied = 0;
@@ -117,7 +90,7 @@ fn concurrent_applies_never_lose_the_original_values() {
         }
         assert!(applied >= 1, "round {round}: both refused");
         assert_ne!(std::fs::read_to_string(&max_map_count).unwrap(), original);
-        let out = osml(dir.path(), &["tune", "--root", r, "--revert"]);
+        let out = run_in(dir.path(), &["tune", "--root", r, "--revert"]);
         assert!(out.status.success(), "round {round}: {}", text(&out));
         let diff = differences(&tree(&root), &before);
         assert!(
@@ -130,9 +103,9 @@ fn concurrent_applies_never_lose_the_original_values() {
 #[test]
 fn a_held_lock_refuses_apply_revert_and_verify_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path());
     let r = root.to_str().unwrap();
-    let out = osml(dir.path(), &["tune", "--root", r, "--apply"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--apply"]);
     assert!(out.status.success(), "{}", text(&out));
     let applied = tree(&root);
     let host = HostRoot::at(&root);
@@ -140,7 +113,7 @@ fn a_held_lock_refuses_apply_revert_and_verify_at_once() {
     let held = target.lock(LockFor::Apply).unwrap().unwrap();
     for args in [["--apply"], ["--revert"], ["--verify"]] {
         let started = std::time::Instant::now();
-        let out = osml(dir.path(), &["tune", "--root", r, args[0]]);
+        let out = run_in(dir.path(), &["tune", "--root", r, args[0]]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -158,17 +131,17 @@ fn a_held_lock_refuses_apply_revert_and_verify_at_once() {
         "a refused command changed something: {diff:#?}"
     );
     drop(held);
-    let out = osml(dir.path(), &["tune", "--root", r, "--revert"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--revert"]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn a_journal_of_an_unknown_version_is_refused_not_reverted() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path());
     let r = root.to_str().unwrap();
     let before = tree(&root);
-    let out = osml(dir.path(), &["tune", "--root", r, "--apply"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--apply"]);
     assert!(out.status.success(), "{}", text(&out));
     let journal_path = root.join("var/lib/osml/tune/journal.json");
     let good = std::fs::read_to_string(&journal_path).unwrap();
@@ -177,7 +150,7 @@ fn a_journal_of_an_unknown_version_is_refused_not_reverted() {
     journal["schema_version"] = 999.into();
     std::fs::write(&journal_path, journal.to_string()).unwrap();
     let applied = tree(&root);
-    let out = osml(dir.path(), &["tune", "--root", r, "--revert"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--revert"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("schema_version 999"), "{err}");
@@ -187,7 +160,7 @@ fn a_journal_of_an_unknown_version_is_refused_not_reverted() {
         "a journal of version 999 was acted on: {diff:#?}"
     );
     std::fs::write(&journal_path, good).unwrap();
-    let out = osml(dir.path(), &["tune", "--root", r, "--revert"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--revert"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(differences(&tree(&root), &before).is_empty());
 }
@@ -195,7 +168,7 @@ fn a_journal_of_an_unknown_version_is_refused_not_reverted() {
 #[test]
 fn every_json_output_has_a_schema_version() {
     let dir = tempfile::tempdir().unwrap();
-    let root = copy("dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path());
     let r = root.to_str().unwrap();
     for args in [
         vec!["--json"],
@@ -206,7 +179,7 @@ fn every_json_output_has_a_schema_version() {
     ] {
         let mut all = vec!["tune", "--root", r];
         all.extend(&args);
-        let out = osml(dir.path(), &all);
+        let out = run_in(dir.path(), &all);
         let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)));
         assert_eq!(v["schema_version"], 1, "{args:?}: {v}");
@@ -217,9 +190,9 @@ fn every_json_output_has_a_schema_version() {
 fn swappiness_without_swap_is_not_applicable_to_doctor_tune_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     // dev-vm: vm.swappiness 60, SwapTotal 0 kB.
-    let root = copy("dev-vm", dir.path());
+    let root = copy_fixture("dev-vm", dir.path());
     let r = root.to_str().unwrap();
-    let out = osml(dir.path(), &["tune", "--root", r, "--json"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--json"]);
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let setting = plan["settings"]
         .as_array()
@@ -230,7 +203,7 @@ fn swappiness_without_swap_is_not_applicable_to_doctor_tune_and_verify() {
         .clone();
     assert_eq!(setting["action"]["action"], "skip", "{setting}");
     assert_eq!(setting["action"]["kind"], "not_applicable", "{setting}");
-    let out = osml(dir.path(), &["doctor", "--root", r, "--json"]);
+    let out = run_in(dir.path(), &["doctor", "--root", r, "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let finding = report["findings"]
         .as_array()
@@ -247,13 +220,13 @@ fn swappiness_without_swap_is_not_applicable_to_doctor_tune_and_verify() {
             .contains("not applicable"),
         "{finding}"
     );
-    let out = osml(dir.path(), &["tune", "--root", r, "--apply"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--apply"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         std::fs::read_to_string(root.join("proc/sys/vm/swappiness")).unwrap(),
         "60\n"
     );
-    let out = osml(dir.path(), &["tune", "--root", r, "--verify", "--json"]);
+    let out = run_in(dir.path(), &["tune", "--root", r, "--verify", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = v["checks"]
         .as_array()

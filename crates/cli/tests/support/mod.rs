@@ -1,0 +1,124 @@
+//! What the integration tests of `osml` share, as ripgrep's `tests/util.rs`: the repository
+//! root and its fixtures, the `osml` command, probes of this machine, and counted skips
+//! ([`skip`], in `skip.rs`). A test binary declares `mod support;` (`misuse/main.rs`: once, with
+//! `#[path]`); `hwloc_oracle.rs` beside it is the hwloc tests' own.
+
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code)]
+
+mod skip;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+#[allow(unused_imports)] // as dead code above: not every binary skips
+pub use skip::skip;
+
+/// The repository root: fixtures are given by relative paths from here so that reports (and
+/// their snapshots) do not depend on where the checkout lives.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A fixture host of `tests/fixtures/` (`gpu-server`, `dev-vm`).
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// A copy of the fixture host `name` at `dir/root` (`cp -a`: modes and links kept), for a test
+/// that writes to it.
+pub fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
+    let dest = dir.join("root");
+    let status = StdCommand::new("cp")
+        .arg("-a")
+        .arg(fixture(name))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {name} {}", dest.display());
+    dest
+}
+
+/// `osml` run in the repository root.
+pub fn osml() -> Command {
+    osml_in(&repo())
+}
+
+/// `osml` run in `dir`.
+pub fn osml_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("osml").unwrap();
+    c.current_dir(dir);
+    c
+}
+
+/// The `osml` binary cargo built for these tests.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("osml")
+}
+
+/// `osml` as a plain `std::process::Command` in the repository root, for a test that spawns it
+/// or wires its pipes and signals.
+pub fn osml_process() -> StdCommand {
+    let mut c = StdCommand::new(bin());
+    c.current_dir(repo());
+    c
+}
+
+/// What `osml ARGS…` printed and how it ended, run in the repository root.
+pub fn run(args: &[&str]) -> Output {
+    run_in(&repo(), args)
+}
+
+/// What `osml ARGS…` printed and how it ended, run in `dir`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    osml_in(dir).args(args).output().unwrap()
+}
+
+/// Whether this process has root's effective uid, as `osml tune` judges it.
+pub fn is_root() -> bool {
+    osml_tune::running_as_root()
+}
+
+/// A FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    let status = StdCommand::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// The real python3 binary (not a shell shim), or None when there is none.
+pub fn python3() -> Option<String> {
+    let out = StdCommand::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Whether tracefs, needed to count system calls, is there; mounted here when missing and we
+/// are root (as CI is).
+pub fn ensure_tracefs() -> bool {
+    let id = Path::new("/sys/kernel/tracing/events/raw_syscalls/sys_enter/id");
+    if !id.exists() && is_root() {
+        let _ = StdCommand::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status();
+    }
+    id.exists()
+}
+
+/// A JSON array of CPU or node numbers.
+pub fn ints(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
+        .collect()
+}
