@@ -52,7 +52,7 @@ fn an_interrupted_bench_leaves_no_scratch_file() {
             .collect::<Vec<_>>()
     };
     for (signal, number) in [("TERM", 15), ("INT", 2)] {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("osml"))
+        let mut child = crate::support::osml_process()
             .args(["bench", "--only", "read.warm", "--dir"])
             .arg(dir.path())
             .stdout(std::process::Stdio::null())

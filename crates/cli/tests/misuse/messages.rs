@@ -1,15 +1,11 @@
 //! Error messages name what failed, where, and the OS's reason once: no empty path, no cause
 //! printed twice (an error whose text includes its cause must not also chain it).
 
-use std::process::Command;
+use crate::support::run_in;
 
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(assert_cmd::cargo::cargo_bin("osml"))
-        .current_dir(dir.path())
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run_in(dir.path(), args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -7,11 +7,7 @@ use std::process::Command;
 const EVIL: &str = "ev\x1b]0;pwned\x07\x1b[2Jil";
 
 fn osml(dir: &Path, args: &[&str]) -> (String, String) {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("osml"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = crate::support::run_in(dir, args);
     assert!(
         out.status.success(),
         "osml {args:?}: {}",
@@ -55,10 +51,7 @@ fn a_process_named_with_escapes_is_shown_escaped() {
     std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
     let mut child = Command::new(&exe).arg("30").spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = Command::new(assert_cmd::cargo::cargo_bin("osml"))
-        .args(["mem", &child.id().to_string()])
-        .output()
-        .unwrap();
+    let out = crate::support::run(&["mem", &child.id().to_string()]);
     let _ = child.kill();
     let _ = child.wait();
     let text = String::from_utf8_lossy(&out.stdout);

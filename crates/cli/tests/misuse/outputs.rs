@@ -1,25 +1,16 @@
 //! Outputs that are not regular files: an atomic write renames over its destination, so a
 //! FIFO, a device or a directory there must be refused, not replaced by a file.
 
+use crate::support::{mkfifo, run_in};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::process::Command;
-
-fn mkfifo(path: &Path) {
-    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
-    assert!(ok);
-}
 
 fn is_fifo(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
 
 fn osml(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("osml"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run_in(dir, args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -28,8 +19,7 @@ fn osml(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn fifos_and_directories_are_not_replaced_by_outputs() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dev_vm = repo.join("tests/fixtures/dev-vm");
+    let dev_vm = crate::support::fixture("dev-vm");
     let dev_vm = dev_vm.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
