@@ -13,35 +13,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{copy_fixture, is_root, run, skip};
-
-/// Every entry under `root`: files by content, links by target, directories by name.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let path = e.path();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-            let value = if meta.file_type().is_symlink() {
-                format!("link {}", std::fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                todo.push(path.clone());
-                format!("dir {mode:o}")
-            } else {
-                format!(
-                    "file {mode:o} {}",
-                    String::from_utf8_lossy(&std::fs::read(&path).unwrap())
-                )
-            };
-            out.insert(rel, value);
-        }
-    }
-    out
-}
+use support::{copy_fixture, is_root, run, skip, tree};
 
 fn statuses(root: &str) -> BTreeMap<String, String> {
     let out = run(&["doctor", "--root", root, "--json"]);

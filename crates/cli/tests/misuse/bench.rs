@@ -65,14 +65,7 @@ fn an_interrupted_bench_leaves_no_scratch_file() {
             assert!(child.try_wait().unwrap().is_none(), "finished too soon");
             std::thread::sleep(Duration::from_millis(5));
         }
-        let ok = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let status = child.wait().unwrap();
+        let status = crate::support::signal_and_wait(&mut child, number);
         assert_eq!(status.signal(), Some(number), "{status:?}");
         assert_eq!(scratch(), Vec::<String>::new(), "SIG{signal} left it");
     }

@@ -150,14 +150,7 @@ fn interrupted_pack(signal: i32, name: &str) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = child.wait().unwrap();
+    let status = crate::support::signal_and_wait(&mut child, signal);
     assert!(
         status.signal() == Some(signal) || status.code() == Some(128 + signal),
         "{name}: {status:?}"

@@ -184,7 +184,7 @@ fn many_files_tar(dest: &Path) {
     tar.into_inner().unwrap().flush().unwrap();
 }
 
-fn killed_mid_unpack_leaves_nothing(signal: &str, number: i32) {
+fn killed_mid_unpack_leaves_nothing(number: i32) {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("many.tar");
@@ -211,13 +211,7 @@ fn killed_mid_unpack_leaves_nothing(signal: &str, number: i32) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let kill = StdCommand::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
+    let status = crate::support::signal_and_wait(&mut child, number);
     assert_eq!(
         status.signal(),
         Some(number),
@@ -228,12 +222,12 @@ fn killed_mid_unpack_leaves_nothing(signal: &str, number: i32) {
 
 #[test]
 fn sigint_mid_unpack_leaves_no_unpacked_root() {
-    killed_mid_unpack_leaves_nothing("INT", 2);
+    killed_mid_unpack_leaves_nothing(2);
 }
 
 #[test]
 fn sigterm_mid_unpack_leaves_no_unpacked_root() {
-    killed_mid_unpack_leaves_nothing("TERM", 15);
+    killed_mid_unpack_leaves_nothing(15);
 }
 
 fn capture_mode(umask: &str) -> u32 {

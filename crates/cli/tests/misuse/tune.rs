@@ -4,39 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Output;
 
 use osml_host::HostRoot;
 use osml_tune::apply::{LockFor, Target};
 use serde_json::Value;
 
-use crate::support::{copy_fixture, run_in};
-
-/// Every entry under `root`: files by mode and content, links by target, directories by mode.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-            let value = if meta.file_type().is_symlink() {
-                format!("link {}", std::fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                todo.push(path.clone());
-                format!("dir {mode:o}")
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                format!("file {mode:o} {}", String::from_utf8_lossy(&bytes))
-            };
-            out.insert(rel, value);
-        }
-    }
-    out
-}
+use crate::support::{copy_fixture, run_in, tree};
 
 /// The entries that differ between two trees, with both sides (the trees are large).
 fn differences(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {

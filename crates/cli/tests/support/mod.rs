@@ -122,3 +122,40 @@ pub fn ints(v: &Value) -> Vec<usize> {
         .map(|x| usize::try_from(x.as_u64().unwrap()).unwrap())
         .collect()
 }
+
+/// Sends signal number `signal` to `child` (`kill -N`) and waits for it to end.
+pub fn signal_and_wait(child: &mut std::process::Child, signal: i32) -> std::process::ExitStatus {
+    let sent = StdCommand::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(sent, "kill -{signal} {}", child.id());
+    child.wait().unwrap()
+}
+
+/// Every entry under `root`: files by mode and content, links by target, directories by mode.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            let value = if meta.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                todo.push(path.clone());
+                format!("dir {mode:o}")
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                format!("file {mode:o} {}", String::from_utf8_lossy(&bytes))
+            };
+            out.insert(rel, value);
+        }
+    }
+    out
+}
