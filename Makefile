@@ -1,9 +1,9 @@
 # The two set-up commands of README.md: `cargo run --release -- doctor` runs the main job;
 # `make test` runs every test, Rust and Python.
 
-.PHONY: test test-rust test-loom test-python lint bench-doctor bench-open bench-pack bench-os bench-trace bench-loaders
+.PHONY: test test-rust test-loom test-python test-wheel wheel lint bench-doctor bench-open bench-pack bench-os bench-trace bench-loaders
 
-test: test-rust test-loom test-python
+test: test-rust test-loom test-python test-wheel
 
 # Then the tests that skipped here, and why (scripts/report-skips.sh), whether or not all passed.
 test-rust:
@@ -15,9 +15,19 @@ test-rust:
 test-loom:
 	RUSTFLAGS="--cfg loom" cargo test -p osml-data --lib --release --locked --target-dir target/loom loom
 
-# Creates .venv on first use (torch, numpy, tiktoken, megatron-core from PyPI).
+# Creates .venv on first use (torch, numpy, tiktoken, megatron-core, maturin from PyPI) and
+# builds the wheel, which the Python tests install.
 test-python:
 	scripts/python-tests.sh
+
+# The wheel in a fresh environment without cargo or rustc on PATH: the osml command, the
+# package, the [torch] extra.
+test-wheel: wheel
+	scripts/wheel-test.sh
+
+# dist/osml-*.whl: the package with its extension and the osml command, stripped.
+wheel:
+	scripts/build-wheel.sh
 
 lint:
 	cargo fmt --all --check

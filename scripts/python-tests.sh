@@ -1,25 +1,15 @@
 #!/usr/bin/env bash
-# The Python half of `make test`: the osml package (built from python/ with maturin) and the
-# interoperability of osml's datasets with megatron-core, numpy and tiktoken. Creates .venv on
-# first use (about 75 s and 5 GB: torch comes with CUDA libraries from PyPI) and reuses it
-# while tests/python/requirements.txt is unchanged.
+# The Python half of `make test`: the osml package, installed from the wheel `make wheel`
+# builds (so the extension is compiled once per run, in release, in the workspace's target
+# directory), and the interoperability of osml's datasets with megatron-core, numpy and
+# tiktoken. The environment comes from scripts/venv.sh (created on first use, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/build-wheel.sh >/dev/null
 venv=${OSML_VENV:-.venv}
-req=tests/python/requirements.txt
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.osml-requirements"; then
-  echo "python-tests: creating $venv (first run downloads torch, numpy, tiktoken, megatron-core)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check -r "$req"
-  "$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check --no-deps megatron-core==0.16.1
-  cp "$req" "$venv/.osml-requirements"
-fi
 cargo build --locked --quiet --bin osml
-# The package under test, built from python/ by the venv's maturin (which reuses
-# python/target between runs).
 export PATH="$(cd "$venv" && pwd)/bin:$PATH"
-"$venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall ./python
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall dist/osml-*.whl
 # tiktoken cannot download its vocabulary here; the tests seed its cache from the GPT-2 ranks
 # that the tiktoken-rs crate ships.
 assets=$(cargo metadata --locked --format-version 1 --filter-platform "$(rustc -vV | sed -n "s/^host: //p")" | "$venv/bin/python" -c '
