@@ -15,12 +15,15 @@ scripts/venv.sh
 venv=$(cd "${OSML_VENV:-.venv}" && pwd)
 target=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release --locked --quiet --bin osml
-stage=python/osml.data/scripts
-rm -rf python/osml.data
+# maturin puts `<module>.data/` (here the module is osml._osml), when it exists, into the
+# wheel's `.data/`; `scripts/` there is installed into the environment's bin/. It is made
+# only for this build, so `pip install ./python` from source builds the package alone.
+stage=python/osml._osml.data/scripts
+rm -rf python/osml._osml.data
+trap 'rm -rf python/osml._osml.data' EXIT
 mkdir -p "$stage"
 strip -o "$stage/osml" "$target/release/osml"
 rm -rf dist
 # maturin strips the extension (--strip); the lockfile is python/'s own.
 (cd python && CARGO_TARGET_DIR="$target" "$venv/bin/maturin" build --quiet --release --strip --locked -o ../dist)
-rm -rf python/osml.data
 ls dist/osml-*.whl
