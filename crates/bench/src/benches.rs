@@ -334,9 +334,11 @@ pub fn scratch_file(dir: &Path, len: usize) -> Result<Scratch, BenchError> {
         let path = path.to_path_buf();
         move |error| BenchError::File { what, path, error }
     };
-    let mut f = File::create(&path).map_err(file_err("cannot create", &path))?;
+    let (mut f, registered) =
+        osml_sys::cleanup::create(false, || File::create(&path), |_| path.clone())
+            .map_err(file_err("cannot create", &path))?;
     let scratch = Scratch {
-        _registered: osml_sys::cleanup::register_file(&path),
+        _registered: registered,
         path,
     };
     let block: Vec<u8> = (0..1 << 20)

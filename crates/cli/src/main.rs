@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     // Temporary files and unpacked captures registered from now on are removed on SIGINT,
     // SIGTERM and SIGHUP (osml_sys::cleanup).
     osml_sys::cleanup::enable();
-    match run() {
+    let outcome = run();
+    // Interrupted work may have failed because its temporary files were just removed: the
+    // process then ends by the signal, once the cleanup is done, not with that failure.
+    osml_sys::cleanup::before_exit();
+    match outcome {
         Ok(code) => code,
         Err(err) => exit::report(&err),
     }

@@ -49,12 +49,17 @@ impl TempBeside {
     /// destination that exists and is not a regular file is refused ([`crate::file::NotRegular`]).
     pub fn new(dest: &Path, prefix: &str) -> io::Result<Self> {
         check_destination(dest)?;
-        let file = tempfile::Builder::new()
-            .prefix(prefix)
-            .suffix(".tmp")
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(parent_dir(dest))?;
-        let registered = cleanup::register_file(file.path());
+        let (file, registered) = cleanup::create(
+            false,
+            || {
+                tempfile::Builder::new()
+                    .prefix(prefix)
+                    .suffix(".tmp")
+                    .permissions(Permissions::from_mode(0o666))
+                    .tempfile_in(parent_dir(dest))
+            },
+            |f| f.path().to_path_buf(),
+        )?;
         Ok(Self {
             file,
             _registered: registered,
@@ -115,8 +120,11 @@ pub struct TempDir {
 impl TempDir {
     /// Creates `{prefix}XXXXXX` in the system's temporary directory.
     pub fn new(prefix: &str) -> io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
-        let registered = cleanup::register_dir(dir.path());
+        let (dir, registered) = cleanup::create(
+            true,
+            || tempfile::Builder::new().prefix(prefix).tempdir(),
+            |d| d.path().to_path_buf(),
+        )?;
         Ok(Self {
             dir,
             _registered: registered,

@@ -18,8 +18,9 @@
 //! directory being filled is not: its filler may create the directory again after it is
 //! removed. Code that fills a registered directory takes a [`step`] around each entry it
 //! creates; the cleanup thread first marks the process as terminating, then waits for the
-//! step in progress, so nothing is created after the removal, and every later `step` returns
-//! `None` (the filler stops).
+//! step in progress, so nothing is created after the removal; a later `step` never returns.
+//! Likewise [`before_exit`], which the program's `main` calls: work that failed because its
+//! files vanished cannot end the process with its own status before the signal does.
 //!
 //! A library embedded in another program (the Python package) never calls [`enable`]: the
 //! host program owns its signals, and registration is then only bookkeeping.
@@ -42,15 +43,36 @@ static STEPS: RwLock<()> = RwLock::new(());
 #[must_use = "the step lasts as long as the guard"]
 pub struct Step(#[allow(dead_code)] RwLockReadGuard<'static, ()>);
 
-/// Begins a step that creates something inside a registered directory, or `None` once a
-/// terminating signal has arrived (stop filling: the directory is being removed).
-pub fn step() -> Option<Step> {
+/// Begins a step that creates something inside a registered directory. Once a terminating
+/// signal has arrived it does not return: the cleanup thread is removing the directory and
+/// then ends the process with the signal, and a filler that went on (or gave up and exited
+/// with an error of its own) would race it.
+pub fn step() -> Step {
     if TERMINATING.load(Ordering::SeqCst) {
-        return None;
+        wait_for_the_end();
     }
     let guard = STEPS.read().unwrap_or_else(PoisonError::into_inner);
     // The flag may have been set while this waited for the cleanup to finish.
-    (!TERMINATING.load(Ordering::SeqCst)).then_some(Step(guard))
+    if TERMINATING.load(Ordering::SeqCst) {
+        drop(guard);
+        wait_for_the_end();
+    }
+    Step(guard)
+}
+
+/// Called by a program's `main` before it returns its exit status: while a terminating
+/// signal's cleanup is under way it does not return, so the process ends by the signal (and
+/// after the cleanup), not with whatever status the interrupted work came to.
+pub fn before_exit() {
+    if TERMINATING.load(Ordering::SeqCst) {
+        wait_for_the_end();
+    }
+}
+
+fn wait_for_the_end() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 struct Entry {
@@ -91,19 +113,36 @@ pub fn register_dir(path: &Path) -> Registered {
 }
 
 fn register(path: &Path, dir: bool) -> Registered {
+    match create(
+        dir,
+        || Ok::<_, std::convert::Infallible>(path.to_path_buf()),
+        PathBuf::clone,
+    ) {
+        Ok((_, registered)) => registered,
+        Err(never) => match never {},
+    }
+}
+
+/// Makes a path and registers it in one step: the registry stays locked from before `make`
+/// runs until the path is recorded, so a signal's cleanup (which takes the same lock) finds
+/// either nothing made yet or the path registered, never a file it does not know of.
+pub fn create<T, E>(
+    dir: bool,
+    make: impl FnOnce() -> Result<T, E>,
+    path_of: impl FnOnce(&T) -> PathBuf,
+) -> Result<(T, Registered), E> {
     if ENABLED.load(Ordering::SeqCst) {
         INSTALL.call_once(install);
     }
+    let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let value = make()?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    REGISTRY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Entry {
-            id,
-            path: path.to_path_buf(),
-            dir,
-        });
-    Registered { id }
+    reg.push(Entry {
+        id,
+        path: path_of(&value),
+        dir,
+    });
+    Ok((value, Registered { id }))
 }
 
 /// How many paths are registered now (for tests).
