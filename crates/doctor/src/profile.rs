@@ -1,9 +1,9 @@
 //! Profiles: the target values a host is judged against.
 //!
 //! One table serves `doctor` (compare) and, later, `tune` (apply): each field is a target that
-//! a check reads and whose fix command sets. Values and their sources are in
-//! `shared/reference/host-tuning.md`; where sources disagree the check's `why` says which side
-//! osml takes.
+//! a check reads and whose fix command sets. The source of each value is named in the `source`
+//! of the check that reads it (`checks/`); where sources disagree the check's `why` says which
+//! side osml takes.
 
 use serde::Serialize;
 
