@@ -270,6 +270,19 @@ fn bad_npy_and_raw_files_are_clear_errors() {
     assert!(open(&dir.path().join("missing")).unwrap_err().is_io());
 }
 
+/// Overwrites bytes at `edits` (offsets wrap around the file) and cuts the file at `cut`.
+fn mutate(b: &mut Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) {
+    for (at, v) in edits {
+        let n = b.len().max(1);
+        if let Some(x) = b.get_mut(*at % n) {
+            *x = *v;
+        }
+    }
+    if let Some(c) = cut {
+        b.truncate(c.min(b.len()));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     /// Any corruption of a valid index is either refused or still reads inside the files.
@@ -277,17 +290,7 @@ proptest! {
     fn mutated_indices_never_panic(edits in proptest::collection::vec((0usize..200, any::<u8>()), 1..6), cut in proptest::option::of(0usize..200)) {
         let dir = tempfile::tempdir().unwrap();
         let p = valid(dir.path());
-        rewrite(&idx_of(&p), |b| {
-            for (at, v) in &edits {
-                let n = b.len().max(1);
-                if let Some(x) = b.get_mut(*at % n) {
-                    *x = *v;
-                }
-            }
-            if let Some(c) = cut {
-                b.truncate(c.min(b.len()));
-            }
-        });
+        rewrite(&idx_of(&p), |b| mutate(b, &edits, cut));
         if let Ok(ds) = open(&p) {
             for i in 0..ds.num_documents() {
                 let d = ds.document(i).unwrap();
@@ -340,17 +343,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let p = npy_fixtures(dir.path()).swap_remove(which);
-        rewrite(&p, |b| {
-            for (at, v) in &edits {
-                let n = b.len().max(1);
-                if let Some(x) = b.get_mut(*at % n) {
-                    *x = *v;
-                }
-            }
-            if let Some(c) = cut {
-                b.truncate(c.min(b.len()));
-            }
-        });
+        rewrite(&p, |b| mutate(b, &edits, cut));
         if let Ok(ds) = open(&p) {
             let n = ds.num_tokens();
             prop_assert!(ds.window(0, usize::try_from(n).unwrap()).is_some());

@@ -137,10 +137,10 @@ pub fn read_to_end_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn mkfifo(path: &Path) {
+    pub(crate) fn mkfifo(path: &Path) {
         rustix::fs::mknodat(
             rustix::fs::CWD,
             path,
