@@ -403,14 +403,25 @@ pub struct PackArgs {
 
 #[derive(Debug, Args)]
 pub struct DatasetArgs {
-    /// The dataset: a Megatron prefix, .idx or .bin; a raw .bin; a .npy.
-    pub path: PathBuf,
-    /// Read PATH as this format instead of guessing from its name.
-    #[arg(long, value_parser = ["megatron", "bin", "npy"])]
+    /// The source: one or more of a Megatron prefix, .idx or .bin; a raw .bin; an llm.c shard;
+    /// a .npy; an Arrow file; a glob (quoted: 'data/shard_*.bin'); a directory (its dataset
+    /// files, or a Hugging Face save_to_disk directory). Globs and directories expand in
+    /// sorted order; the list keeps its order.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Read every shard as this format instead of guessing from names and headers.
+    #[arg(long, value_parser = ["megatron", "bin", "npy", "llmc", "arrow"])]
     pub format: Option<String>,
     /// The dtype of a raw .bin (numpy name).
     #[arg(long, default_value = "uint16", value_parser = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"])]
     pub dtype: String,
+    /// The list-of-integers column of an Arrow dataset.
+    #[arg(long, default_value = osml_data::DEFAULT_COLUMN, value_name = "NAME")]
+    pub column: String,
+    /// Split the documents of formats that record none (bin, npy, llmc) at this token
+    /// (50256 is GPT-2's <|endoftext|>).
+    #[arg(long, value_name = "ID")]
+    pub eod_token: Option<u64>,
     /// Print JSON (schema in docs/data-json.md).
     #[arg(long)]
     pub json: bool,

@@ -3,7 +3,7 @@
 //! measured in the same run.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -374,9 +374,13 @@ fn timed(
 }
 
 /// Runs the benchmark.
-pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchReport, DataError> {
+pub fn run(
+    source: &[PathBuf],
+    open: &OpenOptions,
+    opts: &BenchOptions,
+) -> Result<BenchReport, DataError> {
     // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
-    let probe = TokenDataset::open(path, open)?;
+    let probe = TokenDataset::open_source(source, open)?;
     Loader::validate(&probe, &opts.loader)?;
     let cpus = osml_sys::allowed_cpus()?.len();
     if opts.contend > 4 * cpus {
@@ -399,7 +403,7 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
     let start_count = counter.as_mut().and_then(|c| c.read().ok());
 
     let t0 = Instant::now();
-    let ds = Arc::new(TokenDataset::open(path, open)?);
+    let ds = Arc::new(TokenDataset::open_source(source, open)?);
     let cfg = &opts.loader;
     let mut loader = Loader::new(Arc::clone(&ds), cfg, None)?;
     let first = loader.next_batch()?;
@@ -443,7 +447,11 @@ pub fn run(path: &Path, open: OpenOptions, opts: &BenchOptions) -> Result<BenchR
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / steps;
     Ok(BenchReport {
         schema_version: 1,
-        path: path.display().to_string(),
+        path: source
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         mode: cfg.mode.name(),
         batch_size: cfg.batch_size,
         seq_len: cfg.seq_len,

@@ -28,6 +28,10 @@ pub enum FileFormat {
     MegatronIdx,
     /// A Megatron `.bin` (checked against its `.idx`).
     MegatronBin,
+    /// An llm.c / modded-nanogpt shard (256-int32 header, then tokens).
+    Llmc,
+    /// A source of many shards as a whole (a glob matching nothing, mixed formats).
+    Source,
     /// A file whose format osml cannot tell from its name.
     Unknown,
     /// Any dataset file, once opened (it changed while being read).
@@ -41,6 +45,8 @@ impl fmt::Display for FileFormat {
             Self::Npy => ".npy",
             Self::MegatronIdx => "Megatron .idx",
             Self::MegatronBin => "Megatron .bin",
+            Self::Llmc => "llm.c shard",
+            Self::Source => "token source",
             Self::Unknown => "token dataset",
             Self::Dataset => "dataset",
         })

@@ -1,4 +1,4 @@
-//! Flat token arrays: nanoGPT's headerless `.bin` and numpy's `.npy`.
+//! Flat token arrays: nanoGPT's headerless `.bin`, numpy's `.npy` and llm.c's shards.
 
 use std::path::Path;
 
@@ -75,6 +75,22 @@ impl FlatTokens {
             dtype: header.dtype,
             offset: header.data_offset,
             tokens: header.len as u64,
+        })
+    }
+
+    /// An llm.c shard ([`crate::llmc`]): its header checked, its token count against its size.
+    pub fn open_llmc(path: &Path) -> Result<Self, DataError> {
+        Self::from_llmc_map(crate::source::map(path)?)
+    }
+
+    pub(crate) fn from_llmc_map(map: MappedFile) -> Result<Self, DataError> {
+        let (dtype, tokens) = crate::llmc::parse_header(map.bytes())
+            .map_err(|r| DataError::invalid(map.path(), FileFormat::Llmc, r))?;
+        Ok(Self {
+            map,
+            dtype,
+            offset: crate::llmc::HEADER_BYTES,
+            tokens,
         })
     }
 

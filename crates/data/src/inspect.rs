@@ -1,6 +1,6 @@
 //! `inspect`: what a dataset holds and how much of it is in RAM right now.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -10,7 +10,10 @@ use crate::{DType, DataError, Format, TokenDataset, TokenSource};
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub schema_version: u32,
+    /// The source as named (its entries joined by spaces).
     pub path: String,
+    /// The source's entries as named (a path, glob or directory each).
+    pub source: Vec<String>,
     pub format: Format,
     pub dtype: DType,
     pub tokens: u64,
@@ -18,9 +21,13 @@ pub struct Inspection {
     /// Megatron only: sequences (one per document unless written otherwise).
     pub sequences: Option<u64>,
     pub sequence_modes: bool,
+    /// The end-of-document token documents were split at (`eod_token`), if any.
+    pub eod_token: Option<u64>,
     pub document_lengths: LengthStats,
     /// Documents by length, in power-of-two buckets `[from, to)` (empty buckets left out).
     pub histogram: Vec<Bucket>,
+    /// Each shard, in stream order.
+    pub shards: Vec<ShardInfo>,
     pub files: Vec<FileInfo>,
     /// Bytes of all files in the page cache (`mincore`).
     pub resident_bytes: u64,
@@ -41,6 +48,19 @@ pub struct Bucket {
     pub from: u64,
     pub to: u64,
     pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    pub path: String,
+    /// Global offset of its first token in the source's stream.
+    pub first_token: u64,
+    pub tokens: u64,
+    /// Documents the shard records (flat formats record none: `null`).
+    pub documents: Option<u64>,
+    /// Bytes of its files, and of those in the page cache.
+    pub bytes: u64,
+    pub resident_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,36 +119,59 @@ pub fn length_stats(lengths: &[u64]) -> (LengthStats, Vec<Bucket>) {
     (stats, histogram)
 }
 
-/// Describes an open dataset. `path` is how the user named it.
-pub fn inspect(ds: &TokenDataset, path: &Path) -> Result<Inspection, DataError> {
+/// Describes an open source. `source` is how the user named it.
+pub fn inspect(ds: &TokenDataset, source: &[PathBuf]) -> Result<Inspection, DataError> {
     let lengths: Vec<u64> = (0..ds.num_documents())
         .filter_map(|i| ds.document_range(i).map(|(s, e)| e - s))
         .collect();
     let (document_lengths, histogram) = length_stats(&lengths);
     let mut files = Vec::new();
+    let mut shards = Vec::new();
     let (mut resident, mut total) = (0, 0);
-    for f in ds.files() {
-        let r = f.resident_bytes()?;
-        resident += r;
-        total += f.len() as u64;
-        files.push(FileInfo {
-            path: f.path().display().to_string(),
-            bytes: f.len() as u64,
-            resident_bytes: r,
+    for (i, shard) in ds.shards().iter().enumerate() {
+        let (mut shard_resident, mut shard_bytes) = (0, 0);
+        for f in shard.files() {
+            let r = f.resident_bytes()?;
+            shard_resident += r;
+            shard_bytes += f.len() as u64;
+            files.push(FileInfo {
+                path: f.path().display().to_string(),
+                bytes: f.len() as u64,
+                resident_bytes: r,
+            });
+        }
+        resident += shard_resident;
+        total += shard_bytes;
+        shards.push(ShardInfo {
+            path: shard.path().display().to_string(),
+            first_token: ds.shard_start(i),
+            tokens: shard.num_tokens(),
+            documents: shard.recorded_documents().map(|d| d as u64),
+            bytes: shard_bytes,
+            resident_bytes: shard_resident,
         });
     }
-    let m = ds.as_megatron();
+    let megatron: Vec<&crate::MegatronDataset> = ds
+        .shards()
+        .iter()
+        .filter_map(crate::Shard::as_megatron)
+        .collect();
+    let source: Vec<String> = source.iter().map(|p| p.display().to_string()).collect();
     Ok(Inspection {
         schema_version: 1,
-        path: path.display().to_string(),
+        path: source.join(" "),
+        source,
         format: ds.format(),
         dtype: ds.dtype(),
         tokens: ds.num_tokens(),
         documents: ds.num_documents() as u64,
-        sequences: m.map(|m| m.num_sequences() as u64),
-        sequence_modes: m.is_some_and(crate::MegatronDataset::has_sequence_modes),
+        sequences: (!megatron.is_empty())
+            .then(|| megatron.iter().map(|m| m.num_sequences() as u64).sum()),
+        sequence_modes: megatron.iter().any(|m| m.has_sequence_modes()),
+        eod_token: ds.eod_token(),
         document_lengths,
         histogram,
+        shards,
         files,
         resident_bytes: resident,
         resident_fraction: if total == 0 {

@@ -21,24 +21,29 @@
 //! assert_eq!(ds.window(2, 2).unwrap().to_vec(), [7, 8]); // crosses a document boundary
 //! ```
 
+mod arrow;
 pub mod bench;
 mod dtype;
 mod error;
 mod flat;
 pub mod inspect;
+pub mod llmc;
 pub mod loader;
 mod megatron;
 mod npy;
 pub mod pack;
 pub mod sampler;
+mod shard;
 mod source;
 mod tokens;
 pub mod verify;
 pub mod write;
 
+pub use arrow::ArrowTokens;
 pub use dtype::DType;
 pub use error::{Access, DataError, FileFormat, InputAt};
 pub use flat::FlatTokens;
 pub use megatron::MegatronDataset;
-pub use source::{Format, OpenOptions, TokenDataset, TokenSource};
-pub use tokens::Tokens;
+pub use shard::Shard;
+pub use source::{Format, OpenOptions, TokenDataset, TokenSource, DEFAULT_COLUMN};
+pub use tokens::{Tokens, Window};

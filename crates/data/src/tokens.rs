@@ -138,7 +138,114 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// Indices of the tokens equal to `token` (an integer dtype's value; floats match none).
+    pub fn positions_of(&self, token: u64) -> impl Iterator<Item = usize> + 'a {
+        let n = self.dtype.size();
+        let want = token.to_le_bytes();
+        let fits = !self.dtype.is_float() && token <= self.dtype.max_value();
+        let bytes = if fits { self.bytes } else { &[] };
+        bytes
+            .chunks_exact(n)
+            .enumerate()
+            .filter(move |(_, c)| *c == &want[..n] && want[n..].iter().all(|&b| b == 0))
+            .map(|(i, _)| i)
+    }
+
     /// All tokens as `i64`.
+    pub fn to_vec(&self) -> Vec<i64> {
+        let mut v = vec![0; self.len()];
+        self.write_i64(&mut v);
+        v
+    }
+}
+
+/// `len` tokens from a source's stream: one run of a mapping, or, where the window crosses
+/// from one shard (or Arrow record batch) into the next, several runs in order.
+#[derive(Debug, Clone)]
+pub struct Window<'a> {
+    first: Tokens<'a>,
+    /// The runs after the first (empty for a window inside one run: no allocation).
+    rest: Vec<Tokens<'a>>,
+}
+
+impl<'a> Window<'a> {
+    pub(crate) fn new(first: Tokens<'a>, rest: Vec<Tokens<'a>>) -> Self {
+        Self { first, rest }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.first.dtype
+    }
+
+    /// The runs of the window, in order (one unless it crosses a shard boundary).
+    pub fn pieces(&self) -> impl Iterator<Item = &Tokens<'a>> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    /// Whether the window lies in one run, whose bytes [`Window::contiguous`] lends.
+    pub fn contiguous(&self) -> Option<Tokens<'a>> {
+        self.rest.is_empty().then_some(self.first)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pieces().map(Tokens::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces().all(Tokens::is_empty)
+    }
+
+    /// Token `i` as an `i64`, or `None` past the end.
+    pub fn get(&self, mut i: usize) -> Option<i64> {
+        for p in self.pieces() {
+            if i < p.len() {
+                return p.get(i);
+            }
+            i -= p.len();
+        }
+        None
+    }
+
+    /// Widens into `out`, which holds [`Window::len`] values.
+    pub fn write_i64(&self, out: &mut [i64]) {
+        let mut at = 0;
+        for p in self.pieces() {
+            p.write_i64(&mut out[at..]);
+            at += p.len();
+        }
+    }
+
+    /// Narrows or widens into `out` (see [`Tokens::write_i32`]).
+    pub fn write_i32(&self, out: &mut [i32]) {
+        let mut at = 0;
+        for p in self.pieces() {
+            p.write_i32(&mut out[at..]);
+            at += p.len();
+        }
+    }
+
+    /// Copies the little-endian bytes into `out`, which holds them all.
+    pub fn copy_bytes(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for p in self.pieces() {
+            out[at..at + p.bytes.len()].copy_from_slice(p.bytes);
+            at += p.bytes.len();
+        }
+    }
+
+    /// The first token that is not an id in `0..=max`, as its index in the window and its
+    /// value (see [`Tokens::first_unfit`]).
+    pub fn first_unfit(&self, max: u64) -> Option<(usize, i128)> {
+        let mut at = 0;
+        for p in self.pieces() {
+            if let Some((i, v)) = p.first_unfit(max) {
+                return Some((at + i, v));
+            }
+            at += p.len();
+        }
+        None
+    }
+
     pub fn to_vec(&self) -> Vec<i64> {
         let mut v = vec![0; self.len()];
         self.write_i64(&mut v);

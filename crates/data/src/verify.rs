@@ -10,7 +10,7 @@
 //! one recorded when the dataset was made (`osml data verify --expect-checksum`).
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -20,11 +20,16 @@ use crate::{DType, DataError, FileFormat, Format, OpenOptions, TokenDataset, Tok
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     pub schema_version: u32,
+    /// The source as named (its entries joined by spaces).
     pub path: String,
+    /// The source's entries as named (a path, glob or directory each).
+    pub source: Vec<String>,
     pub format: Format,
     pub dtype: DType,
     pub tokens: u64,
     pub documents: u64,
+    /// Each shard, in stream order: which one is bad is named by the error itself.
+    pub shards: Vec<ShardCheck>,
     pub files: Vec<Checksum>,
     /// XXH3-64 of every file's bytes in `files` order (data first), hexadecimal.
     pub checksum: String,
@@ -32,6 +37,14 @@ pub struct Verification {
     pub checked: Vec<&'static str>,
     /// Oddities that do not make the dataset unreadable (bytes after the last sequence).
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardCheck {
+    pub path: String,
+    pub tokens: u64,
+    /// Documents the shard records (flat formats: none).
+    pub documents: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,15 +80,16 @@ fn checksum(path: &Path, all: &mut xxhash_rust::xxh3::Xxh3) -> Result<Checksum, 
 const WINDOW: usize = 1 << 20;
 
 /// Opens (validating everything the format describes) and reads back every byte.
-pub fn verify(path: &Path, options: OpenOptions) -> Result<Verification, DataError> {
-    let ds = TokenDataset::open(path, options)?;
+pub fn verify(entries: &[PathBuf], options: &OpenOptions) -> Result<Verification, DataError> {
+    let ds = TokenDataset::open_source(entries, options)?;
     let mut warnings = Vec::new();
-    if let Some(m) = ds.as_megatron() {
+    for m in ds.shards().iter().filter_map(crate::Shard::as_megatron) {
         let described = m.tokens() * m.dtype().size() as u64;
-        let actual = ds.stream_bytes().len() as u64;
+        let actual = m.bin().len() as u64;
         if actual > described {
             warnings.push(format!(
-                "{} bytes after the last sequence in the .bin (the index describes {described} of {actual})",
+                "{}: {} bytes after the last sequence in the .bin (the index describes {described} of {actual})",
+                m.bin().path().display(),
                 actual - described
             ));
         }
@@ -117,9 +131,21 @@ pub fn verify(path: &Path, options: OpenOptions) -> Result<Verification, DataErr
             ));
         }
     }
+    let shards = ds
+        .shards()
+        .iter()
+        .map(|s| ShardCheck {
+            path: s.path().display().to_string(),
+            tokens: s.num_tokens(),
+            documents: s.recorded_documents().map(|d| d as u64),
+        })
+        .collect();
+    let source: Vec<String> = entries.iter().map(|p| p.display().to_string()).collect();
     Ok(Verification {
         schema_version: 1,
-        path: path.display().to_string(),
+        path: source.join(" "),
+        source,
+        shards,
         format: ds.format(),
         dtype: ds.dtype(),
         tokens: ds.num_tokens(),
@@ -146,7 +172,16 @@ fn checked(format: Format) -> Vec<&'static str> {
             "the data after the header exactly as long as the header's shape says",
         ],
         Format::Bin => vec!["the file a whole number of tokens of its dtype"],
+        Format::Llmc => vec![
+            "the header: llm.c's magic with its version (20240520 v1 uint16, 20240801 v7 uint32)",
+            "the header's token count against the file's size",
+        ],
+        Format::Arrow => vec![
+            "the Arrow IPC stream: schema and every record batch decoded and validated",
+            "the column a list of integers, with no null document or token",
+        ],
     };
+    c.push("every shard of one format and one dtype");
     c.extend([
         "every token id non-negative and below 2^63",
         "every byte readable with read(2), and checksummed (no stored checksum exists to compare it with: pass --expect-checksum)",

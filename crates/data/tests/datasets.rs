@@ -262,10 +262,17 @@ fn bad_npy_and_raw_files_are_clear_errors() {
     let odd = dir.path().join("odd.bin");
     std::fs::write(&odd, [1, 2, 3]).unwrap();
     assert!(text(&odd).contains("not a whole number of uint16 tokens"));
-    // A directory and a missing file are I/O errors, not format errors.
+    // A directory is a source of the dataset files in it: none is a source error; a missing
+    // file is an I/O error, not a format error.
     let d = dir.path().join("sub.bin");
     std::fs::create_dir(&d).unwrap();
-    assert!(open(&d).unwrap_err().is_io());
+    assert!(matches!(
+        open(&d).unwrap_err(),
+        DataError::Invalid {
+            format: osml_data::FileFormat::Source,
+            ..
+        }
+    ));
     assert!(open(&dir.path().join("missing.bin")).unwrap_err().is_io());
     assert!(open(&dir.path().join("missing")).unwrap_err().is_io());
 }

@@ -274,6 +274,7 @@ fn files_that_are_not_token_arrays_are_refused_unless_named() {
     let named = OpenOptions {
         format: Some(Format::Bin),
         dtype: Some(DType::U8),
+        ..OpenOptions::default()
     };
     assert!(TokenDataset::open(&jsonl, named).is_ok());
     // A token array of small ids is full of NUL bytes, never text.

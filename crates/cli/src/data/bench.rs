@@ -55,7 +55,7 @@ fn options(a: &BenchArgs) -> Result<BenchOptions, DataError> {
 
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let opts = options(a)?;
-    let report = run_bench(&a.dataset.path, open_options(&a.dataset), &opts)?;
+    let report = run_bench(&a.dataset.paths, &open_options(&a.dataset), &opts)?;
     let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.dataset.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

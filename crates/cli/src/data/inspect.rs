@@ -12,8 +12,8 @@ use super::{grouped, open_options};
 use crate::cli::DatasetArgs;
 
 pub fn run(a: &DatasetArgs) -> Result<ExitCode> {
-    let ds = TokenDataset::open(&a.path, open_options(a))?;
-    let report = inspect(&ds, &a.path)?;
+    let ds = TokenDataset::open_source(&a.paths, &open_options(a))?;
+    let report = inspect(&ds, &a.paths)?;
     let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -22,6 +22,38 @@ pub fn run(a: &DatasetArgs) -> Result<ExitCode> {
         write_human(&mut out, &report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shards listed one per line up to this many; past it, the first and last few.
+const SHARD_LINES: usize = 40;
+
+fn write_shards(out: &mut impl Write, r: &Inspection) -> std::io::Result<()> {
+    writeln!(out, "  shards        {}", grouped(r.shards.len() as u64))?;
+    let n = r.shards.len();
+    for (i, s) in r.shards.iter().enumerate() {
+        if n > SHARD_LINES && i == SHARD_LINES / 2 {
+            writeln!(
+                out,
+                "    … {} more (--json lists every shard)",
+                grouped((n - SHARD_LINES + 10) as u64)
+            )?;
+        }
+        if n > SHARD_LINES && i >= SHARD_LINES / 2 && i < n - 10 {
+            continue;
+        }
+        let docs = s
+            .documents
+            .map_or_else(String::new, |d| format!(" · {} documents", grouped(d)));
+        writeln!(
+            out,
+            "    {}  {} tokens{docs} · {} ({} in page cache)",
+            s.path,
+            grouped(s.tokens),
+            human_bytes(s.bytes),
+            human_bytes(s.resident_bytes)
+        )?;
+    }
+    Ok(())
 }
 
 fn write_human(out: &mut impl Write, r: &Inspection) -> std::io::Result<()> {
@@ -33,8 +65,10 @@ fn write_human(out: &mut impl Write, r: &Inspection) -> std::io::Result<()> {
         .map_or_else(String::new, |s| format!(" in {} sequences", grouped(s)));
     writeln!(
         out,
-        "  documents     {}{seq}{}",
+        "  documents     {}{seq}{}{}",
         grouped(r.documents),
+        r.eod_token
+            .map_or_else(String::new, |t| format!(" (split at token {t})")),
         if r.sequence_modes {
             " (with sequence modes)"
         } else {
@@ -68,7 +102,10 @@ fn write_human(out: &mut impl Write, r: &Inspection) -> std::io::Result<()> {
         writeln!(out, "    {range:>15}  {:>10}  {bar}", grouped(b.count))?;
     }
     let total: u64 = r.files.iter().map(|f| f.bytes).sum();
-    for f in &r.files {
+    if r.shards.len() > 1 {
+        write_shards(out, r)?;
+    }
+    for f in r.files.iter().filter(|_| r.shards.len() == 1) {
         writeln!(
             out,
             "  file          {}  {}  ({} in page cache)",

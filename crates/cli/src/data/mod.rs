@@ -73,7 +73,11 @@ pub fn hint(e: &DataError) -> Option<&'static str> {
         DataError::Invalid {
             format: FileFormat::Unknown,
             ..
-        } => Some("pass --format bin, npy or megatron (a raw .bin also takes --dtype)"),
+        } => Some("pass --format bin, npy, llmc, arrow or megatron (a raw .bin also takes --dtype)"),
+        DataError::Invalid {
+            format: FileFormat::Source,
+            ..
+        } => Some("name shards of one format: a quoted glob, a directory, or a list of paths"),
         DataError::Loader(osml_data::loader::LoaderError::Step { error, .. }) => hint(error),
         _ => None,
     }
@@ -82,12 +86,11 @@ pub fn hint(e: &DataError) -> Option<&'static str> {
 /// Validated open options from the shared dataset flags.
 pub fn open_options(a: &DatasetArgs) -> OpenOptions {
     OpenOptions {
-        format: a.format.as_deref().map(|f| match f {
-            "megatron" => Format::Megatron,
-            "npy" => Format::Npy,
-            _ => Format::Bin,
-        }),
+        // clap allows only the formats' names.
+        format: a.format.as_deref().and_then(Format::from_name),
         dtype: DType::from_name(&a.dtype),
+        column: Some(a.column.clone()),
+        eod_token: a.eod_token,
     }
 }
 

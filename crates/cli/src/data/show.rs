@@ -11,7 +11,7 @@ use super::open_options;
 use crate::cli::ShowArgs;
 
 pub fn run(a: &ShowArgs) -> Result<ExitCode> {
-    let ds = TokenDataset::open(&a.dataset.path, open_options(&a.dataset))?;
+    let ds = TokenDataset::open_source(&a.dataset.paths, &open_options(&a.dataset))?;
     let n = ds.num_documents();
     if a.from > n {
         return Err(DataError::Usage(format!(
@@ -21,7 +21,6 @@ pub fn run(a: &ShowArgs) -> Result<ExitCode> {
         .into());
     }
     let end = a.count.map_or(n, |c| a.from.saturating_add(c).min(n));
-    let (file, _) = ds.stream_file();
     let max = osml_data::DType::I64.max_token();
     let mut out = BufWriter::new(std::io::stdout().lock());
     if a.dataset.json {
@@ -29,7 +28,14 @@ pub fn run(a: &ShowArgs) -> Result<ExitCode> {
         write!(
             out,
             "{{\"schema_version\":1,\"path\":{},\"format\":\"{}\",\"dtype\":\"{}\",\"from\":{},\"documents\":[",
-            serde_json::to_string(&a.dataset.path.display().to_string())?,
+            serde_json::to_string(
+                &a.dataset
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )?,
             ds.format().name(),
             ds.dtype(),
             a.from
@@ -39,13 +45,17 @@ pub fn run(a: &ShowArgs) -> Result<ExitCode> {
     for i in a.from..end {
         let Some(doc) = ds.document(i) else { break };
         if let Some((j, value)) = doc.first_unfit(max) {
-            let start = ds.document_range(i).map_or(0, |(s, _)| s);
+            let at = ds.document_range(i).map_or(0, |(s, _)| s) + j as u64;
+            let (path, local) = ds
+                .locate(at)
+                .map_or((std::path::PathBuf::new(), at), |(s, l)| {
+                    (s.path().to_path_buf(), l)
+                });
             return Err(DataError::Invalid {
-                path: file.path().to_path_buf(),
+                path,
                 format: osml_data::FileFormat::Dataset,
                 reason: format!(
-                    "token {} of the stream (document {i}) is {value}, which is not a token id in 0..={max}",
-                    start + j as u64
+                    "token {local} of this shard (token {at} of the stream, document {i}) is {value}, which is not a token id in 0..={max}"
                 ),
             }
             .into());

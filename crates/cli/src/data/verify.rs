@@ -29,7 +29,7 @@ fn expected(hex: &str) -> Result<String, Usage> {
 
 pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     let expect = a.expect_checksum.as_deref().map(expected).transpose()?;
-    let v = verify(&a.dataset.path, open_options(&a.dataset))?;
+    let v = verify(&a.dataset.paths, &open_options(&a.dataset))?;
     let matches = expect.as_ref().map(|e| *e == v.checksum);
     let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.dataset.json {

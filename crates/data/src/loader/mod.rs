@@ -178,7 +178,7 @@ impl Shared {
             match self.output {
                 Output::I64 => tokens.write_i64(bytemuck::cast_slice_mut(row)),
                 Output::I32 => tokens.write_i32(bytemuck::cast_slice_mut(row)),
-                Output::Source => row.copy_from_slice(tokens.bytes()),
+                Output::Source => tokens.copy_bytes(row),
             }
         }
         Ok(())
@@ -408,17 +408,34 @@ fn output_max(dtype: DType, output: Output) -> Option<u64> {
     crate::Tokens::may_not_fit(dtype, max).then_some(max)
 }
 
-/// A token that the output cannot hold: refused with the file and its offset in the stream,
-/// never delivered wrapped.
+/// A token that the output cannot hold: refused with the shard and its offset there (and in
+/// the stream), never delivered wrapped.
 pub(crate) fn unfit_token(source: &TokenDataset, offset: u64, value: i128, max: u64) -> DataError {
-    let (file, _) = source.stream_file();
+    let (path, local) = source
+        .locate(offset)
+        .map_or((std::path::PathBuf::new(), offset), |(s, l)| {
+            (s.path().to_path_buf(), l)
+        });
+    let place = if local == offset {
+        format!("token {offset} of the stream")
+    } else {
+        format!("token {local} of this shard (token {offset} of the source's stream)")
+    };
     DataError::invalid(
-        file.path(),
+        &path,
         crate::FileFormat::Dataset,
         format!(
-            "token {offset} of the stream is {value}, which is not a token id in 0..={max} (the {} output's range){}",
-            if max == i64::MAX.unsigned_abs() { "int64" } else { "int32" },
-            if value > i128::from(max) && max < i64::MAX.unsigned_abs() { ": ask for int64 output" } else { "" }
+            "{place} is {value}, which is not a token id in 0..={max} (the {} output's range){}",
+            if max == i64::MAX.unsigned_abs() {
+                "int64"
+            } else {
+                "int32"
+            },
+            if value > i128::from(max) && max < i64::MAX.unsigned_abs() {
+                ": ask for int64 output"
+            } else {
+                ""
+            }
         ),
     )
 }

@@ -17,7 +17,6 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::TokenSource;
 
 const BLOCK: usize = 64 << 10;
 const POPULATE_CHUNK: usize = 8 << 20;
@@ -71,34 +70,57 @@ impl Shared {
         while !waker.first_published.load(Ordering::Acquire) && !self.stopping() {
             std::thread::park();
         }
-        let (file, offset) = self.source.stream_file();
+        // Each shard's stream file, scanned and advised on its own.
+        let files: Vec<&osml_sys::MappedFile> = self
+            .source
+            .shards()
+            .iter()
+            .map(crate::Shard::stream_file)
+            .collect();
+        let total: usize = files.iter().map(|f| f.len()).sum();
         let scan = || {
             let t = Instant::now();
-            file.residency_blocks(BLOCK).ok().map(|r| (r, t.elapsed()))
+            let blocks = files
+                .iter()
+                .map(|f| f.residency_blocks(BLOCK).ok())
+                .collect::<Option<Vec<_>>>()?;
+            Some((blocks, t.elapsed()))
+        };
+        let fraction = |blocks: &[osml_sys::BlockResidency]| {
+            let resident: f64 = blocks
+                .iter()
+                .zip(&files)
+                .map(|(b, f)| b.fraction() * f.len() as f64)
+                .sum();
+            resident / total.max(1) as f64
         };
         let Some((mut blocks, mut took)) = scan() else {
             return;
         };
-        if blocks.fraction() >= 0.9 {
+        if fraction(&blocks) >= 0.9 {
             if self.populate {
-                let mut at = 0;
-                while at < file.len() && !self.stopping() {
-                    let len = POPULATE_CHUNK.min(file.len() - at);
-                    if file
-                        .advise_range(osml_sys::Access::Populate, at, len)
-                        .is_err()
-                    {
-                        break; // kernels before 5.14 lack MADV_POPULATE_READ
+                'files: for file in &files {
+                    let mut at = 0;
+                    while at < file.len() {
+                        if self.stopping() {
+                            break 'files;
+                        }
+                        let len = POPULATE_CHUNK.min(file.len() - at);
+                        if file
+                            .advise_range(osml_sys::Access::Populate, at, len)
+                            .is_err()
+                        {
+                            break 'files; // kernels before 5.14 lack MADV_POPULATE_READ
+                        }
+                        self.populated_bytes
+                            .fetch_add(len as u64, Ordering::Relaxed);
+                        at += len;
                     }
-                    self.populated_bytes
-                        .fetch_add(len as u64, Ordering::Relaxed);
-                    at += len;
                 }
             }
             return;
         }
-        let size = self.source.dtype().size();
-        let row_bytes = self.layout.row * size;
+        let row = self.layout.row;
         let ahead = 2 * self.prefetch;
         let mut scanned = Instant::now();
         let mut next = 0u64;
@@ -110,16 +132,12 @@ impl Shared {
                     let Some(start) = self.window_start(step, j) else {
                         continue;
                     };
-                    let Some(from) = usize::try_from(start)
-                        .ok()
-                        .and_then(|s| s.checked_mul(size))
-                        .and_then(|s| s.checked_add(offset))
-                    else {
-                        continue;
-                    };
-                    if !blocks.is_resident(from, row_bytes) {
-                        let _ = file.advise_range(osml_sys::Access::WillNeed, from, row_bytes);
-                        self.willneed_calls.fetch_add(1, Ordering::Relaxed);
+                    for (shard, from, len) in self.source.byte_ranges(start, row) {
+                        if !blocks[shard].is_resident(from, len) {
+                            let _ =
+                                files[shard].advise_range(osml_sys::Access::WillNeed, from, len);
+                            self.willneed_calls.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -127,7 +145,7 @@ impl Shared {
             let rescan = (took * 20).max(Duration::from_secs(2));
             if scanned.elapsed() >= rescan {
                 match scan() {
-                    Some((b, _)) if b.fraction() >= 0.9 => return, // cached since
+                    Some((b, _)) if fraction(&b) >= 0.9 => return, // cached since
 
                     Some((b, t)) => (blocks, took) = (b, t),
                     None => return,

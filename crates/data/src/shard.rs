@@ -1,0 +1,128 @@
+//! [`Shard`]: one dataset file (or Megatron pair) of a source, opened and validated in its
+//! format.
+
+use std::path::Path;
+
+use osml_sys::MappedFile;
+
+use crate::arrow::ArrowTokens;
+use crate::flat::FlatTokens;
+use crate::megatron::MegatronDataset;
+use crate::{DType, Format};
+
+/// One shard of a source: its own stream of tokens, and the documents it records.
+#[derive(Debug)]
+pub struct Shard {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Megatron(MegatronDataset),
+    Flat { format: Format, tokens: FlatTokens },
+    Arrow(ArrowTokens),
+}
+
+impl Shard {
+    pub(crate) fn megatron(m: MegatronDataset) -> Self {
+        Self {
+            kind: Kind::Megatron(m),
+        }
+    }
+
+    pub(crate) fn flat(format: Format, tokens: FlatTokens) -> Self {
+        Self {
+            kind: Kind::Flat { format, tokens },
+        }
+    }
+
+    pub(crate) fn arrow(a: ArrowTokens) -> Self {
+        Self {
+            kind: Kind::Arrow(a),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        match &self.kind {
+            Kind::Megatron(_) => Format::Megatron,
+            Kind::Flat { format, .. } => *format,
+            Kind::Arrow(_) => Format::Arrow,
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match &self.kind {
+            Kind::Megatron(m) => m.dtype(),
+            Kind::Flat { tokens, .. } => tokens.dtype(),
+            Kind::Arrow(a) => a.dtype(),
+        }
+    }
+
+    pub fn num_tokens(&self) -> u64 {
+        match &self.kind {
+            Kind::Megatron(m) => m.tokens(),
+            Kind::Flat { tokens, .. } => tokens.tokens(),
+            Kind::Arrow(a) => a.tokens(),
+        }
+    }
+
+    /// The documents the file records: `None` for flat formats, which record none.
+    pub fn recorded_documents(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Megatron(m) => Some(m.num_documents()),
+            Kind::Flat { .. } => None,
+            Kind::Arrow(a) => Some(a.num_documents()),
+        }
+    }
+
+    /// Token range of recorded document `i` in this shard's own stream.
+    pub(crate) fn document_range(&self, i: usize) -> Option<(u64, u64)> {
+        match &self.kind {
+            Kind::Megatron(m) => (i < m.num_documents()).then(|| m.document_range(i)),
+            Kind::Flat { tokens, .. } => (i == 0).then_some((0, tokens.tokens())),
+            Kind::Arrow(a) => a.document_range(i),
+        }
+    }
+
+    /// The file holding the token stream (`.bin` of a Megatron pair).
+    pub fn stream_file(&self) -> &MappedFile {
+        match &self.kind {
+            Kind::Megatron(m) => m.bin(),
+            Kind::Flat { tokens, .. } => tokens.map(),
+            Kind::Arrow(a) => a.map(),
+        }
+    }
+
+    /// The path that names the shard in messages: its stream file.
+    pub fn path(&self) -> &Path {
+        self.stream_file().path()
+    }
+
+    /// Every file behind the shard, data first.
+    pub fn files(&self) -> Vec<&MappedFile> {
+        match &self.kind {
+            Kind::Megatron(m) => vec![m.bin(), m.idx()],
+            Kind::Flat { tokens, .. } => vec![tokens.map()],
+            Kind::Arrow(a) => vec![a.map()],
+        }
+    }
+
+    /// The Megatron reader, for sequence-level access.
+    pub fn as_megatron(&self) -> Option<&MegatronDataset> {
+        match &self.kind {
+            Kind::Megatron(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The token stream as runs of [`Shard::stream_file`]: (byte offset, tokens), in order.
+    pub(crate) fn runs(&self) -> Vec<(usize, u64)> {
+        match &self.kind {
+            Kind::Megatron(m) => vec![(0, m.tokens())],
+            Kind::Flat { tokens, .. } => {
+                vec![(tokens.map().len() - tokens.data().len(), tokens.tokens())]
+            }
+            Kind::Arrow(a) => a.pieces().to_vec(),
+        }
+    }
+}
