@@ -1,0 +1,364 @@
+//! Sources of many shards: llm.c shards, globs, directories, lists, the end-of-document
+//! split, and the loader over them, against the tokens concatenated by hand.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use osml_data::loader::{Loader, LoaderConfig};
+use osml_data::sampler::{Mode, Sampler};
+use osml_data::write::{write_npy, MegatronWriter, RawWriter};
+use osml_data::{DType, DataError, FileFormat, Format, OpenOptions, TokenDataset, TokenSource};
+use proptest::prelude::*;
+
+/// An llm.c shard exactly as `dev/data/data_common.py` of karpathy/llm.c writes one: 256
+/// little-endian int32 (magic, version, token count, zeros), then the tokens.
+fn write_llmc(path: &Path, tokens: &[u32], wide: bool) {
+    let mut header = [0i32; 256];
+    header[0] = if wide { 20_240_801 } else { 20_240_520 };
+    header[1] = if wide { 7 } else { 1 };
+    header[2] = i32::try_from(tokens.len()).unwrap();
+    let mut b: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
+    for &t in tokens {
+        if wide {
+            b.extend_from_slice(&t.to_le_bytes());
+        } else {
+            b.extend_from_slice(&u16::try_from(t).unwrap().to_le_bytes());
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Shard `i`'s tokens: lengths differ, and each starts with the EOT token as llm.c's do.
+fn shard_tokens(i: u32) -> Vec<u32> {
+    let n = 50 + (i * 37) % 90;
+    std::iter::once(50_256)
+        .chain((0..n).map(|j| (i * 1000 + j) % 50_000))
+        .collect()
+}
+
+fn twenty_shards(dir: &Path) -> Vec<u32> {
+    let mut all = Vec::new();
+    for i in 0..20 {
+        let t = shard_tokens(i);
+        write_llmc(&dir.join(format!("fineweb_train_{i:06}.bin")), &t, false);
+        all.extend(t);
+    }
+    all
+}
+
+fn glob(dir: &Path, pattern: &str) -> PathBuf {
+    dir.join(pattern)
+}
+
+fn open(p: &Path) -> Result<TokenDataset, DataError> {
+    TokenDataset::open(p, OpenOptions::default())
+}
+
+fn widen(v: &[u32]) -> Vec<i64> {
+    v.iter().map(|&t| i64::from(t)).collect()
+}
+
+#[test]
+fn a_glob_of_llmc_shards_reads_as_their_concatenation() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = twenty_shards(dir.path());
+    let ds = open(&glob(dir.path(), "fineweb_train_*.bin")).unwrap();
+    assert_eq!(ds.format(), Format::Llmc);
+    assert_eq!(ds.dtype(), DType::U16);
+    assert_eq!(ds.shards().len(), 20);
+    assert_eq!(ds.num_tokens(), all.len() as u64);
+    let n = usize::try_from(ds.num_tokens()).unwrap();
+    assert_eq!(ds.window(0, n).unwrap().to_vec(), widen(&all));
+    // Every window of 64, at every offset: the ones that cross a shard boundary included.
+    let want = widen(&all);
+    let mut crossing = 0;
+    for start in 0..=all.len() - 64 {
+        let w = ds.window(start as u64, 64).unwrap();
+        assert_eq!(w.to_vec(), want[start..start + 64], "window at {start}");
+        crossing += usize::from(w.contiguous().is_none());
+        let mut bytes = vec![0u8; 64 * 2];
+        w.copy_bytes(&mut bytes);
+        let back: Vec<i64> = bytes
+            .chunks(2)
+            .map(|c| i64::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect();
+        assert_eq!(back, want[start..start + 64]);
+    }
+    let mut bounds = Vec::new();
+    let mut at = 0;
+    for i in 0..19 {
+        at += shard_tokens(i).len();
+        bounds.push(at);
+    }
+    let want_crossing = (0..=all.len() - 64)
+        .filter(|&s| bounds.iter().any(|&b| s < b && b < s + 64))
+        .count();
+    assert_eq!(crossing, want_crossing);
+    assert!(ds.window(all.len() as u64 - 63, 64).is_none());
+    // Each shard is one document without an end-of-document token.
+    assert_eq!(ds.num_documents(), 20);
+    assert_eq!(ds.document(3).unwrap().to_vec(), widen(&shard_tokens(3)));
+    // The same files as a directory, and as a list in sorted order, are the same source.
+    let by_dir = open(dir.path()).unwrap();
+    assert_eq!(by_dir.window(0, n).unwrap().to_vec(), want);
+    let mut list: Vec<PathBuf> = (0..20)
+        .map(|i| dir.path().join(format!("fineweb_train_{i:06}.bin")))
+        .collect();
+    let by_list = TokenDataset::open_source(&list, &OpenOptions::default()).unwrap();
+    assert_eq!(by_list.window(0, n).unwrap().to_vec(), want);
+    // A list keeps its order.
+    list.reverse();
+    let reversed = TokenDataset::open_source(&list, &OpenOptions::default()).unwrap();
+    assert_eq!(
+        reversed.window(0, shard_tokens(19).len()).unwrap().to_vec(),
+        widen(&shard_tokens(19))
+    );
+    let (shard, local) = ds.locate(shard_tokens(0).len() as u64 + 2).unwrap();
+    assert!(shard.path().ends_with("fineweb_train_000001.bin"));
+    assert_eq!(local, 2);
+}
+
+#[test]
+fn the_end_of_document_token_splits_documents_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    twenty_shards(dir.path());
+    let options = OpenOptions {
+        eod_token: Some(50_256),
+        ..OpenOptions::default()
+    };
+    let ds = TokenDataset::open(&glob(dir.path(), "*.bin"), options).unwrap();
+    // llm.c's convention: the token opens each document.
+    assert_eq!(ds.num_documents(), 20);
+    for i in 0..20 {
+        assert_eq!(
+            ds.document(i).unwrap().to_vec(),
+            widen(&shard_tokens(i as u32))
+        );
+    }
+    assert!(ds.document(20).is_none());
+    // nanoGPT's: the token closes each document, and a document may span two files.
+    let flat: Vec<u32> = [1, 2, 0, 3, 0, 4, 5, 6, 0, 0, 7].to_vec();
+    for (name, part) in [("a.bin", &flat[..4]), ("b.bin", &flat[4..])] {
+        let mut w = RawWriter::create(&dir.path().join("closing").join(name), DType::U16)
+            .or_else(|_| {
+                std::fs::create_dir_all(dir.path().join("closing")).unwrap();
+                RawWriter::create(&dir.path().join("closing").join(name), DType::U16)
+            })
+            .unwrap();
+        w.add_document(part).unwrap();
+        w.finish().unwrap();
+    }
+    let ds = TokenDataset::open(
+        &dir.path().join("closing"),
+        OpenOptions {
+            eod_token: Some(0),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let docs: Vec<Vec<i64>> = (0..ds.num_documents())
+        .map(|i| ds.document(i).unwrap().to_vec())
+        .collect();
+    assert_eq!(
+        docs,
+        [
+            vec![1, 2, 0],
+            vec![3, 0],
+            vec![4, 5, 6, 0],
+            vec![0],
+            vec![7]
+        ]
+    );
+    // Formats that record documents refuse the split.
+    let m = dir.path().join("m");
+    let mut w = MegatronWriter::create(&m, DType::U16).unwrap();
+    w.add_document(&[1, 2]).unwrap();
+    w.finish().unwrap();
+    let e = TokenDataset::open(
+        &m,
+        OpenOptions {
+            eod_token: Some(0),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, DataError::Usage(_)), "{e}");
+}
+
+#[test]
+fn megatron_shards_keep_their_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    for s in 0..3u32 {
+        let mut w =
+            MegatronWriter::create(&dir.path().join(format!("part_{s}")), DType::U16).unwrap();
+        for d in 0..=s {
+            let doc: Vec<u32> = (0..=d + s).map(|t| s * 100 + d * 10 + t).collect();
+            w.add_document(&doc).unwrap();
+            want.push(widen(&doc));
+        }
+        w.finish().unwrap();
+    }
+    // The glob matches both files of each pair: each pair is one shard.
+    let ds = open(&glob(dir.path(), "part_*")).unwrap();
+    assert_eq!(ds.format(), Format::Megatron);
+    assert_eq!(ds.shards().len(), 3);
+    let got: Vec<Vec<i64>> = (0..ds.num_documents())
+        .map(|i| ds.document(i).unwrap().to_vec())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(open(dir.path()).unwrap().num_documents(), want.len());
+}
+
+fn source_error(e: &DataError) -> bool {
+    matches!(
+        e,
+        DataError::Invalid {
+            format: FileFormat::Source,
+            ..
+        }
+    )
+}
+
+#[test]
+fn bad_sources_are_refused_with_the_offending_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let e = open(&glob(p, "nothing_*.bin")).unwrap_err();
+    assert!(
+        source_error(&e) && e.to_string().contains("matches no file"),
+        "{e}"
+    );
+    // Mixed formats in a directory.
+    write_llmc(&p.join("a.bin"), &[1, 2, 3], false);
+    write_npy(&p.join("b.npy"), DType::U16, &[1, 2]).unwrap();
+    let e = open(p).unwrap_err();
+    let msg = e.to_string();
+    assert!(source_error(&e), "{e}");
+    assert!(msg.contains("b.npy") && msg.contains("a.bin"), "{msg}");
+    // Mixed dtypes (an llm.c v1 and a v7 shard).
+    std::fs::remove_file(p.join("b.npy")).unwrap();
+    write_llmc(&p.join("c.bin"), &[70_000], true);
+    let e = open(p).unwrap_err();
+    assert!(source_error(&e) && e.to_string().contains("uint32"), "{e}");
+    // The same shard twice in a list.
+    let twice = [p.join("a.bin"), p.join("a.bin")];
+    let e = TokenDataset::open_source(&twice, &OpenOptions::default()).unwrap_err();
+    assert!(source_error(&e) && e.to_string().contains("twice"), "{e}");
+    // One bad shard among good ones names that shard.
+    std::fs::remove_file(p.join("c.bin")).unwrap();
+    let mut bad = std::fs::read(p.join("a.bin")).unwrap();
+    bad.truncate(bad.len() - 2);
+    std::fs::write(p.join("z.bin"), bad).unwrap();
+    let e = open(&glob(p, "*.bin")).unwrap_err();
+    match &e {
+        DataError::Invalid { path, format, .. } => {
+            assert!(path.ends_with("z.bin"), "{e}");
+            assert_eq!(*format, FileFormat::Llmc);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("truncated"), "{e}");
+    // A hidden file or a README in a directory is not a shard.
+    std::fs::remove_file(p.join("z.bin")).unwrap();
+    std::fs::write(p.join("README.md"), "notes").unwrap();
+    std::fs::write(p.join(".a.bin.tmp"), "x").unwrap();
+    assert_eq!(open(p).unwrap().shards().len(), 1);
+}
+
+#[test]
+fn bad_llmc_headers_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.bin");
+    let check = |b: Vec<u8>, want: &str| {
+        std::fs::write(&p, b).unwrap();
+        let e = TokenDataset::open(
+            &p,
+            OpenOptions {
+                format: Some(Format::Llmc),
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::Invalid {
+                    format: FileFormat::Llmc,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(want), "{e}");
+    };
+    write_llmc(&p, &[1, 2, 3], false);
+    let good = std::fs::read(&p).unwrap();
+    let mut b = good.clone();
+    b[0] ^= 1;
+    check(b, "not an llm.c shard");
+    let mut b = good.clone();
+    b[8] = 9; // the count
+    check(b, "truncated");
+    let mut b = good.clone();
+    b.extend_from_slice(&[0, 0]);
+    check(b, "8 bytes follow");
+    check(good[..100].to_vec(), "shorter than the 1024-byte header");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Any corruption of an llm.c header (or the file cut) is refused or reads inside the file.
+    #[test]
+    fn mutated_llmc_shards_never_panic(
+        edits in proptest::collection::vec((0usize..16, any::<u8>()), 1..6),
+        cut in proptest::option::of(0usize..1100),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.bin");
+        write_llmc(&p, &[5, 6, 7, 8], false);
+        let mut b = std::fs::read(&p).unwrap();
+        for (at, v) in &edits {
+            b[*at] = *v;
+        }
+        if let Some(c) = cut {
+            b.truncate(c.min(b.len()));
+        }
+        std::fs::write(&p, &b).unwrap();
+        if let Ok(ds) = open(&p) {
+            let n = ds.num_tokens();
+            prop_assert!(ds.window(0, usize::try_from(n).unwrap()).is_some());
+            prop_assert!(n as usize * ds.dtype().size() <= b.len());
+        }
+    }
+}
+
+#[test]
+fn the_loader_over_shards_delivers_every_window_once_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = widen(&twenty_shards(dir.path()));
+    let ds = Arc::new(open(&glob(dir.path(), "*.bin")).unwrap());
+    let seq = 16;
+    let cfg = LoaderConfig {
+        batch_size: 4,
+        seq_len: seq,
+        mode: Mode::Epoch { block: None },
+        workers: 2,
+        ..LoaderConfig::default()
+    };
+    let windows = (all.len() - 1) / seq;
+    let steps = windows / 4;
+    let sampler = Sampler::new(cfg.mode, 0, seq as u64, ds.num_tokens()).unwrap();
+    let mut loader = Loader::new(Arc::clone(&ds), &cfg, None).unwrap();
+    let mut seen = vec![0u32; windows];
+    for _ in 0..steps {
+        let b = loader.next_batch().unwrap();
+        for r in 0..b.rows() {
+            let start = usize::try_from(sampler.window_start(b.sample_index(r).unwrap())).unwrap();
+            assert_eq!(b.row_i64(r), all[start..start + seq + 1], "row at {start}");
+            seen[start / seq] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&c| c <= 1), "a window came twice");
+    assert_eq!(seen.iter().sum::<u32>() as usize, steps * 4);
+}
