@@ -43,6 +43,27 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: A source: one path (a file, a Megatron prefix, a glob, a directory) or a list of them.
+Source = Union[PathLike, Sequence[PathLike]]
+
+
+def _source_paths(source: Source) -> List[str]:
+    """The entries of a source as strings; a str or path-like is one entry, not a sequence."""
+    if isinstance(source, (str, bytes, os.PathLike)):
+        entries: List[Any] = [source]
+    elif isinstance(source, Sequence):
+        entries = list(source)
+    else:
+        raise TypeError(f"a source is a path or a list of paths, not {type(source).__name__}")
+    if not entries:
+        raise ValueError("a source needs at least one path")
+    out = []
+    for e in entries:
+        p = os.fspath(e)
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        out.append(p)
+    return out
 
 
 def _distributed_defaults(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
@@ -108,6 +129,12 @@ class TokenLoader:
     Ctrl-C interrupts them within about 50 ms. Calls from several threads are serialised
     (each batch goes to one caller). A loader used in a process forked after it was made
     raises ``ForkedLoaderError``: create loaders in the process that uses them.
+    ``source`` is a path (a file, a Megatron prefix, a glob such as ``"data/shard_*.bin"``, a
+    directory of shards or a Hugging Face ``save_to_disk`` directory), an ``os.PathLike``, or a
+    list of them: the shards are read as one stream (globs and directories in sorted order,
+    lists in their order; one format and dtype for all). ``format`` forces a format
+    (``megatron``, ``bin``, ``npy``, ``llmc``, ``arrow``); ``column`` names an Arrow dataset's
+    list-of-integers column; ``eod_token`` splits the documents of formats that record none.
     ``prefetch`` defaults to as many batches as fill 4 MiB (between 4 and 64): enough to keep
     the workers busy while the consumer waits for a CPU on a busy host. ``workers`` is at most
     256 and ``prefetch`` at most 1024.
@@ -115,7 +142,7 @@ class TokenLoader:
 
     def __init__(
         self,
-        path: PathLike,
+        source: Source,
         batch_size: int,
         seq_len: int,
         *,
@@ -130,11 +157,14 @@ class TokenLoader:
         format: Optional[str] = None,  # noqa: A002 - the name users know from osml data
         block: Optional[int] = None,
         raw_dtype: str = "uint16",
+        column: str = "input_ids",
+        eod_token: Optional[int] = None,
         max_buffers: int = DEFAULT_MAX_BUFFERS,
         _interleave: Tuple[int, int] = (0, 1),
         _fault: Optional[Tuple[str, int]] = None,
     ) -> None:
-        self.path = os.fspath(path)
+        self.paths = _source_paths(source)
+        self.path = " ".join(self.paths)
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.rank, self.world_size = _distributed_defaults(rank, world_size)
@@ -149,12 +179,14 @@ class TokenLoader:
             cpus=_loader_cpus(cpus),
             format=format,
             raw_dtype=raw_dtype,
+            column=column,
+            eod_token=eod_token,
             block=block,
             max_buffers=max_buffers,
             interleave=_interleave,
             fault=_fault,
         )
-        self._loader = _Loader(self.path, batch_size, seq_len, state_json=None, **self._args)
+        self._loader = _Loader(self.paths, batch_size, seq_len, state_json=None, **self._args)
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         return self
@@ -176,7 +208,7 @@ class TokenLoader:
         if "osml_loader" not in state:
             raise ValueError("not an osml.TokenLoader state_dict (no 'osml_loader' key)")
         self._loader = _Loader(
-            self.path, self.batch_size, self.seq_len, state_json=json.dumps(state["osml_loader"]), **self._args
+            self.paths, self.batch_size, self.seq_len, state_json=json.dumps(state["osml_loader"]), **self._args
         )
 
     def stats(self) -> Dict[str, Any]:

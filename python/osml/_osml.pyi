@@ -18,7 +18,7 @@ class Batch:
 class Loader:
     def __init__(
         self,
-        path: str,
+        paths: List[str],
         batch_size: int,
         seq_len: int,
         *,
@@ -32,6 +32,8 @@ class Loader:
         cpus: List[int],
         format: Optional[str],
         raw_dtype: str,
+        column: Optional[str],
+        eod_token: Optional[int],
         block: Optional[int],
         state_json: Optional[str],
         max_buffers: int,

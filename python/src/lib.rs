@@ -105,27 +105,25 @@ fn parse_output(dtype: &str) -> PyResult<Output> {
 }
 
 fn parse_format(format: Option<&str>) -> PyResult<Option<Format>> {
-    Ok(match format {
-        None => None,
-        Some("megatron") => Some(Format::Megatron),
-        Some("bin") => Some(Format::Bin),
-        Some("npy") => Some(Format::Npy),
-        Some(other) => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "format must be 'megatron', 'bin' or 'npy', not {other:?}"
-            )))
-        }
-    })
+    format
+        .map(|f| {
+            Format::from_name(f).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "format must be 'megatron', 'bin', 'npy', 'llmc' or 'arrow', not {f:?}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (path, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, block, state_json, max_buffers, interleave, fault = None))]
+    #[pyo3(signature = (paths, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, column, eod_token, block, state_json, max_buffers, interleave, fault = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        path: PathBuf,
+        paths: Vec<PathBuf>,
         batch_size: usize,
         seq_len: usize,
         mode: &str,
@@ -138,6 +136,8 @@ impl Loader {
         cpus: Vec<usize>,
         format: Option<&str>,
         raw_dtype: &str,
+        column: Option<String>,
+        eod_token: Option<u64>,
         block: Option<u64>,
         state_json: Option<&str>,
         max_buffers: usize,
@@ -161,6 +161,8 @@ impl Loader {
         let open = OpenOptions {
             format: parse_format(format)?,
             dtype: Some(raw),
+            column,
+            eod_token,
         };
         let cfg = LoaderConfig {
             batch_size,
@@ -197,7 +199,7 @@ impl Loader {
                 })?;
         let loader = py
             .detach(move || {
-                let ds = Arc::new(TokenDataset::open(&path, open)?);
+                let ds = Arc::new(TokenDataset::open_source(&paths, &open)?);
                 RustLoader::new(ds, &cfg, state.as_ref())
             })
             .map_err(data_err)?;
