@@ -170,6 +170,11 @@ impl TokenDataset {
 
     /// Opens a source of many entries (each a file, prefix, glob or directory), in order.
     pub fn open_source(entries: &[PathBuf], options: &OpenOptions) -> Result<Self, DataError> {
+        if let (Some(f), Some(_)) = (options.format, options.eod_token) {
+            if f.records_documents() {
+                return Err(eod_refused(f));
+            }
+        }
         let files = resolve(entries, options)?;
         let mut shards = Vec::with_capacity(files.len());
         for (path, format) in &files {
@@ -197,10 +202,7 @@ impl TokenDataset {
         }
         if let Some(t) = eod_token {
             if format.records_documents() {
-                return Err(DataError::Usage(format!(
-                    "an end-of-document token splits formats that record no documents (bin, npy, llmc); {} datasets record theirs",
-                    format.name()
-                )));
+                return Err(eod_refused(format));
             }
             if t > dtype.max_value() || dtype.is_float() {
                 return Err(DataError::Usage(format!(
@@ -419,6 +421,13 @@ impl TokenDataset {
         let n = usize::try_from(r.tokens).unwrap_or(usize::MAX) * self.dtype.size();
         bytes.get(r.offset..r.offset + n).unwrap_or(&[])
     }
+}
+
+fn eod_refused(format: Format) -> DataError {
+    DataError::Usage(format!(
+        "an end-of-document token splits formats that record no documents (bin, npy, llmc); {} datasets record theirs",
+        format.name()
+    ))
 }
 
 /// Whether `path` starts with an llm.c header (unreadable files are left to opening).

@@ -1,0 +1,145 @@
+//! `osml data inspect|verify|show` over sources of many shards: globs, directories, lists, llm.c
+//! shards, the end-of-document split, and the exit codes of bad sources.
+
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::str::contains;
+use serde_json::Value;
+
+mod support;
+
+/// An llm.c shard as `dev/data/data_common.py` writes one (uint16 tokens).
+fn llmc(path: &Path, tokens: &[u16]) {
+    let mut header = [0i32; 256];
+    header[0] = 20_240_520;
+    header[1] = 1;
+    header[2] = i32::try_from(tokens.len()).unwrap();
+    let mut b: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
+    b.extend(tokens.iter().flat_map(|t| t.to_le_bytes()));
+    std::fs::write(path, b).unwrap();
+}
+
+fn shards(dir: &Path) -> Vec<Vec<u16>> {
+    (0..5u16)
+        .map(|i| {
+            let t: Vec<u16> = std::iter::once(50_256)
+                .chain((0..10 + i).map(|j| i * 100 + j))
+                .collect();
+            llmc(&dir.join(format!("train_{i:06}.bin")), &t);
+            t
+        })
+        .collect()
+}
+
+fn osml(dir: &Path) -> Command {
+    let mut c = support::osml_in(dir);
+    c.timeout(std::time::Duration::from_secs(60));
+    c
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = osml(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn inspect_verify_and_show_read_a_glob_as_one_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let want = shards(d);
+    let total: usize = want.iter().map(Vec::len).sum();
+    let v = json(d, &["data", "inspect", "--json", "train_*.bin"]);
+    assert_eq!(v["format"], "llmc");
+    assert_eq!(v["tokens"], total);
+    assert_eq!(v["shards"].as_array().unwrap().len(), 5);
+    assert_eq!(v["shards"][2]["tokens"], want[2].len());
+    assert_eq!(v["shards"][2]["first_token"], want[0].len() + want[1].len());
+    assert_eq!(v["documents"], 5);
+    // With the end-of-document token, llm.c's documents (each opened by it).
+    let v = json(
+        d,
+        &["data", "inspect", "--json", "--eod-token", "50256", "."],
+    );
+    assert_eq!(v["documents"], 5);
+    assert_eq!(v["eod_token"], 50256);
+    assert_eq!(v["document_lengths"]["min"], 11);
+    // show prints the documents of the whole stream.
+    let out = osml(d)
+        .args(["data", "show", "--eod-token", "50256", "train_*.bin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Vec<u16>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, want);
+    // verify checksums every shard; a list in another order is another stream.
+    let v = json(d, &["data", "verify", "--json", "train_*.bin"]);
+    assert_eq!(v["files"].as_array().unwrap().len(), 5);
+    assert_eq!(v["shards"].as_array().unwrap().len(), 5);
+    let h = osml(d)
+        .args(["data", "inspect", "train_000001.bin", "train_000000.bin"])
+        .output()
+        .unwrap();
+    assert!(h.status.success());
+    let text = String::from_utf8(h.stdout).unwrap();
+    assert!(text.contains("shards        2"), "{text}");
+    let first = text.find("train_000001.bin  ").unwrap();
+    assert!(first < text.find("train_000000.bin  ").unwrap(), "{text}");
+}
+
+#[test]
+fn bad_sources_exit_1_naming_the_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shards(d);
+    osml(d)
+        .args(["data", "inspect", "valid_*.bin"])
+        .assert()
+        .code(1)
+        .stderr(contains("matches no file"));
+    std::fs::write(d.join("x.npy"), b"\x93NUMPY").unwrap();
+    osml(d)
+        .args(["data", "inspect", "."])
+        .assert()
+        .code(1)
+        .stderr(contains("x.npy"))
+        .stderr(contains("share one format"));
+    std::fs::remove_file(d.join("x.npy")).unwrap();
+    // A shard whose count disagrees with its size.
+    let mut b = std::fs::read(d.join("train_000003.bin")).unwrap();
+    b.truncate(b.len() - 4);
+    std::fs::write(d.join("train_000003.bin"), b).unwrap();
+    osml(d)
+        .args(["data", "verify", "train_*.bin"])
+        .assert()
+        .code(1)
+        .stderr(contains("train_000003.bin"))
+        .stderr(contains("llm.c shard"));
+    osml(d)
+        .args([
+            "data",
+            "inspect",
+            "--eod-token",
+            "1",
+            "--format",
+            "megatron",
+            "train_000000.bin",
+        ])
+        .assert()
+        .code(2);
+    osml(d)
+        .args(["data", "inspect", "missing.bin"])
+        .assert()
+        .code(3);
+}
