@@ -641,6 +641,15 @@ impl TokenSource for TokenDataset {
             return None;
         }
         let size = self.dtype.size();
+        // The common case first: the window lies inside one run.
+        let i = self.runs.partition_point(|r| r.start + r.tokens <= start);
+        if let Some(r) = self.runs.get(i) {
+            if end <= r.start + r.tokens {
+                let from = usize::try_from(start - r.start).ok()?;
+                let bytes = self.run_bytes(r).get(from * size..(from + len) * size)?;
+                return Some(Window::new(Tokens::new(self.dtype, bytes), Vec::new()));
+            }
+        }
         let mut pieces = self.runs_of(start, len).map(|(r, from, n)| {
             let bytes = self.run_bytes(r);
             Tokens::new(self.dtype, &bytes[from * size..(from + n) * size])
