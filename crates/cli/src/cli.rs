@@ -405,7 +405,7 @@ pub struct PackArgs {
 pub struct DatasetArgs {
     /// The source: one or more of a Megatron prefix, .idx or .bin; a raw .bin; an llm.c shard;
     /// a .npy; an Arrow file; a glob (quoted: 'data/shard_*.bin'); a directory (its dataset
-    /// files, or a Hugging Face save_to_disk directory). Globs and directories expand in
+    /// files, or a Hugging Face dataset saved to disk). Globs and directories expand in
     /// sorted order; the list keeps its order.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,

@@ -34,6 +34,7 @@ impl ArrowTokens {
     }
 }
 
+#[allow(clippy::unnecessary_wraps)]
 pub fn save_to_disk_files(_dir: &Path) -> Result<Option<Vec<PathBuf>>, DataError> {
     Ok(None)
 }

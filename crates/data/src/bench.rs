@@ -373,6 +373,15 @@ fn timed(
     Ok((latencies, secs, usage0, usage1))
 }
 
+/// A source's entries as one string, as the user named them.
+fn joined(source: &[PathBuf]) -> String {
+    source
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs the benchmark.
 pub fn run(
     source: &[PathBuf],
@@ -447,11 +456,7 @@ pub fn run(
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / steps;
     Ok(BenchReport {
         schema_version: 1,
-        path: source
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
+        path: joined(source),
         mode: cfg.mode.name(),
         batch_size: cfg.batch_size,
         seq_len: cfg.seq_len,

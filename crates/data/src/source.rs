@@ -164,6 +164,8 @@ pub struct TokenDataset {
 
 impl TokenDataset {
     /// Opens the source `path` names: a file or Megatron prefix, a glob, or a directory.
+    // By value: its callers build the options in place.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn open(path: &Path, options: OpenOptions) -> Result<Self, DataError> {
         Self::open_source(std::slice::from_ref(&path.to_path_buf()), &options)
     }
@@ -559,7 +561,10 @@ fn expand(entry: &Path) -> Result<Vec<PathBuf>, DataError> {
             .map_err(|e| DataError::Usage(format!("{pattern}: not a valid glob: {e}")))?;
         let mut out = Vec::new();
         for p in paths {
-            let p = p.map_err(|e| DataError::io(&e.path().to_path_buf(), e.into()))?;
+            let p = p.map_err(|e| {
+                let path = e.path().to_path_buf();
+                DataError::io(&path, e.into())
+            })?;
             if !p.is_dir() {
                 out.push(p);
             }
