@@ -32,6 +32,11 @@ pub enum FileFormat {
     Unknown,
     /// Any dataset file, once opened (it changed while being read).
     Dataset,
+    /// An Arrow IPC file (stream or file format), such as a Hugging Face `datasets` cache or
+    /// `save_to_disk` `.arrow` file.
+    Arrow,
+    /// A Hugging Face `Dataset.save_to_disk` directory (its `state.json`).
+    HfDataset,
 }
 
 impl fmt::Display for FileFormat {
@@ -43,6 +48,8 @@ impl fmt::Display for FileFormat {
             Self::MegatronBin => "Megatron .bin",
             Self::Unknown => "token dataset",
             Self::Dataset => "dataset",
+            Self::Arrow => "Arrow IPC (.arrow)",
+            Self::HfDataset => "Hugging Face save_to_disk dataset",
         })
     }
 }

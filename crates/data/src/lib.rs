@@ -21,10 +21,12 @@
 //! assert_eq!(ds.window(2, 2).unwrap().to_vec(), [7, 8]); // crosses a document boundary
 //! ```
 
+mod arrow;
 pub mod bench;
 mod dtype;
 mod error;
 mod flat;
+mod hf;
 pub mod inspect;
 pub mod loader;
 mod megatron;
@@ -36,9 +38,11 @@ mod tokens;
 pub mod verify;
 pub mod write;
 
+pub use arrow::ArrowTokens;
 pub use dtype::DType;
 pub use error::{Access, DataError, FileFormat, InputAt};
 pub use flat::FlatTokens;
+pub use hf::save_to_disk_files;
 pub use megatron::MegatronDataset;
 pub use source::{Format, OpenOptions, TokenDataset, TokenSource};
 pub use tokens::Tokens;
