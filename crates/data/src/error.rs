@@ -36,6 +36,11 @@ pub enum FileFormat {
     Unknown,
     /// Any dataset file, once opened (it changed while being read).
     Dataset,
+    /// An Arrow IPC file (stream or file format), such as a Hugging Face `datasets` cache or
+    /// `save_to_disk` `.arrow` file.
+    Arrow,
+    /// A Hugging Face `Dataset.save_to_disk` directory (its `state.json`).
+    HfDataset,
 }
 
 impl fmt::Display for FileFormat {
@@ -49,6 +54,8 @@ impl fmt::Display for FileFormat {
             Self::Source => "token source",
             Self::Unknown => "token dataset",
             Self::Dataset => "dataset",
+            Self::Arrow => "Arrow IPC (.arrow)",
+            Self::HfDataset => "Hugging Face save_to_disk dataset",
         })
     }
 }

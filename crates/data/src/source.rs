@@ -582,7 +582,7 @@ fn expand(entry: &Path) -> Result<Vec<PathBuf>, DataError> {
     if !entry.is_dir() {
         return Ok(vec![entry.to_path_buf()]);
     }
-    if let Some(files) = crate::arrow::save_to_disk_files(entry)? {
+    if let Some(files) = crate::hf::save_to_disk_files(entry)? {
         return Ok(files);
     }
     let mut out = Vec::new();
