@@ -1,12 +1,6 @@
 """Hugging Face `datasets` on disk, built by the real library: `save_to_disk` directories and a
 `.map`ped dataset's cache `.arrow` file, read by osml document for document against
 `ds["input_ids"]`, and every epoch window of them delivered once by `TokenLoader`.
-
-EXPECTS THE SOURCE INTEGRATION OF ISSUE 16: these tests drive the interface the lead is wiring
-(`osml data show/inspect` taking a save_to_disk directory or a `.arrow` file, auto-detected or
-with `--format arrow`, `--column`; `osml.TokenLoader(source, column=...)`). Until it lands they
-fail with osml's "unknown format" / unexpected-keyword errors; the fixtures themselves (what
-`datasets` writes) are checked here first and pass already.
 """
 
 import json
