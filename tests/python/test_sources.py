@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import osml
+from osml import TokenLoader
 
 SHARDS = 20
 
@@ -95,7 +96,8 @@ def test_end_of_document_tokens_split_documents(tmp_path, osml):
     out = osml("data", "show", "--eod-token", eot, tmp_path / "a_*.bin").stdout
     got = [json.loads(line) for line in out.splitlines()]
     assert got == [[eot, *d] for d in docs]
-    loader = osml.TokenLoader(str(tmp_path / "a_*.bin"), 1, 4, mode="epoch", eod_token=eot)
+    # The fixture `osml` (the CLI) shadows the package here.
+    loader = TokenLoader(str(tmp_path / "a_*.bin"), 1, 4, mode="epoch", eod_token=eot)
     assert loader.next_batch().shape == (1, 5)
 
 
