@@ -138,14 +138,13 @@ fn exit_codes() {
         .args(["data", "inspect", "missing.npy"])
         .assert()
         .code(3);
+    // A directory is a source of the dataset files in it: one without any is invalid.
     std::fs::create_dir(d.join("dir.bin")).unwrap();
     osml_in(d)
         .args(["data", "verify", "dir.bin"])
         .assert()
-        .code(3)
-        .stderr(predicates::str::contains(
-            "a directory where a regular file is expected",
-        ));
+        .code(1)
+        .stderr(predicates::str::contains("holds no dataset file"));
     // Bad input to pack: exit 1 with the line; bad usage: exit 2.
     std::fs::write(d.join("x.jsonl"), "{\"text\": 1}\n").unwrap();
     osml_in(d)

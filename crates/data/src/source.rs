@@ -465,10 +465,15 @@ fn open_shard(path: &Path, format: Format, options: &OpenOptions) -> Result<Shar
     })
 }
 
-/// Whether a path names a glob rather than a file: it does not exist and holds `*`, `?` or `[`.
+/// Whether a path names a glob rather than a file: it holds `*`, `?` or `[`, is a valid
+/// pattern, and neither it nor a Megatron pair of that prefix exists (a file named with
+/// brackets is read as itself).
 fn is_glob(path: &Path) -> bool {
     let s = path.as_os_str().as_encoded_bytes();
-    s.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) && std::fs::symlink_metadata(path).is_err()
+    s.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
+        && path.to_str().is_some_and(|p| glob::Pattern::new(p).is_ok())
+        && std::fs::symlink_metadata(path).is_err()
+        && std::fs::symlink_metadata(megatron::paths(path).0).is_err()
 }
 
 /// File names a directory source reads (others, such as READMEs and JSON, are skipped).
