@@ -120,7 +120,7 @@ impl DataError {
     }
 
     /// A failure to open or read `path`.
-    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             access: Access::Read,

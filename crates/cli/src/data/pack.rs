@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use osml_data::pack::{pack, OutputFormat, PackOptions, Tokenizer, TxtDocuments};
 use osml_data::DataError;
 use osml_doctor::human_bytes;
+use osml_pack::{pack, OutputFormat, PackOptions, Tokenizer, TxtDocuments};
 
 use super::grouped;
 use crate::cli::PackArgs;
