@@ -57,6 +57,8 @@ pub enum InputAt {
     /// A byte offset into the file as stored (the compressed stream of a `.gz`), where the
     /// data stopped making sense.
     Byte(u64),
+    /// A row group (0-based) of a Parquet file.
+    RowGroup(usize),
 }
 
 impl fmt::Display for InputAt {
@@ -65,6 +67,7 @@ impl fmt::Display for InputAt {
             Self::File => Ok(()),
             Self::Line(l) => write!(f, ":{l}"),
             Self::Byte(b) => write!(f, " (at byte {b})"),
+            Self::RowGroup(g) => write!(f, " (row group {g})"),
         }
     }
 }
