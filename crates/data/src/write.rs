@@ -380,7 +380,10 @@ mod tests {
     #[allow(clippy::disallowed_methods)]
     fn llmc_files_have_llm_c_headers() {
         let dir = tempfile::tempdir().unwrap();
-        for (dtype, magic, version, size) in [(DType::U16, 20_240_520, 1, 2), (DType::U32, 20_240_801, 7, 4)] {
+        for (dtype, magic, version, size) in [
+            (DType::U16, 20_240_520, 1, 2),
+            (DType::U32, 20_240_801, 7, 4),
+        ] {
             let path = dir.path().join(format!("{dtype}.bin"));
             let mut w = LlmcWriter::create(&path, dtype).unwrap();
             w.add_document(&[7, 8, 9]).unwrap();
@@ -396,13 +399,21 @@ mod tests {
             assert_eq!(llmc_format::dtype_of(head[0], head[1]), Some(dtype));
             let tokens: Vec<u32> = bytes[1024..]
                 .chunks_exact(size)
-                .map(|c| if size == 2 { u32::from(u16::from_le_bytes([c[0], c[1]])) } else { u32::from_le_bytes(c.try_into().unwrap()) })
+                .map(|c| {
+                    if size == 2 {
+                        u32::from(u16::from_le_bytes([c[0], c[1]]))
+                    } else {
+                        u32::from_le_bytes(c.try_into().unwrap())
+                    }
+                })
                 .collect();
             assert_eq!(tokens, [7, 8, 9, 65_535]);
         }
         assert!(LlmcWriter::create(&dir.path().join("x.bin"), DType::I32).is_err());
         assert!(matches!(
-            LlmcWriter::create(&dir.path().join("y.bin"), DType::U16).unwrap().add_document(&[70_000]),
+            LlmcWriter::create(&dir.path().join("y.bin"), DType::U16)
+                .unwrap()
+                .add_document(&[70_000]),
             Err(DataError::Usage(_))
         ));
     }

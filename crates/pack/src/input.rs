@@ -28,6 +28,7 @@ pub enum TxtDocuments {
 pub(crate) enum Kind {
     Txt,
     Jsonl { gz: bool },
+    Parquet,
 }
 
 pub(crate) fn kind_of(path: &Path) -> Result<Kind, DataError> {
@@ -43,9 +44,11 @@ pub(crate) fn kind_of(path: &Path) -> Result<Kind, DataError> {
         Ok(Kind::Jsonl { gz: false })
     } else if has(".txt") {
         Ok(Kind::Txt)
+    } else if has(".parquet") {
+        Ok(Kind::Parquet)
     } else {
         Err(DataError::Usage(format!(
-            "{}: unknown input type; pack reads .txt, .jsonl and .jsonl.gz",
+            "{}: unknown input type; pack reads .txt, .jsonl, .jsonl.gz and .parquet",
             path.display()
         )))
     }
@@ -101,8 +104,17 @@ impl<R: Read> Read for Counting<R> {
 /// What [`read`] needs besides the file: how documents are cut, and where to count bytes.
 pub(crate) struct Reading<'a> {
     pub txt_documents: TxtDocuments,
+    /// The JSON field or Parquet column holding the text.
+    pub field: &'a str,
     /// Bytes read from the files as stored, all inputs together (for progress).
     pub read: &'a Arc<AtomicU64>,
+}
+
+/// What reading one input found besides its documents.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ReadStats {
+    /// Parquet rows whose text is null: skipped.
+    pub null_rows: u64,
 }
 
 /// Reads one input, handing each document to `emit` in order.
@@ -110,9 +122,12 @@ pub(crate) fn read(
     path: &Path,
     how: &Reading<'_>,
     emit: &mut dyn FnMut(Unit) -> Result<(), DataError>,
-) -> Result<(), DataError> {
+) -> Result<ReadStats, DataError> {
     let kind = kind_of(path)?;
     let file = osml_sys::file::open_regular(path).map_err(|e| DataError::io(path, e))?;
+    if kind == Kind::Parquet {
+        return crate::parquet_input::read(path, &file, how, emit);
+    }
     let stored = Arc::new(AtomicU64::new(0));
     let counted = Counting {
         inner: file,
@@ -135,7 +150,8 @@ pub(crate) fn read(
     if let (Kind::Txt, TxtDocuments::File) = (kind, how.txt_documents) {
         reader.read_to_end(&mut buf).map_err(|e| fail(0, e))?;
         let text = utf8(path, InputAt::File, buf)?;
-        return emit(Unit::Text(text));
+        emit(Unit::Text(text))?;
+        return Ok(ReadStats::default());
     }
     let paragraph = how.txt_documents == TxtDocuments::Paragraph;
     let mut doc = String::new();
@@ -174,7 +190,7 @@ pub(crate) fn read(
                     emit(Unit::Text(std::mem::take(&mut doc)))?;
                 }
             }
-            Kind::Txt => {
+            Kind::Txt | Kind::Parquet => {
                 let line =
                     std::str::from_utf8(&buf).map_err(|_| not_utf8(path, InputAt::Line(number)))?;
                 if !doc.is_empty() {
@@ -187,7 +203,7 @@ pub(crate) fn read(
     if !doc.is_empty() {
         emit(Unit::Text(doc))?;
     }
-    Ok(())
+    Ok(ReadStats::default())
 }
 
 fn not_utf8(path: &Path, at: InputAt) -> DataError {

@@ -24,7 +24,9 @@
 //! ```
 
 pub mod input;
+mod parquet_input;
 pub mod pipeline;
+mod shards;
 pub mod tokenizer;
 
 pub use input::TxtDocuments;

@@ -8,30 +8,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use osml_data::write::{MegatronWriter, RawWriter, Written};
+use osml_data::write::{llmc_format, Written};
 use osml_data::{DType, DataError};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::input::{self, Reading, TxtDocuments, Unit};
+use crate::shards::Output;
 use crate::Tokenizer;
 
 /// The output format of `pack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
+    /// Megatron's `.bin` + `.idx`.
     Megatron,
+    /// Headerless tokens (nanoGPT's `.bin`).
     Bin,
+    /// llm.c's shards: a 1 KiB header, then the tokens. The end-of-document token goes
+    /// *before* each document, as llm.c's `dev/data/fineweb.py` puts it, so the file is
+    /// token for token what llm.c's own preprocessing writes for the same texts.
+    Llmc,
+}
+
+impl OutputFormat {
+    /// The token type of this format for `tokenizer`'s vocabulary.
+    pub fn dtype(self, tokenizer: Tokenizer) -> DType {
+        match self {
+            Self::Llmc => llmc_format::dtype_for_vocab(tokenizer.vocab_size()),
+            Self::Megatron | Self::Bin => DType::for_vocab(tokenizer.vocab_size()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct PackOptions {
     pub tokenizer: Tokenizer,
     pub format: OutputFormat,
-    /// The JSON field holding the text of a `.jsonl` line.
+    /// The JSON field holding the text of a `.jsonl` line, or the Parquet column.
     pub field: String,
-    /// Append the end-of-document token to every document.
+    /// Add the end-of-document token to every document: after it, or before it for
+    /// [`OutputFormat::Llmc`].
     pub eod: bool,
+    /// Cut the output into shards of at most this many tokens, at document boundaries
+    /// (`PREFIX_000000.bin`, …); a document longer than this is a shard of its own.
+    pub shard_tokens: Option<u64>,
     /// Tokenizer threads (at least 1).
     pub workers: usize,
     pub txt_documents: TxtDocuments,
@@ -49,6 +70,7 @@ impl Default for PackOptions {
             eod: true,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             txt_documents: TxtDocuments::File,
+            shard_tokens: None,
             batch_bytes: 8 << 20,
         }
     }
@@ -74,41 +96,31 @@ pub struct PackSummary {
     pub inputs: Vec<PathBuf>,
     /// Bytes of text tokenized (after decompression).
     pub text_bytes: u64,
+    /// Parquet rows whose text was null, skipped.
+    pub null_rows: u64,
+    /// Every file written, and the totals.
     pub written: Written,
+    /// With `shard_tokens`: each shard, in order (empty without).
+    pub shards: Vec<Written>,
+    /// Documents longer than `shard_tokens`, each written as a shard of its own.
+    pub oversized_documents: u64,
+    /// Shards of the same prefix numbered past the last one written (left by an earlier,
+    /// longer pack), removed.
+    pub removed_stale: Vec<PathBuf>,
     pub seconds: f64,
-}
-
-enum Writer {
-    Megatron(MegatronWriter),
-    Bin(RawWriter),
-}
-
-impl Writer {
-    fn add(&mut self, tokens: &[u32]) -> Result<(), DataError> {
-        match self {
-            Self::Megatron(w) => w.add_document(tokens),
-            Self::Bin(w) => w.add_document(tokens),
-        }
-    }
-
-    fn finish(self) -> Result<Written, DataError> {
-        match self {
-            Self::Megatron(w) => w.finish(),
-            Self::Bin(w) => w.finish(),
-        }
-    }
 }
 
 /// Batches documents, tokenizes each batch on the pool, and writes the ids in order.
 struct Packer<'a> {
     opts: &'a PackOptions,
     pool: rayon::ThreadPool,
-    writer: Writer,
+    output: Output,
     batch: Vec<Unit>,
     batch_len: usize,
     documents: u64,
     tokens: u64,
     text_bytes: u64,
+    null_rows: u64,
     read: Arc<AtomicU64>,
     total: u64,
     /// The input being read (named in a JSON line's error).
@@ -138,7 +150,11 @@ impl Packer<'_> {
                     let text = unit.into_text(path, &opts.field)?;
                     let mut ids = opts.tokenizer.encode(&text);
                     if opts.eod {
-                        ids.push(opts.tokenizer.eod());
+                        if opts.format == OutputFormat::Llmc {
+                            ids.insert(0, opts.tokenizer.eod());
+                        } else {
+                            ids.push(opts.tokenizer.eod());
+                        }
                     }
                     Ok(ids)
                 })
@@ -146,7 +162,7 @@ impl Packer<'_> {
         });
         for ids in encoded {
             let ids = ids?;
-            self.writer.add(&ids)?;
+            self.output.add(&ids)?;
             self.documents += 1;
             self.tokens += ids.len() as u64;
         }
@@ -168,9 +184,12 @@ impl Packer<'_> {
         let read = Arc::clone(&self.read);
         let how = Reading {
             txt_documents: self.opts.txt_documents,
+            field: &self.opts.field,
             read: &read,
         };
-        input::read(path, &how, &mut |unit| self.push(unit, progress))
+        let stats = input::read(path, &how, &mut |unit| self.push(unit, progress))?;
+        self.null_rows += stats.null_rows;
+        Ok(())
     }
 }
 
@@ -195,20 +214,11 @@ pub fn pack(
             .map_err(|e| DataError::io(p, e))?;
         total += meta.len();
     }
-    let dtype = DType::for_vocab(opts.tokenizer.vocab_size());
-    let writer = match opts.format {
-        OutputFormat::Megatron => Writer::Megatron(MegatronWriter::create(output, dtype)?),
-        OutputFormat::Bin => {
-            let path = if output.extension().is_some_and(|e| e == "bin") {
-                output.to_path_buf()
-            } else {
-                let mut p = output.as_os_str().to_owned();
-                p.push(".bin");
-                PathBuf::from(p)
-            };
-            Writer::Bin(RawWriter::create(&path, dtype)?)
-        }
-    };
+    if opts.shard_tokens == Some(0) {
+        return Err(DataError::Usage("shards must hold at least 1 token".into()));
+    }
+    let dtype = opts.format.dtype(opts.tokenizer);
+    let output = Output::start(output, opts.format, dtype, opts.shard_tokens)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.workers.max(1))
         .thread_name(|i| format!("osml-pack-{i}"))
@@ -220,12 +230,13 @@ pub fn pack(
     let mut packer = Packer {
         opts,
         pool,
-        writer,
+        output,
         batch: Vec::new(),
         batch_len: 0,
         documents: 0,
         tokens: 0,
         text_bytes: 0,
+        null_rows: 0,
         read: Arc::new(AtomicU64::new(0)),
         total,
         path: PathBuf::new(),
@@ -234,15 +245,19 @@ pub fn pack(
         packer.read_input(p, progress)?;
     }
     packer.flush(progress)?;
-    let text_bytes = packer.text_bytes;
-    let written = packer.writer.finish()?;
+    let (text_bytes, null_rows) = (packer.text_bytes, packer.null_rows);
+    let done = packer.output.finish()?;
     Ok(PackSummary {
         tokenizer: opts.tokenizer,
         dtype,
         format: opts.format,
         inputs: inputs.to_vec(),
         text_bytes,
-        written,
+        null_rows,
+        written: done.written,
+        shards: done.shards,
+        oversized_documents: done.oversized_documents,
+        removed_stale: done.removed_stale,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
