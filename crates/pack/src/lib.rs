@@ -2,10 +2,13 @@
 //!
 //! - [`Tokenizer`] ([`tokenizer`]): GPT-2, cl100k and o200k as tiktoken's `encode_ordinary`
 //!   gives them, and UTF-8 bytes; each carries its vocabulary, nothing is downloaded.
-//! - [`input`]: the readers of `.txt`, `.jsonl` and `.jsonl.gz`, one document at a time.
+//! - [`input`]: the readers of `.txt`, `.jsonl`, `.jsonl.gz` and `.parquet` (one string
+//!   column, streamed row group by row group), one document at a time.
 //! - [`pack`] ([`pipeline`]): reads the inputs in order, tokenizes batches of documents on
 //!   [`PackOptions::workers`] threads and writes them in input order through osml-data's
-//!   atomic writers, so the output is the same bytes for any number of workers.
+//!   atomic writers (Megatron, raw, llm.c), as one dataset or as numbered shards
+//!   ([`PackOptions::shard_tokens`]), so the output is the same bytes for any number of
+//!   workers.
 //!
 //! Errors are [`osml_data::DataError`], the same as the datasets' (an input that cannot be
 //! used is [`DataError::Input`](osml_data::DataError::Input)).

@@ -152,7 +152,21 @@ fn parquet_packs_to_tiktokens_ids_whatever_the_workers() {
         let mut outs = Vec::new();
         for workers in [1, 2, 3] {
             let out = dir.path().join(format!("w{workers}.bin"));
-            let s = run(&input, &out, &bin_opts(tok, workers)).unwrap();
+            let mut last = None;
+            let s = pack(
+                std::slice::from_ref(&input),
+                &out,
+                &bin_opts(tok, workers),
+                &mut |p| last = Some(p),
+            )
+            .unwrap();
+            let last = last.unwrap();
+            let size = std::fs::metadata(&input).unwrap().len();
+            assert_eq!(
+                (last.input_bytes, last.total_bytes),
+                (size, size),
+                "progress counts the file"
+            );
             assert_eq!(s.null_rows, nulls);
             assert_eq!(s.written.documents, rows.len() as u64 - nulls);
             outs.push(std::fs::read(&out).unwrap());
