@@ -372,7 +372,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct PackArgs {
-    /// Text inputs: .txt, .jsonl, .jsonl.gz.
+    /// Text inputs: .txt, .jsonl, .jsonl.gz, .parquet.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Output prefix: writes PREFIX.bin (and PREFIX.idx for Megatron).
@@ -381,15 +381,21 @@ pub struct PackArgs {
     /// The tokenizer; each carries its vocabulary, nothing is downloaded.
     #[arg(long, default_value = "gpt2", value_parser = ["gpt2", "cl100k_base", "o200k_base", "bytes"])]
     pub tokenizer: String,
-    /// Output format.
-    #[arg(long, default_value = "megatron", value_parser = ["megatron", "bin"])]
+    /// Output format: Megatron .bin + .idx, raw tokens (nanoGPT), or llm.c's shards (a 1 KiB
+    /// header; the end-of-document token before each document, as llm.c writes it).
+    #[arg(long, default_value = "megatron", value_parser = ["megatron", "bin", "llmc"])]
     pub format: String,
-    /// The JSON field that holds a document's text.
+    /// The JSON field, or Parquet column, that holds a document's text.
     #[arg(long, default_value = "text")]
     pub field: String,
-    /// Do not append the end-of-document token.
+    /// Do not add the end-of-document token.
     #[arg(long)]
     pub no_eod: bool,
+    /// Cut the output into shards `PREFIX_000000.bin`, … of at most N tokens each, at document
+    /// boundaries (a longer document is a shard of its own); stale higher-numbered shards of
+    /// the same prefix are removed.
+    #[arg(long, value_name = "N")]
+    pub shard_tokens: Option<u64>,
     /// Tokenizer threads (default: the CPUs this process may use).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,

@@ -70,6 +70,8 @@ pub enum InputAt {
     /// A byte offset into the file as stored (the compressed stream of a `.gz`), where the
     /// data stopped making sense.
     Byte(u64),
+    /// A row group (0-based) of a Parquet file.
+    RowGroup(usize),
 }
 
 impl fmt::Display for InputAt {
@@ -78,6 +80,7 @@ impl fmt::Display for InputAt {
             Self::File => Ok(()),
             Self::Line(l) => write!(f, ":{l}"),
             Self::Byte(b) => write!(f, " (at byte {b})"),
+            Self::RowGroup(g) => write!(f, " (row group {g})"),
         }
     }
 }
@@ -133,7 +136,7 @@ impl DataError {
     }
 
     /// A failure to open or read `path`.
-    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             access: Access::Read,

@@ -3,8 +3,8 @@
 //! - [`TokenDataset::open`] reads Megatron `.bin` + `.idx` ([`MegatronDataset`]), nanoGPT's
 //!   headerless `.bin` and `.npy`, all through one trait, [`TokenSource`]: dtype, token and
 //!   document counts, a document's tokens, and a window at any global offset.
-//! - [`write`](mod@write) has atomic writers for Megatron and raw files; [`pack`] tokenizes text into
-//!   them in parallel; [`inspect`] and [`verify`] describe and check a dataset.
+//! - [`write`](mod@write) has atomic writers for Megatron and raw files (osml-pack tokenizes
+//!   text into them); [`inspect`] and [`verify`] describe and check a dataset.
 //!
 //! ```
 //! use osml_data::{write::MegatronWriter, DType, OpenOptions, TokenDataset, TokenSource};
@@ -32,7 +32,6 @@ pub mod llmc;
 pub mod loader;
 mod megatron;
 mod npy;
-pub mod pack;
 pub mod sampler;
 mod shard;
 mod source;

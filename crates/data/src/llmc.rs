@@ -20,6 +20,9 @@ pub const VERSION_U16: i32 = 1;
 /// Magic and version of shards of `uint32` tokens (Llama 3's vocabulary).
 pub const MAGIC_U32: i32 = 20_240_801;
 pub const VERSION_U32: i32 = 7;
+/// The most tokens one file counts in its int32 word 2 (`data_common.py` asserts fewer than
+/// 2^31).
+pub const MAX_TOKENS: u64 = i32::MAX as u64;
 
 fn word(bytes: &[u8], i: usize) -> Option<i32> {
     let b = bytes.get(i * 4..i * 4 + 4)?;
@@ -33,6 +36,31 @@ fn dtype_of(magic: i32, version: i32) -> Option<DType> {
         (MAGIC_U32, VERSION_U32) => Some(DType::U32),
         _ => None,
     }
+}
+
+/// The dtype llm.c uses for a vocabulary of `vocab_size` ids: `uint16` when every id fits.
+pub fn dtype_for_vocab(vocab_size: usize) -> DType {
+    if vocab_size <= 1 << 16 {
+        DType::U16
+    } else {
+        DType::U32
+    }
+}
+
+/// The header of a shard of `tokens` tokens of `dtype` (`uint16` or `uint32`; `None` for
+/// another dtype or a count past [`MAX_TOKENS`]).
+pub fn header(dtype: DType, tokens: u64) -> Option<[u8; HEADER_BYTES]> {
+    let (magic, version) = match dtype {
+        DType::U16 => (MAGIC_U16, VERSION_U16),
+        DType::U32 => (MAGIC_U32, VERSION_U32),
+        _ => return None,
+    };
+    let count = i32::try_from(tokens).ok()?;
+    let mut head = [0u8; HEADER_BYTES];
+    for (i, v) in [magic, version, count].into_iter().enumerate() {
+        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    Some(head)
 }
 
 /// Whether a file starts as an llm.c shard does: a known magic with its version. A raw

@@ -219,3 +219,159 @@ pub fn write_npy(path: &Path, dtype: DType, tokens: &[u32]) -> Result<(), DataEr
     f.write_all(&bytes).map_err(|e| DataError::write(path, e))?;
     persist(f, path)
 }
+
+/// Writes one llm.c shard ([`crate::llmc`]): the header's place is written first and filled
+/// in by [`LlmcWriter::finish`], when the count is known, before the rename.
+pub struct LlmcWriter {
+    dtype: DType,
+    path: PathBuf,
+    out: BufWriter<TempBeside>,
+    scratch: Vec<u8>,
+    tokens: u64,
+    documents: u64,
+    max_tokens: u64,
+}
+
+impl LlmcWriter {
+    /// Starts `path`, of `uint16` (version 1) or `uint32` (version 7) tokens.
+    pub fn create(path: &Path, dtype: DType) -> Result<Self, DataError> {
+        Self::with_limit(path, dtype, crate::llmc::MAX_TOKENS)
+    }
+
+    fn with_limit(path: &Path, dtype: DType, max_tokens: u64) -> Result<Self, DataError> {
+        if crate::llmc::header(dtype, 0).is_none() {
+            return Err(DataError::Usage(format!(
+                "llm.c files hold uint16 or uint32 tokens, not {dtype}"
+            )));
+        }
+        let mut out = BufWriter::with_capacity(1 << 20, temp_beside(path)?);
+        out.write_all(&[0u8; crate::llmc::HEADER_BYTES])
+            .map_err(|e| DataError::write(path, e))?;
+        Ok(Self {
+            dtype,
+            path: path.to_path_buf(),
+            out,
+            scratch: Vec::new(),
+            tokens: 0,
+            documents: 0,
+            max_tokens,
+        })
+    }
+
+    /// Tokens written so far.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Appends one document's tokens (the format keeps no boundary). Refuses to take the file
+    /// past the count its int32 header can hold.
+    pub fn add_document(&mut self, tokens: &[u32]) -> Result<(), DataError> {
+        let after = self.tokens + tokens.len() as u64;
+        if after > self.max_tokens {
+            return Err(DataError::Usage(format!(
+                "{}: an llm.c file holds at most {} tokens (its header counts them in an int32), \
+                 and this document would take it to {after}: write it as shards of fewer tokens",
+                self.path.display(),
+                self.max_tokens
+            )));
+        }
+        self.scratch.clear();
+        encode(self.dtype, tokens, &mut self.scratch)?;
+        self.out
+            .write_all(&self.scratch)
+            .map_err(|e| DataError::write(&self.path, e))?;
+        self.tokens = after;
+        self.documents += 1;
+        Ok(())
+    }
+
+    /// Writes the header with the count, syncs and renames the file into place.
+    pub fn finish(self) -> Result<Written, DataError> {
+        use std::os::unix::fs::FileExt;
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| DataError::write(&self.path, e.into_error()))?;
+        let head = crate::llmc::header(self.dtype, self.tokens)
+            .ok_or_else(|| DataError::Usage("llm.c header out of range".into()))?;
+        f.as_file()
+            .write_all_at(&head, 0)
+            .map_err(|e| DataError::write(&self.path, e))?;
+        persist(f, &self.path)?;
+        Ok(Written {
+            files: vec![self.path],
+            tokens: self.tokens,
+            documents: self.documents,
+            bytes: crate::llmc::HEADER_BYTES as u64 + self.tokens * self.dtype.size() as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(bytes: &[u8]) -> Vec<i32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn llmc_files_have_llm_c_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        for (dtype, magic, version, size) in [
+            (DType::U16, 20_240_520, 1, 2),
+            (DType::U32, 20_240_801, 7, 4),
+        ] {
+            let path = dir.path().join(format!("{dtype}.bin"));
+            let mut w = LlmcWriter::create(&path, dtype).unwrap();
+            w.add_document(&[7, 8, 9]).unwrap();
+            w.add_document(&[]).unwrap();
+            w.add_document(&[65_535]).unwrap();
+            let written = w.finish().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(written.bytes, bytes.len() as u64);
+            assert_eq!(bytes.len(), 1024 + 4 * size);
+            let head = ints(&bytes[..1024]);
+            assert_eq!(head[..3], [magic, version, 4]);
+            assert!(head[3..].iter().all(|&v| v == 0));
+            assert_eq!(crate::llmc::parse_header(&bytes), Ok((dtype, 4)));
+            let tokens: Vec<u32> = bytes[1024..]
+                .chunks_exact(size)
+                .map(|c| {
+                    if size == 2 {
+                        u32::from(u16::from_le_bytes([c[0], c[1]]))
+                    } else {
+                        u32::from_le_bytes(c.try_into().unwrap())
+                    }
+                })
+                .collect();
+            assert_eq!(tokens, [7, 8, 9, 65_535]);
+        }
+        assert!(LlmcWriter::create(&dir.path().join("x.bin"), DType::I32).is_err());
+        assert!(matches!(
+            LlmcWriter::create(&dir.path().join("y.bin"), DType::U16)
+                .unwrap()
+                .add_document(&[70_000]),
+            Err(DataError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn llmc_refuses_more_tokens_than_its_header_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.bin");
+        let mut w = LlmcWriter::with_limit(&path, DType::U16, 5).unwrap();
+        w.add_document(&[1, 2, 3]).unwrap();
+        let err = w.add_document(&[4, 5, 6]).unwrap_err();
+        assert!(matches!(err, DataError::Usage(_)), "{err}");
+        assert!(err.to_string().contains("shards"), "{err}");
+        w.add_document(&[4, 5]).unwrap();
+        assert_eq!(w.finish().unwrap().tokens, 5);
+        assert_eq!(crate::llmc::header(DType::U16, 1 << 31), None);
+        assert!(crate::llmc::header(DType::U16, (1 << 31) - 1).is_some());
+    }
+}

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use osml_data::pack::{pack, OutputFormat, PackOptions, Tokenizer, TxtDocuments};
 use osml_data::DataError;
 use osml_doctor::human_bytes;
+use osml_pack::{pack, OutputFormat, PackOptions, Tokenizer, TxtDocuments};
 
 use super::grouped;
 use crate::cli::PackArgs;
@@ -16,16 +16,20 @@ use crate::cli::PackArgs;
 fn options(a: &PackArgs) -> Result<PackOptions, DataError> {
     let tokenizer = Tokenizer::from_name(&a.tokenizer)
         .ok_or_else(|| DataError::Usage(format!("unknown tokenizer {}", a.tokenizer)))?;
+    if a.shard_tokens == Some(0) {
+        return Err(DataError::Usage("--shard-tokens must be at least 1".into()));
+    }
     if a.workers == Some(0) {
         return Err(DataError::Usage("--workers must be at least 1".into()));
     }
     Ok(PackOptions {
         tokenizer,
-        format: if a.format == "bin" {
-            OutputFormat::Bin
-        } else {
-            OutputFormat::Megatron
+        format: match a.format.as_str() {
+            "bin" => OutputFormat::Bin,
+            "llmc" => OutputFormat::Llmc,
+            _ => OutputFormat::Megatron,
         },
+        shard_tokens: a.shard_tokens,
         field: a.field.clone(),
         eod: !a.no_eod,
         workers: a
@@ -86,8 +90,35 @@ pub fn run(a: &PackArgs) -> Result<ExitCode> {
             w.tokens as f64 / secs / 1e6,
             opts.workers
         )?;
-        for f in &w.files {
-            writeln!(out, "  wrote {}", f.display())?;
+        if summary.null_rows > 0 {
+            writeln!(out, "  skipped {} null row(s)", grouped(summary.null_rows))?;
+        }
+        if summary.shards.is_empty() {
+            for f in &w.files {
+                writeln!(out, "  wrote {}", f.display())?;
+            }
+        } else {
+            writeln!(out, "  {} shard(s):", summary.shards.len())?;
+            for s in &summary.shards {
+                let names: Vec<String> = s.files.iter().map(|f| f.display().to_string()).collect();
+                writeln!(
+                    out,
+                    "  wrote {}: {} tokens, {} documents",
+                    names.join(" + "),
+                    grouped(s.tokens),
+                    grouped(s.documents)
+                )?;
+            }
+            if summary.oversized_documents > 0 {
+                writeln!(
+                    out,
+                    "  {} document(s) longer than --shard-tokens, each a shard of its own",
+                    grouped(summary.oversized_documents)
+                )?;
+            }
+            for f in &summary.removed_stale {
+                writeln!(out, "  removed stale shard {}", f.display())?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

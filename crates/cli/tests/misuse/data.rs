@@ -131,18 +131,24 @@ fn corrupt_or_truncated_gzip_is_invalid_input_with_its_place() {
 /// Starts a pack of a corpus big enough to be mid-write when `signal` arrives, and checks the
 /// process ends by that signal (or exits 128 + n) leaving no temporary file.
 fn interrupted_pack(signal: i32, name: &str) {
+    interrupted_pack_with(signal, name, &[], None);
+}
+
+/// As [`interrupted_pack`], with more flags, and once `first` (a finished file) exists.
+fn interrupted_pack_with(signal: i32, name: &str, extra: &[&str], first: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     corpus(&d.join("big.jsonl"), 400_000);
     let mut child = support::osml_process()
         .current_dir(d)
         .args(["data", "pack", "big.jsonl", "-o", "out", "--workers", "1"])
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while leftovers(d).is_empty() {
+    while leftovers(d).is_empty() || first.is_some_and(|f| !d.join(f).exists()) {
         assert!(Instant::now() < deadline, "no temporary file appeared");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -166,6 +172,16 @@ fn interrupted_pack(signal: i32, name: &str) {
 #[test]
 fn sigint_mid_pack_leaves_nothing() {
     interrupted_pack(2, "SIGINT");
+}
+
+#[test]
+fn sigint_mid_sharded_pack_leaves_no_temporary_file() {
+    interrupted_pack_with(
+        2,
+        "SIGINT",
+        &["--format", "llmc", "--shard-tokens", "100000"],
+        Some("out_000000.bin"),
+    );
 }
 
 #[test]

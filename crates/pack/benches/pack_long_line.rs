@@ -1,7 +1,7 @@
 //! Time and peak memory of `pack` on one long JSON line without whitespace: printed, not
 //! asserted (a loaded machine changes them; see the misuse issue for the figures before).
 //!
-//! `cargo bench -p osml-data --bench pack_long_line` (`MB=50` by default; `KINDS=b64,letters`).
+//! `cargo bench -p osml-pack --bench pack_long_line` (`MB=50` by default; `KINDS=b64,letters`).
 //! Each case runs in a child process of its own, so its peak RSS (`VmHWM`) is its own.
 //! `b64` is base64-like text: tiktoken's pre-tokenizer cuts it into short pieces at every
 //! change between letters, digits and punctuation. `letters` is one run of letters, a single
@@ -18,7 +18,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use osml_data::pack::{pack, PackOptions, Tokenizer};
+use osml_pack::{pack, PackOptions, Tokenizer};
 
 fn peak_rss_kib() -> u64 {
     let status = String::from_utf8(std::fs::read("/proc/self/status").unwrap()).unwrap();

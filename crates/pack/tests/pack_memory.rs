@@ -8,7 +8,7 @@
     clippy::cast_precision_loss
 )]
 
-use osml_data::pack::Tokenizer;
+use osml_pack::Tokenizer;
 
 /// `VmRSS` or `VmHWM` (the peak since the last reset) of this process, in bytes.
 fn status_bytes(field: &str) -> usize {
