@@ -151,8 +151,10 @@ def test_errors_are_typed(tmp_path, arange_bin):
     with pytest.raises(osml.InvalidDatasetError, match="whole number"):
         osml.TokenLoader(tmp_path / "odd.bin", 1, 1)
     assert issubclass(osml.InvalidDatasetError, osml.OsmlError)
-    with pytest.raises(IsADirectoryError):
-        osml.TokenLoader(tmp_path, 1, 1, format="bin")
+    # A directory is a source of the dataset files in it; one with none is invalid.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(osml.InvalidDatasetError, match="holds no dataset file"):
+        osml.TokenLoader(tmp_path / "empty", 1, 1, format="bin")
     with pytest.raises(ValueError, match="batch size"):
         osml.TokenLoader(arange_bin, 0, 8)
     with pytest.raises(ValueError, match="rank 2"):
