@@ -1,9 +1,11 @@
 //! Token datasets in the formats people already have, memory-mapped and validated on open.
 //!
-//! - [`TokenDataset::open`] reads Megatron `.bin` + `.idx` ([`MegatronDataset`]), nanoGPT's
-//!   headerless `.bin` and `.npy`, all through one trait, [`TokenSource`]: dtype, token and
-//!   document counts, a document's tokens, and a window at any global offset.
-//! - [`write`](mod@write) has atomic writers for Megatron and raw files (osml-pack tokenizes
+//! - [`TokenDataset::open_source`] reads a source of one or many shards (paths, globs,
+//!   directories) as one stream: Megatron `.bin` + `.idx` ([`MegatronDataset`]), nanoGPT's
+//!   headerless `.bin`, llm.c shards ([`llmc`]), `.npy`, and Hugging Face Arrow files
+//!   ([`ArrowTokens`]), all through one trait, [`TokenSource`]: dtype, token and document
+//!   counts, a document's tokens, and a window at any global offset, across shards.
+//! - [`write`](mod@write) has atomic writers for Megatron, raw and llm.c files (osml-pack tokenizes
 //!   text into them); [`inspect`] and [`verify`] describe and check a dataset.
 //!
 //! ```
