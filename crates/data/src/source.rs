@@ -412,7 +412,8 @@ impl TokenDataset {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                // A scan that panicked would leave documents out: pass the panic on.
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
         found.concat()
@@ -574,15 +575,11 @@ fn expand(entry: &Path) -> Result<Vec<PathBuf>, DataError> {
                 out.push(p);
             }
         }
-        out.sort();
-        if out.is_empty() {
-            return Err(DataError::invalid(
-                entry,
-                FileFormat::Source,
-                "the glob matches no file (quote it, so that the shell does not expand it first)",
-            ));
-        }
-        return Ok(out);
+        return sorted_or(
+            out,
+            entry,
+            "the glob matches no file (quote it, so that the shell does not expand it first)",
+        );
     }
     if !entry.is_dir() {
         return Ok(vec![entry.to_path_buf()]);
@@ -599,15 +596,24 @@ fn expand(entry: &Path) -> Result<Vec<PathBuf>, DataError> {
             out.push(p);
         }
     }
-    out.sort();
-    if out.is_empty() {
-        return Err(DataError::invalid(
-            entry,
-            FileFormat::Source,
-            "the directory holds no dataset file (.bin, .idx, .npy, .arrow, or a save_to_disk state.json)",
-        ));
+    sorted_or(
+        out,
+        entry,
+        "the directory holds no dataset file (.bin, .idx, .npy, .arrow, or a save_to_disk state.json)",
+    )
+}
+
+/// The files an entry expanded to, in sorted path order; none is a source error saying why.
+fn sorted_or(
+    mut files: Vec<PathBuf>,
+    entry: &Path,
+    none: &'static str,
+) -> Result<Vec<PathBuf>, DataError> {
+    if files.is_empty() {
+        return Err(DataError::invalid(entry, FileFormat::Source, none));
     }
-    Ok(out)
+    files.sort();
+    Ok(files)
 }
 
 impl TokenSource for TokenDataset {
