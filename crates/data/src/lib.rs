@@ -33,6 +33,7 @@ pub mod inspect;
 pub mod llmc;
 pub mod loader;
 mod megatron;
+pub mod mixture;
 mod npy;
 pub mod sampler;
 mod shard;
