@@ -389,8 +389,8 @@ pub fn run(
     opts: &BenchOptions,
 ) -> Result<BenchReport, DataError> {
     // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
-    let probe = TokenDataset::open_source(source, open)?;
-    Loader::validate(&probe, &opts.loader)?;
+    let probe = Arc::new(TokenDataset::open_source(source, open)?);
+    Loader::validate(&crate::mixture::Mixture::single(Arc::clone(&probe)), &opts.loader)?;
     let cpus = osml_sys::allowed_cpus()?.len();
     if opts.contend > 4 * cpus {
         return Err(DataError::Usage(format!(

@@ -74,6 +74,12 @@ fn hash2(a: u64, b: u64) -> u64 {
     mix(a ^ mix(b.wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
+/// The seed of one source of a mixture: distinct per source, and unlike any seed a loader
+/// of one source uses for its epochs.
+pub(crate) fn key(seed: u64, source: u64) -> u64 {
+    hash2(hash2(seed, 0x6d69_7874_7572_6500), source)
+}
+
 /// A keyed pseudo-random permutation of `[0, n)`.
 #[derive(Debug, Clone, Copy)]
 struct Permutation {

@@ -335,6 +335,57 @@ impl TokenDataset {
         Some((&self.shards[i], offset - self.token_starts[i]))
     }
 
+    /// Calls `f` with each document start in `(from, to)`, in order, once each (documents
+    /// without tokens start where the next one does, and are not repeated). Binary search,
+    /// then a walk: O(log documents) plus the starts found.
+    pub fn document_starts_in(&self, from: u64, to: u64, mut f: impl FnMut(u64)) {
+        if from >= to {
+            return;
+        }
+        let mut last = from;
+        let mut emit = |at: u64| {
+            if at > last && at < to {
+                f(at);
+                last = at;
+            }
+        };
+        if let Some(starts) = self.eod_starts() {
+            let i = starts.partition_point(|&s| s <= from);
+            for &s in starts[i..].iter().take_while(|&&s| s < to) {
+                emit(s);
+            }
+            return;
+        }
+        let first = self.token_starts.partition_point(|&s| s <= from).max(1) - 1;
+        for k in first..self.shards.len() {
+            let base = self.token_starts[k];
+            if base >= to {
+                break;
+            }
+            let shard = &self.shards[k];
+            let docs = self.doc_starts[k + 1] - self.doc_starts[k];
+            let local = from.saturating_sub(base);
+            // The first document starting after `local`.
+            let (mut lo, mut hi) = (0usize, docs);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match shard.document_range(mid) {
+                    Some((s, _)) if s <= local => lo = mid + 1,
+                    _ => hi = mid,
+                }
+            }
+            if base > from {
+                emit(base);
+            }
+            for i in lo..docs {
+                match shard.document_range(i) {
+                    Some((s, _)) if base + s < to => emit(base + s),
+                    _ => break,
+                }
+            }
+        }
+    }
+
     /// `[start, start + len)` of the stream as (shard, byte offset in its stream file, bytes),
     /// in order; empty when it runs past the end.
     pub(crate) fn byte_ranges(

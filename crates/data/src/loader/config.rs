@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mixture::{Blend, Mixture, WeightChange, Weights};
 use crate::sampler::{Mode, Sampler};
-use crate::{DType, DataError, TokenDataset, TokenSource};
+use crate::{DType, DataError, TokenSource};
 
 /// Most worker threads a loader starts.
 pub const MAX_WORKERS: usize = 256;
@@ -84,6 +85,9 @@ pub struct LoaderConfig {
     pub max_buffers: usize,
     /// Which steps this loader delivers (all of them by default).
     pub interleave: Interleave,
+    /// Also deliver each row's document boundaries (`position_ids`, `cu_seqlens`), source
+    /// and offset, in the same buffer ([`super::Batch::documents`]).
+    pub documents: bool,
     /// Test hook: a fault injected into one step's fill.
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -107,6 +111,7 @@ impl Default for LoaderConfig {
             populate: false,
             max_buffers: DEFAULT_MAX_BUFFERS,
             interleave: Interleave::default(),
+            documents: false,
             fault: None,
         }
     }
@@ -147,8 +152,66 @@ pub struct LoaderState {
     pub global_batch: u64,
     /// Global samples consumed so far.
     pub cursor: u64,
-    /// The epoch of the next sample (0 in random mode).
+    /// The epoch of the next sample (0 in random mode; for a mixture, of its first source).
     pub epoch: u64,
+    /// A mixture's sources and weights (absent for one source read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixture: Option<MixtureState>,
+}
+
+/// What a state records of a mixture: enough to check it is restored onto the same sources
+/// and to reproduce every weight it was read with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MixtureState {
+    /// Tokens of each source (of its subset, under a split), in order.
+    pub sources: Vec<u64>,
+    /// The weights since sample 0: the first change starts there.
+    pub weights: Vec<WeightChange>,
+}
+
+impl LoaderState {
+    /// This state with `weights` from its cursor on (a step boundary): what
+    /// `set_weights` restores, so that the change is part of the record.
+    pub fn reweighted(&self, weights: &Weights) -> Result<Self, DataError> {
+        let Some(m) = &self.mixture else {
+            return Err(DataError::Usage(
+                "one source has no weights to change: give the loader a mixture".into(),
+            ));
+        };
+        if weights.shares().len() != m.sources.len() {
+            return Err(DataError::Usage(format!(
+                "{} weights for a mixture of {} sources",
+                weights.shares().len(),
+                m.sources.len()
+            )));
+        }
+        let mut history = m.weights.clone();
+        history.retain(|c| c.start < self.cursor);
+        history.push(WeightChange {
+            start: self.cursor,
+            shares: weights.shares().to_vec(),
+        });
+        let mut out = self.clone();
+        out.mixture = Some(MixtureState {
+            sources: m.sources.clone(),
+            weights: history,
+        });
+        Ok(out)
+    }
+}
+
+/// Where a batch's document fields lie in its buffer (byte offsets, each 64-byte aligned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DocLayout {
+    /// `position_ids`: B × T elements of `position_elem` bytes.
+    pub positions: usize,
+    pub position_elem: usize,
+    /// `cu_seqlens`: B × (T + 1) int32.
+    pub cu_seqlens: usize,
+    /// The source of each row: B int32.
+    pub sources: usize,
+    /// The first token of each row's window in its source's stream: B int64.
+    pub offsets: usize,
 }
 
 /// Sizes of the pool, all checked.
@@ -158,8 +221,11 @@ pub(crate) struct Layout {
     pub row: usize,
     /// Bytes per element of the output.
     pub elem: usize,
-    /// Bytes of one batch.
+    /// Bytes of the tokens of one batch (B × (T + 1) elements).
+    pub token_bytes: usize,
+    /// Bytes of one batch buffer: the tokens, then the document fields if asked for.
     pub batch_bytes: usize,
+    pub docs: Option<DocLayout>,
     /// Batches prepared ahead (the configured depth, or the one chosen).
     pub prefetch: usize,
     /// Buffers allocated up front, and added at each growth.
@@ -167,10 +233,28 @@ pub(crate) struct Layout {
     pub max_buffers: usize,
 }
 
-/// A configuration checked against a dataset.
-#[derive(Debug, Clone, Copy)]
+/// Which window global sample `i` is: its source (by the blend) and that source's own
+/// sampler, over the token range of its subset.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub samplers: Vec<Sampler>,
+    /// Token offset of each source's subset in its dataset.
+    pub offsets: Vec<u64>,
+    pub blend: Blend,
+}
+
+impl Plan {
+    /// The source of global sample `i` and its window's first token in that source's dataset.
+    pub fn window(&self, i: u64) -> (usize, u64) {
+        let (s, j) = self.blend.assign(i);
+        (s, self.offsets[s] + self.samplers[s].window_start(j))
+    }
+}
+
+/// A configuration checked against a mixture.
+#[derive(Debug, Clone)]
 pub(crate) struct Checked {
-    pub sampler: Sampler,
+    pub plan: Plan,
     pub global_batch: u64,
     pub start_cursor: u64,
     pub rank_offset: u64,
@@ -181,10 +265,20 @@ fn usage<T>(m: String) -> Result<T, DataError> {
     Err(DataError::Usage(m))
 }
 
-/// Validates a configuration (and a state to restore) against the dataset, before anything
+/// The seed of source `s`'s sampler: the loader's own for one source (so that a source read
+/// alone gives the sequence it always gave), a distinct one per source of a mixture.
+fn source_seed(seed: u64, s: usize, sources: usize) -> u64 {
+    if sources == 1 {
+        seed
+    } else {
+        crate::sampler::key(seed, s as u64)
+    }
+}
+
+/// Validates a configuration (and a state to restore) against the sources, before anything
 /// is allocated.
 pub(crate) fn check(
-    source: &TokenDataset,
+    mixture: &Mixture,
     cfg: &LoaderConfig,
     state: Option<&LoaderState>,
 ) -> Result<Checked, DataError> {
@@ -215,14 +309,37 @@ pub(crate) fn check(
             cfg.interleave.index, cfg.interleave.count
         ));
     }
-    let dtype = source.dtype();
-    if cfg.output == Output::Source && dtype.is_float() {
-        return usage(format!(
-            "a {dtype} dataset cannot be delivered in its own dtype as tokens: ask for int64 or int32 (its values are truncated toward zero)"
-        ));
+    let parts = mixture.parts();
+    let dtype = parts[0].dataset.dtype();
+    if cfg.output == Output::Source {
+        if dtype.is_float() {
+            return usage(format!(
+                "a {dtype} dataset cannot be delivered in its own dtype as tokens: ask for int64 or int32 (its values are truncated toward zero)"
+            ));
+        }
+        if let Some(p) = parts.iter().find(|p| p.dataset.dtype() != dtype) {
+            return usage(format!(
+                "source {} holds {} tokens and source {} holds {dtype}: a mixture delivered in the sources' own dtype needs one dtype (ask for int64 or int32)",
+                p.name,
+                p.dataset.dtype(),
+                parts[0].name
+            ));
+        }
     }
     let seq_len = cfg.seq_len as u64;
-    let sampler = Sampler::new(cfg.mode, cfg.seed, seq_len, source.num_tokens())?;
+    let mut samplers = Vec::with_capacity(parts.len());
+    for (s, p) in parts.iter().enumerate() {
+        let seed = source_seed(cfg.seed, s, parts.len());
+        samplers.push(
+            Sampler::new(cfg.mode, seed, seq_len, p.num_tokens()).map_err(|e| {
+                if parts.len() == 1 && p.name.is_empty() {
+                    e
+                } else {
+                    DataError::Usage(format!("source {}: {e}", p.name))
+                }
+            })?,
+        );
+    }
     let global_batch = (cfg.batch_size as u64)
         .checked_mul(cfg.world_size as u64)
         .ok_or_else(|| {
@@ -234,14 +351,18 @@ pub(crate) fn check(
     let layout = layout(cfg, dtype)?;
     // Fits, since rank < world_size.
     let rank_offset = cfg.rank as u64 * cfg.batch_size as u64;
-    if let Some(m) = sampler.samples_per_epoch() {
-        if m < global_batch {
-            return usage(format!(
-                "the dataset has {m} windows of {} tokens, fewer than one global batch of {global_batch} samples",
-                layout.row
-            ));
+    if let ([sampler], true) = (samplers.as_slice(), mixture.is_single()) {
+        if let Some(m) = sampler.samples_per_epoch() {
+            if m < global_batch {
+                return usage(format!(
+                    "the dataset has {m} windows of {} tokens, fewer than one global batch of {global_batch} samples",
+                    layout.row
+                ));
+            }
         }
     }
+    let tokens: u64 = parts.iter().map(crate::mixture::Part::num_tokens).sum();
+    let mut changes = mixture.changes(global_batch)?;
     let start_cursor = match state {
         None => 0,
         Some(s) => {
@@ -259,8 +380,25 @@ pub(crate) fn check(
             if s.seq_len != seq_len {
                 return mismatch("sequence length");
             }
-            if s.tokens != source.num_tokens() {
+            if s.tokens != tokens {
                 return mismatch("dataset (its token count differs)");
+            }
+            match (&s.mixture, mixture.is_single()) {
+                (None, true) => {}
+                (Some(m), false) => {
+                    let here: Vec<u64> = parts.iter().map(crate::mixture::Part::num_tokens).collect();
+                    if m.sources != here {
+                        return mismatch("mixture (its sources' token counts differ)");
+                    }
+                    // The record is the past; the configured schedule adds what lies past it.
+                    let last = m.weights.last().map_or(0, |c| c.start);
+                    let later: Vec<WeightChange> =
+                        changes.into_iter().filter(|c| c.start > last).collect();
+                    changes = m.weights.clone();
+                    changes.extend(later);
+                }
+                (None, false) => return mismatch("kind of source (one source, not a mixture)"),
+                (Some(_), true) => return mismatch("kind of source (a mixture, not one source)"),
             }
             if s.cursor.checked_add(global_batch).is_none() {
                 return usage(format!(
@@ -271,13 +409,23 @@ pub(crate) fn check(
             s.cursor
         }
     };
+    let blend = Blend::new(&changes, parts.len())?;
     Ok(Checked {
-        sampler,
+        plan: Plan {
+            samplers,
+            offsets: parts.iter().map(|p| p.tokens.start).collect(),
+            blend,
+        },
         global_batch,
         start_cursor,
         rank_offset,
         layout,
     })
+}
+
+/// `n` rounded up to a multiple of 64 bytes, unless it overflows.
+fn align64(n: u128) -> u128 {
+    n.div_ceil(64) * 64
 }
 
 /// The pool's sizes: refused when they overflow, pass `isize::MAX` (the most one mapping or
@@ -298,11 +446,42 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
     let row = cfg.seq_len.checked_add(1).ok_or_else(|| {
         too_large("the sequence length leaves no room for the target token".into())
     })?;
-    let need = u128::from(cfg.batch_size as u64) * u128::from(row as u64) * elem as u128;
-    let batch_bytes = usize::try_from(need)
-        .ok()
-        .filter(|&b| isize::try_from(b).is_ok())
-        .ok_or_else(|| too_large(format!("one batch would need {need} bytes")))?;
+    let (b, t) = (u128::from(cfg.batch_size as u64), u128::from(cfg.seq_len as u64));
+    let tokens = b * u128::from(row as u64) * elem as u128;
+    let mut need = tokens;
+    let mut docs = None;
+    if cfg.documents {
+        // Positions count up to T - 1: int32 when the tokens are int32, else int64.
+        let position_elem = if cfg.output == Output::I32 { 4 } else { 8 };
+        let positions = align64(need);
+        let cu_seqlens = align64(positions + b * t * position_elem as u128);
+        let sources = align64(cu_seqlens + b * (t + 1) * 4);
+        let offsets = align64(sources + b * 4);
+        need = offsets + b * 8;
+        let at = |x: u128| usize::try_from(x).ok();
+        if t > u128::from(i32::MAX as u32) {
+            return Err(too_large(
+                "cu_seqlens are int32, and the sequence length passes 2^31".into(),
+            ));
+        }
+        docs = match (at(positions), at(cu_seqlens), at(sources), at(offsets)) {
+            (Some(positions), Some(cu_seqlens), Some(sources), Some(offsets)) => Some(DocLayout {
+                positions,
+                position_elem,
+                cu_seqlens,
+                sources,
+                offsets,
+            }),
+            _ => None,
+        };
+    }
+    let fits = |n: u128| usize::try_from(n).ok().filter(|&b| isize::try_from(b).is_ok());
+    let (Some(token_bytes), Some(batch_bytes)) = (fits(tokens), fits(need)) else {
+        return Err(too_large(format!("one batch would need {need} bytes")));
+    };
+    if cfg.documents && docs.is_none() {
+        return Err(too_large(format!("one batch would need {need} bytes")));
+    }
     let prefetch = if cfg.prefetch == 0 {
         auto_prefetch(batch_bytes)
     } else {
@@ -323,7 +502,9 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
     Ok(Layout {
         row,
         elem,
+        token_bytes,
         batch_bytes,
+        docs,
         prefetch,
         initial,
         max_buffers,

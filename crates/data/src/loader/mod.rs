@@ -36,6 +36,7 @@
 //! buffers with per-step sample arithmetic is what this crate exists for.
 
 mod config;
+mod documents;
 mod error;
 mod pool;
 mod readahead;
@@ -53,14 +54,15 @@ use serde::Serialize;
 #[doc(hidden)]
 pub use config::Fault;
 pub use config::{
-    auto_prefetch, default_workers, Interleave, LoaderConfig, LoaderState, Output,
+    auto_prefetch, default_workers, Interleave, LoaderConfig, LoaderState, MixtureState, Output,
     DEFAULT_MAX_BUFFERS, MAX_PREFETCH, MAX_WORKERS,
 };
 pub use error::LoaderError;
 
-use crate::sampler::Sampler;
+use crate::mixture::Mixture;
 use crate::{DType, DataError, TokenDataset, TokenSource};
-use config::Layout;
+use config::{Layout, Plan};
+use documents::DocFields;
 use pool::{Pool, Take};
 
 /// Counters of a loader since it started.
@@ -96,11 +98,35 @@ pub struct LoaderStats {
     pub locked: bool,
     pub lock_error: Option<String>,
     pub pin_error: Option<String>,
+    /// Each source: what it holds and how much of it the batches so far have read.
+    pub sources: Vec<SourceStats>,
+}
+
+/// One source of a loader, and how far the global sequence has read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStats {
+    /// The name it was given (its path for one source), empty if none.
+    pub name: String,
+    /// Tokens read from it (its subset's, under a split), and documents.
+    pub tokens: u64,
+    pub documents: u64,
+    /// Windows per epoch (`None` in random mode, which has no epochs).
+    pub windows: Option<u64>,
+    /// Its weight now (normalised).
+    pub weight: f64,
+    /// Samples the global sequence has taken from it before the loader's position, and the
+    /// epochs of it they make (samples / windows; in random mode, tokens read / tokens).
+    pub samples: u64,
+    pub epochs: f64,
 }
 
 struct Shared {
-    source: Arc<TokenDataset>,
-    sampler: Sampler,
+    mixture: Mixture,
+    plan: Plan,
+    /// The loader's seed (each source of a mixture derives its own from it).
+    seed: u64,
+    /// Index of each source's first shard file in the read-ahead's list of files.
+    file_base: Vec<usize>,
     start_cursor: u64,
     global_batch: u64,
     rank_offset: u64,
@@ -108,9 +134,9 @@ struct Shared {
     batch_size: usize,
     layout: Layout,
     output: Output,
-    /// The largest id the output holds, when the dataset's dtype has values past it (or
-    /// negative ones): each window is then checked before it is converted.
-    output_max: Option<u64>,
+    /// Per source: the largest id the output holds, when the source's dtype has values past
+    /// it (or negative ones): each window is then checked before it is converted.
+    output_max: Vec<Option<u64>>,
     prefetch: u64,
     populate: bool,
     fault: Option<Fault>,
@@ -141,8 +167,13 @@ impl Shared {
             .checked_add(j as u64)
     }
 
-    fn window_start(&self, step: u64, j: usize) -> Option<u64> {
-        self.sample(step, j).map(|i| self.sampler.window_start(i))
+    /// The source of row `j` of `step` and its window's first token in that source.
+    fn window(&self, step: u64, j: usize) -> Option<(usize, u64)> {
+        self.sample(step, j).map(|i| self.plan.window(i))
+    }
+
+    fn dataset(&self, source: usize) -> &TokenDataset {
+        &self.mixture.parts()[source].dataset
     }
 
     /// Writes the B windows of `step` into `buf`.
@@ -160,25 +191,31 @@ impl Shared {
         }
         let t1 = self.layout.row;
         let row_bytes = t1 * self.layout.elem;
-        let bytes = &mut buf.as_mut_slice()[..self.layout.batch_bytes];
-        for (j, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
-            let start = self
-                .window_start(step, j)
+        let (tokens_part, rest) = buf.as_mut_slice()[..self.layout.batch_bytes]
+            .split_at_mut(self.layout.token_bytes);
+        let mut docs = self.layout.docs.map(|d| DocFields::new(d, rest, self.layout.token_bytes));
+        for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
+            let (source, start) = self
+                .window(step, j)
                 .ok_or(LoaderError::SampleOverflow { step })?;
-            let tokens = self.source.window(start, t1).ok_or_else(|| {
+            let dataset = self.dataset(source);
+            let tokens = dataset.window(start, t1).ok_or_else(|| {
                 DataError::Usage(format!(
                     "window at token {start} runs past the dataset's end"
                 ))
             })?;
-            if let Some(max) = self.output_max {
+            if let Some(max) = self.output_max[source] {
                 if let Some((i, value)) = tokens.first_unfit(max) {
-                    return Err(unfit_token(&self.source, start + i as u64, value, max));
+                    return Err(unfit_token(dataset, start + i as u64, value, max));
                 }
             }
             match self.output {
                 Output::I64 => tokens.write_i64(bytemuck::cast_slice_mut(row)),
                 Output::I32 => tokens.write_i32(bytemuck::cast_slice_mut(row)),
                 Output::Source => tokens.copy_bytes(row),
+            }
+            if let Some(d) = docs.as_mut() {
+                d.write_row(j, t1 - 1, source, start, dataset);
             }
         }
         Ok(())
@@ -303,6 +340,26 @@ pub struct Loader {
     pool_grows: u64,
 }
 
+/// A batch's document fields, views of its buffer (layout: the `documents` module).
+#[derive(Debug, Clone, Copy)]
+pub struct Documents<'a> {
+    /// `[B, T]`: each input's position within its document.
+    pub positions: PositionIds<'a>,
+    /// `[B, T + 1]` int32: each row's boundaries `0 … T`, then `-1`.
+    pub cu_seqlens: &'a [i32],
+    /// `[B]`: each row's source.
+    pub sources: &'a [i32],
+    /// `[B]`: each row's first token in its source's stream.
+    pub offsets: &'a [i64],
+}
+
+/// `position_ids` in the element type the loader chose.
+#[derive(Debug, Clone, Copy)]
+pub enum PositionIds<'a> {
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+}
+
 /// One batch: `[B, T + 1]` tokens in one buffer, lent until dropped.
 pub struct Batch {
     buffer: Option<HugeSlice>,
@@ -334,14 +391,39 @@ impl Batch {
         match self.shared.output {
             Output::I64 => DType::I64,
             Output::I32 => DType::I32,
-            Output::Source => self.shared.source.dtype(),
+            Output::Source => self.shared.dataset(0).dtype(),
         }
     }
 
     /// All `B × (T + 1)` elements as bytes, row-major.
     pub fn bytes(&self) -> &[u8] {
-        let n = self.shared.layout.batch_bytes;
+        let n = self.shared.layout.token_bytes;
         self.buffer.as_ref().map_or(&[], |b| &b.as_slice()[..n])
+    }
+
+    /// The document fields, when the loader was asked for them ([`LoaderConfig::documents`]).
+    pub fn documents(&self) -> Option<Documents<'_>> {
+        let d = self.shared.layout.docs?;
+        let buf = self.buffer.as_ref()?.as_slice();
+        let (b, t) = (self.rows(), self.row_len() - 1);
+        let positions = &buf[d.positions..d.positions + b * t * d.position_elem];
+        Some(Documents {
+            positions: if d.position_elem == 4 {
+                PositionIds::I32(bytemuck::cast_slice(positions))
+            } else {
+                PositionIds::I64(bytemuck::cast_slice(positions))
+            },
+            cu_seqlens: bytemuck::cast_slice(&buf[d.cu_seqlens..d.cu_seqlens + b * (t + 1) * 4]),
+            sources: bytemuck::cast_slice(&buf[d.sources..d.sources + b * 4]),
+            offsets: bytemuck::cast_slice(&buf[d.offsets..d.offsets + b * 8]),
+        })
+    }
+
+    /// The source of row `i` and its window's first token in that source's stream.
+    pub fn origin(&self, i: usize) -> Option<(usize, u64)> {
+        (i < self.rows())
+            .then(|| self.shared.window(self.step, i))
+            .flatten()
     }
 
     /// The elements as `i64` (only for [`Output::I64`]).
@@ -449,8 +531,16 @@ impl Loader {
         cfg: &LoaderConfig,
         state: Option<&LoaderState>,
     ) -> Result<Self, DataError> {
-        let checked = config::check(&source, cfg, state)?;
-        let source_dtype = source.dtype();
+        Self::with_mixture(Mixture::single(source), cfg, state)
+    }
+
+    /// Starts the workers over a mixture (or one part of one source, under a split).
+    pub fn with_mixture(
+        mixture: Mixture,
+        cfg: &LoaderConfig,
+        state: Option<&LoaderState>,
+    ) -> Result<Self, DataError> {
+        let checked = config::check(&mixture, cfg, state)?;
         let layout = checked.layout;
         // One huge-page-backed mapping carved into page-aligned buffers: a pool of small
         // batches shares huge pages instead of rounding every buffer up to 2 MiB.
@@ -460,9 +550,29 @@ impl Loader {
             region,
         } = osml_sys::HugeBuffer::split(layout.batch_bytes, layout.initial, cfg.lock_memory)?;
         let fork_generation = osml_sys::fork_generation();
+        let output_max = mixture
+            .parts()
+            .iter()
+            .map(|p| output_max(p.dataset.dtype(), cfg.output))
+            .collect();
+        let mut file_base = Vec::with_capacity(mixture.parts().len());
+        let mut files = 0;
+        for p in mixture.parts() {
+            file_base.push(files);
+            files += p.dataset.shards().len();
+        }
+        if cfg.documents {
+            // Documents split at an end-of-document token are found by one scan: before the
+            // first batch, not inside a worker's first fill.
+            for p in mixture.parts() {
+                p.dataset.num_documents();
+            }
+        }
         let shared = Arc::new(Shared {
-            source,
-            sampler: checked.sampler,
+            mixture,
+            plan: checked.plan,
+            seed: cfg.seed,
+            file_base,
             start_cursor: checked.start_cursor,
             global_batch: checked.global_batch,
             rank_offset: checked.rank_offset,
@@ -470,7 +580,7 @@ impl Loader {
             batch_size: cfg.batch_size,
             layout,
             output: cfg.output,
-            output_max: output_max(source_dtype, cfg.output),
+            output_max,
             prefetch: layout.prefetch as u64,
             populate: cfg.populate,
             fault: cfg.fault,
@@ -531,10 +641,10 @@ impl Loader {
         Ok(loader)
     }
 
-    /// Checks a configuration against a dataset as [`Loader::new`] does, without starting
-    /// anything.
-    pub fn validate(source: &TokenDataset, cfg: &LoaderConfig) -> Result<(), DataError> {
-        config::check(source, cfg, None).map(|_| ())
+    /// Checks a configuration against a mixture as [`Loader::with_mixture`] does, without
+    /// starting anything.
+    pub fn validate(mixture: &Mixture, cfg: &LoaderConfig) -> Result<(), DataError> {
+        config::check(mixture, cfg, None).map(|_| ())
     }
 
     /// Address and length of each memory region holding pool buffers. A region never moves;
@@ -648,16 +758,63 @@ impl Loader {
         let cursor = s
             .sample(self.next_step, 0)
             .map_or(u64::MAX, |i| i - s.rank_offset);
+        let parts = s.mixture.parts();
+        let first = s.plan.samplers[0];
+        let mixture = (!s.mixture.is_single()).then(|| MixtureState {
+            sources: parts.iter().map(crate::mixture::Part::num_tokens).collect(),
+            weights: s.plan.blend.changes(),
+        });
+        let epoch = if mixture.is_some() {
+            first.epoch_of(s.plan.blend.counts(cursor)[0])
+        } else {
+            first.epoch_of(cursor)
+        };
         LoaderState {
             version: 1,
-            mode: s.sampler.mode(),
-            seed: s.sampler.seed(),
-            seq_len: s.sampler.seq_len(),
-            tokens: s.sampler.tokens(),
+            mode: first.mode(),
+            seed: s.seed,
+            seq_len: first.seq_len(),
+            tokens: parts.iter().map(crate::mixture::Part::num_tokens).sum(),
             global_batch: s.global_batch,
             cursor,
-            epoch: s.sampler.epoch_of(cursor),
+            epoch,
+            mixture,
         }
+    }
+
+    /// Each source, and how far the global sequence has read it at this loader's position.
+    pub fn sources(&self) -> Vec<SourceStats> {
+        let s = &self.shared;
+        let cursor = s
+            .sample(self.next_step, 0)
+            .map_or(u64::MAX, |i| i - s.rank_offset);
+        let counts = s.plan.blend.counts(cursor);
+        let weights = crate::mixture::Weights::from_shares(s.plan.blend.shares_at(cursor).to_vec())
+            .map(|w| w.normalized())
+            .unwrap_or_default();
+        s.mixture
+            .parts()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let sampler = s.plan.samplers[i];
+                let windows = sampler.samples_per_epoch();
+                let samples = counts.get(i).copied().unwrap_or(0);
+                let epochs = match windows {
+                    Some(w) => samples as f64 / w.max(1) as f64,
+                    None => samples as f64 * sampler.seq_len() as f64 / p.num_tokens().max(1) as f64,
+                };
+                SourceStats {
+                    name: p.name.clone(),
+                    tokens: p.num_tokens(),
+                    documents: (p.documents.end - p.documents.start) as u64,
+                    windows,
+                    weight: weights.get(i).copied().unwrap_or(0.0),
+                    samples,
+                    epochs,
+                }
+            })
+            .collect()
     }
 
     pub fn stats(&self) -> LoaderStats {
@@ -693,6 +850,7 @@ impl Loader {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
+            sources: self.sources(),
         }
     }
 }

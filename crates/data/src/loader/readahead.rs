@@ -72,10 +72,10 @@ impl Shared {
         }
         // Each shard's stream file, scanned and advised on its own.
         let files: Vec<&osml_sys::MappedFile> = self
-            .source
-            .shards()
+            .mixture
+            .parts()
             .iter()
-            .map(crate::Shard::stream_file)
+            .flat_map(|p| p.dataset.shards().iter().map(crate::Shard::stream_file))
             .collect();
         let total: usize = files.iter().map(|f| f.len()).sum();
         let scan = || {
@@ -129,10 +129,12 @@ impl Shared {
             let horizon = claimed + ahead;
             for step in next.max(claimed)..horizon {
                 for j in 0..self.batch_size {
-                    let Some(start) = self.window_start(step, j) else {
+                    let Some((source, start)) = self.window(step, j) else {
                         continue;
                     };
-                    for (shard, from, len) in self.source.byte_ranges(start, row) {
+                    let base = self.file_base[source];
+                    for (shard, from, len) in self.dataset(source).byte_ranges(start, row) {
+                        let shard = base + shard;
                         if !blocks[shard].is_resident(from, len) {
                             let _ =
                                 files[shard].advise_range(osml_sys::Access::WillNeed, from, len);
