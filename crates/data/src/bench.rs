@@ -390,7 +390,10 @@ pub fn run(
 ) -> Result<BenchReport, DataError> {
     // A bad path or configuration fails before the memcpy measurement (1 s, 0.5 GB).
     let probe = Arc::new(TokenDataset::open_source(source, open)?);
-    Loader::validate(&crate::mixture::Mixture::single(Arc::clone(&probe)), &opts.loader)?;
+    Loader::validate(
+        &crate::mixture::Mixture::single(Arc::clone(&probe)),
+        &opts.loader,
+    )?;
     let cpus = osml_sys::allowed_cpus()?.len();
     if opts.contend > 4 * cpus {
         return Err(DataError::Usage(format!(

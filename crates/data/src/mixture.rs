@@ -109,7 +109,9 @@ impl Weights {
     /// weights, or weights that are all zero.
     pub fn parse(names: &[String], texts: &[String]) -> Result<Self, DataError> {
         if texts.is_empty() {
-            return Err(DataError::Usage("a mixture needs at least one source".into()));
+            return Err(DataError::Usage(
+                "a mixture needs at least one source".into(),
+            ));
         }
         if texts.len() > MAX_SOURCES {
             return Err(DataError::Usage(format!(
@@ -625,9 +627,7 @@ impl Part {
                 }
             ))
         })?;
-        let start = dataset
-            .document_range(docs.start)
-            .map_or(0, |(s, _)| s);
+        let start = dataset.document_range(docs.start).map_or(0, |(s, _)| s);
         let end = dataset
             .document_range(docs.end - 1)
             .map_or(dataset.num_tokens(), |(_, e)| e);
@@ -674,7 +674,9 @@ impl Mixture {
     /// Parts with weights (one each).
     pub fn new(parts: Vec<Part>, weights: Weights) -> Result<Self, DataError> {
         if parts.is_empty() {
-            return Err(DataError::Usage("a mixture needs at least one source".into()));
+            return Err(DataError::Usage(
+                "a mixture needs at least one source".into(),
+            ));
         }
         if parts.len() != weights.shares.len() {
             return Err(DataError::Usage(format!(
@@ -776,7 +778,10 @@ mod tests {
         for (texts, want) in [
             (["-1", "1"], "source web: weight \"-1\" is negative"),
             (["NaN", "1"], "is not a finite number"),
-            (["1", "inf"], "source code: weight \"inf\" is not a finite number"),
+            (
+                ["1", "inf"],
+                "source code: weight \"inf\" is not a finite number",
+            ),
             (["x", "1"], "is not a number"),
             (["0", "0.0"], "are all zero"),
         ] {
@@ -796,7 +801,10 @@ mod tests {
         for n in 0..samples {
             let (src, j) = s.assign(n);
             if j != next[src] {
-                return Err(format!("sample {n}: source {src} index {j}, expected {}", next[src]));
+                return Err(format!(
+                    "sample {n}: source {src} index {j}, expected {}",
+                    next[src]
+                ));
             }
             next[src] += 1;
             counts[src] += 1;

@@ -386,7 +386,8 @@ pub(crate) fn check(
             match (&s.mixture, mixture.is_single()) {
                 (None, true) => {}
                 (Some(m), false) => {
-                    let here: Vec<u64> = parts.iter().map(crate::mixture::Part::num_tokens).collect();
+                    let here: Vec<u64> =
+                        parts.iter().map(crate::mixture::Part::num_tokens).collect();
                     if m.sources != here {
                         return mismatch("mixture (its sources' token counts differ)");
                     }
@@ -446,7 +447,10 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
     let row = cfg.seq_len.checked_add(1).ok_or_else(|| {
         too_large("the sequence length leaves no room for the target token".into())
     })?;
-    let (b, t) = (u128::from(cfg.batch_size as u64), u128::from(cfg.seq_len as u64));
+    let (b, t) = (
+        u128::from(cfg.batch_size as u64),
+        u128::from(cfg.seq_len as u64),
+    );
     let tokens = b * u128::from(row as u64) * elem as u128;
     let mut need = tokens;
     let mut docs = None;
@@ -475,7 +479,11 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
             _ => None,
         };
     }
-    let fits = |n: u128| usize::try_from(n).ok().filter(|&b| isize::try_from(b).is_ok());
+    let fits = |n: u128| {
+        usize::try_from(n)
+            .ok()
+            .filter(|&b| isize::try_from(b).is_ok())
+    };
     let (Some(token_bytes), Some(batch_bytes)) = (fits(tokens), fits(need)) else {
         return Err(too_large(format!("one batch would need {need} bytes")));
     };

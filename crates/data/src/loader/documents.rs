@@ -33,13 +33,11 @@ enum Positions<'a> {
 impl<'a> DocFields<'a> {
     /// The fields inside `rest`, the part of the buffer that starts `base` bytes in (right
     /// after the tokens).
-    pub fn new(layout: DocLayout, rest: &'a mut [u8], base: usize) -> Self {
+    pub fn new(layout: DocLayout, rest: &'a mut [u8], base: usize, rows: usize) -> Self {
         let (_, rest) = rest.split_at_mut(layout.positions - base);
         let (positions, rest) = rest.split_at_mut(layout.cu_seqlens - layout.positions);
         let (cu, rest) = rest.split_at_mut(layout.sources - layout.cu_seqlens);
         let (sources, offsets) = rest.split_at_mut(layout.offsets - layout.sources);
-        let sources_len = sources.len() / 4 * 4;
-        let rows = sources_len / 4;
         let positions = if layout.position_elem == 4 {
             Positions::I32(bytemuck::cast_slice_mut(positions))
         } else {
@@ -48,13 +46,20 @@ impl<'a> DocFields<'a> {
         Self {
             positions,
             cu_seqlens: bytemuck::cast_slice_mut(cu),
-            sources: bytemuck::cast_slice_mut(&mut sources[..sources_len]),
+            sources: bytemuck::cast_slice_mut(&mut sources[..rows * 4]),
             offsets: bytemuck::cast_slice_mut(&mut offsets[..rows * 8]),
         }
     }
 
     /// Row `j`: `t` inputs from token `start` of `dataset`, source `source`.
-    pub fn write_row(&mut self, j: usize, t: usize, source: usize, start: u64, dataset: &TokenDataset) {
+    pub fn write_row(
+        &mut self,
+        j: usize,
+        t: usize,
+        source: usize,
+        start: u64,
+        dataset: &TokenDataset,
+    ) {
         let cu_row = &mut self.cu_seqlens[j * (t + 1)..(j + 1) * (t + 1)];
         cu_row[0] = 0;
         let mut m = 1;

@@ -191,9 +191,12 @@ impl Shared {
         }
         let t1 = self.layout.row;
         let row_bytes = t1 * self.layout.elem;
-        let (tokens_part, rest) = buf.as_mut_slice()[..self.layout.batch_bytes]
-            .split_at_mut(self.layout.token_bytes);
-        let mut docs = self.layout.docs.map(|d| DocFields::new(d, rest, self.layout.token_bytes));
+        let (tokens_part, rest) =
+            buf.as_mut_slice()[..self.layout.batch_bytes].split_at_mut(self.layout.token_bytes);
+        let mut docs = self
+            .layout
+            .docs
+            .map(|d| DocFields::new(d, rest, self.layout.token_bytes, self.batch_size));
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
             let (source, start) = self
                 .window(step, j)
@@ -802,7 +805,9 @@ impl Loader {
                 let samples = counts.get(i).copied().unwrap_or(0);
                 let epochs = match windows {
                     Some(w) => samples as f64 / w.max(1) as f64,
-                    None => samples as f64 * sampler.seq_len() as f64 / p.num_tokens().max(1) as f64,
+                    None => {
+                        samples as f64 * sampler.seq_len() as f64 / p.num_tokens().max(1) as f64
+                    }
                 };
                 SourceStats {
                     name: p.name.clone(),
