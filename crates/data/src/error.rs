@@ -41,6 +41,8 @@ pub enum FileFormat {
     Arrow,
     /// A Hugging Face `Dataset.save_to_disk` directory (its `state.json`).
     HfDataset,
+    /// A mixture file (`.json` or `.toml`: sources, weights, split, schedule).
+    Mixture,
 }
 
 impl fmt::Display for FileFormat {
@@ -56,6 +58,7 @@ impl fmt::Display for FileFormat {
             Self::Dataset => "dataset",
             Self::Arrow => "Arrow IPC (.arrow)",
             Self::HfDataset => "Hugging Face save_to_disk dataset",
+            Self::Mixture => "mixture (.json or .toml)",
         })
     }
 }

@@ -644,6 +644,24 @@ impl Part {
     }
 }
 
+/// How much of one source a run reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceUse {
+    /// The name it was given (its path for one source), empty if none.
+    pub name: String,
+    /// Tokens and documents read from it (its subset's, under a split).
+    pub tokens: u64,
+    pub documents: u64,
+    /// Windows of `T + 1` tokens in it: one epoch of the epoch mode.
+    pub windows: u64,
+    /// Its weight at the point described (normalised).
+    pub weight: f64,
+    /// Samples drawn from it, and the epochs they make (samples / windows: above 1, the
+    /// source repeats).
+    pub samples: u64,
+    pub epochs: f64,
+}
+
 /// What a loader reads: one part, or several with weights.
 #[derive(Debug, Clone)]
 pub struct Mixture {
@@ -726,6 +744,43 @@ impl Mixture {
     /// Whether this is one source read whole (its state is the single-source state).
     pub fn is_single(&self) -> bool {
         self.parts.len() == 1 && self.schedule.is_empty()
+    }
+
+    /// What the first `samples` global samples of windows of `seq_len` tokens read of each
+    /// source, with the weights and scheduled changes for steps of `global_batch` samples
+    /// (`osml data inspect --tokens`, and a loader's stats).
+    pub fn plan(
+        &self,
+        seq_len: u64,
+        samples: u64,
+        global_batch: u64,
+    ) -> Result<Vec<SourceUse>, DataError> {
+        let blend = Blend::new(&self.changes(global_batch)?, self.parts.len())?;
+        Ok(self.uses(&blend, seq_len, samples))
+    }
+
+    pub(crate) fn uses(&self, blend: &Blend, seq_len: u64, samples: u64) -> Vec<SourceUse> {
+        let counts = blend.counts(samples);
+        let weights = Weights::from_shares(blend.shares_at(samples).to_vec())
+            .map(|w| w.normalized())
+            .unwrap_or_default();
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let windows = p.num_tokens().saturating_sub(1) / seq_len.max(1);
+                let taken = counts.get(i).copied().unwrap_or(0);
+                SourceUse {
+                    name: p.name.clone(),
+                    tokens: p.num_tokens(),
+                    documents: (p.documents.end - p.documents.start) as u64,
+                    windows,
+                    weight: weights.get(i).copied().unwrap_or(0.0),
+                    samples: taken,
+                    epochs: taken as f64 / windows.max(1) as f64,
+                }
+            })
+            .collect()
     }
 
     /// The changes for a run with `global_batch` samples per step.

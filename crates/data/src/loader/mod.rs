@@ -99,25 +99,7 @@ pub struct LoaderStats {
     pub lock_error: Option<String>,
     pub pin_error: Option<String>,
     /// Each source: what it holds and how much of it the batches so far have read.
-    pub sources: Vec<SourceStats>,
-}
-
-/// One source of a loader, and how far the global sequence has read it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceStats {
-    /// The name it was given (its path for one source), empty if none.
-    pub name: String,
-    /// Tokens read from it (its subset's, under a split), and documents.
-    pub tokens: u64,
-    pub documents: u64,
-    /// Windows per epoch (`None` in random mode, which has no epochs).
-    pub windows: Option<u64>,
-    /// Its weight now (normalised).
-    pub weight: f64,
-    /// Samples the global sequence has taken from it before the loader's position, and the
-    /// epochs of it they make (samples / windows; in random mode, tokens read / tokens).
-    pub samples: u64,
-    pub epochs: f64,
+    pub sources: Vec<crate::mixture::SourceUse>,
 }
 
 struct Shared {
@@ -786,40 +768,13 @@ impl Loader {
     }
 
     /// Each source, and how far the global sequence has read it at this loader's position.
-    pub fn sources(&self) -> Vec<SourceStats> {
+    pub fn sources(&self) -> Vec<crate::mixture::SourceUse> {
         let s = &self.shared;
         let cursor = s
             .sample(self.next_step, 0)
             .map_or(u64::MAX, |i| i - s.rank_offset);
-        let counts = s.plan.blend.counts(cursor);
-        let weights = crate::mixture::Weights::from_shares(s.plan.blend.shares_at(cursor).to_vec())
-            .map(|w| w.normalized())
-            .unwrap_or_default();
         s.mixture
-            .parts()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let sampler = s.plan.samplers[i];
-                let windows = sampler.samples_per_epoch();
-                let samples = counts.get(i).copied().unwrap_or(0);
-                let epochs = match windows {
-                    Some(w) => samples as f64 / w.max(1) as f64,
-                    None => {
-                        samples as f64 * sampler.seq_len() as f64 / p.num_tokens().max(1) as f64
-                    }
-                };
-                SourceStats {
-                    name: p.name.clone(),
-                    tokens: p.num_tokens(),
-                    documents: (p.documents.end - p.documents.start) as u64,
-                    windows,
-                    weight: weights.get(i).copied().unwrap_or(0.0),
-                    samples,
-                    epochs,
-                }
-            })
-            .collect()
+            .uses(&s.plan.blend, s.plan.samplers[0].seq_len(), cursor)
     }
 
     pub fn stats(&self) -> LoaderStats {
