@@ -1,12 +1,16 @@
 """osml: the operating-system layer for machine learning.
 
 The loader: ``TokenLoader`` reads a token dataset (Megatron ``.bin``/``.idx``, nanoGPT's raw
-``.bin``, ``.npy``) and yields ``(x, y)`` numpy arrays of shape ``[B, T]`` that view one
-reusable, huge-page-backed buffer of shape ``[B, T+1]``: no copy, no worker processes, no
-``/dev/shm``. ``osml.torch`` gives the same as torch tensors.
+``.bin``, llm.c shards, ``.npy``, Hugging Face Arrow), or a weighted ``Mixture`` of them, and
+yields ``(x, y)`` numpy arrays of shape ``[B, T]`` that view one reusable, huge-page-backed
+buffer of shape ``[B, T+1]``: no copy, no worker processes, no ``/dev/shm``. With
+``documents=True`` each batch is a ``Documents`` that also carries ``position_ids``,
+``cu_seqlens`` and each row's source. ``osml.torch`` gives the same as torch tensors;
+``osml.testing.resume_check`` proves a loader's resume neither drops nor repeats a sample.
 
 >>> loader = TokenLoader("train.bin", batch_size=12, seq_len=1024)   # doctest: +SKIP
 >>> x, y = next(loader)                                              # doctest: +SKIP
+>>> mix = TokenLoader({"web/*.bin": 0.7, "code/": 0.3}, 12, 1024)    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from ._osml import doctor_json as _doctor_json
 
 __all__ = [
     "TokenLoader",
+    "Mixture",
+    "Documents",
     "OsmlError",
     "InvalidDatasetError",
     "LoaderError",
@@ -64,6 +70,114 @@ def _source_paths(source: Source) -> List[str]:
             p = os.fsdecode(p)
         out.append(p)
     return out
+
+
+def _weight_text(weight: Any, where: str) -> str:
+    """A weight as the exact decimal it was written as: a float's shortest repr (``0.7``, not
+    the double nearest it), an int, or a string such as ``"1e-3"``."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, str)):
+        raise TypeError(f"{where}: a weight is a number, not {type(weight).__name__}")
+    return weight if isinstance(weight, str) else repr(weight)
+
+
+def _source_name(source: Source) -> str:
+    return " ".join(_source_paths(source))
+
+
+class Mixture:
+    """Sources read by weight: each global sample is drawn from one source by a schedule that
+    keeps every source's share within one sample of its weight at every step, and each source
+    walks its own epochs (a small one repeats; a large one is read without replacement).
+
+    ``sources``: a dict ``{source: weight}``, or a list of ``(source, weight)`` or
+    ``(source, weight, name)`` tuples, where a source is anything ``TokenLoader`` takes as one
+    (a path, glob, directory or list). Weights are relative (normalised) and exact as written:
+    ``0.7, 0.2, 0.1`` repeat every 10 samples. A source's name is its path unless given; it is
+    how ``set_weights`` and ``stats()`` refer to it. ``schedule``: ``[(step, weights), …]``
+    changes the weights from those global steps on (a curriculum), ``weights`` a list in
+    source order or a dict by name.
+    """
+
+    def __init__(self, sources: Any, schedule: Sequence[Tuple[int, Any]] = ()) -> None:
+        if isinstance(sources, dict):
+            items = [(src, w, None) for src, w in sources.items()]
+        elif isinstance(sources, (list, tuple)):
+            items = []
+            for entry in sources:
+                if not isinstance(entry, (list, tuple)) or len(entry) not in (2, 3):
+                    raise TypeError("a mixture entry is (source, weight) or (source, weight, name)")
+                items.append((entry[0], entry[1], entry[2] if len(entry) == 3 else None))
+        else:
+            raise TypeError(f"a mixture is a dict or a list of (source, weight), not {type(sources).__name__}")
+        if not items:
+            raise ValueError("a mixture needs at least one source")
+        self.sources: List[Tuple[str, List[str], str]] = []
+        for src, w, name in items:
+            label = name if name is not None else _source_name(src)
+            self.sources.append((label, _source_paths(src), _weight_text(w, f"source {label}")))
+        self.names = [n for n, _, _ in self.sources]
+        self.schedule = [(int(step), self.weight_texts(w)) for step, w in schedule]
+
+    def weight_texts(self, weights: Any) -> List[str]:
+        """``weights`` (a list in source order, or a dict by name) as exact decimals."""
+        if isinstance(weights, dict):
+            unknown = [k for k in weights if k not in self.names]
+            if unknown:
+                raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(self.names)})")
+            missing = [n for n in self.names if n not in weights]
+            if missing:
+                raise ValueError(f"no weight for source {missing[0]!r}")
+            return [_weight_text(weights[n], f"source {n}") for n in self.names]
+        weights = list(weights)
+        if len(weights) != len(self.names):
+            raise ValueError(f"{len(weights)} weights for a mixture of {len(self.names)} sources")
+        return [_weight_text(w, f"source {n}") for w, n in zip(weights, self.names)]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n!r}: {w}" for n, _, w in self.sources)
+        return f"Mixture({{{inner}}})"
+
+
+class Documents:
+    """A batch with its document boundaries (``documents=True``), all views of one buffer.
+
+    - ``x``, ``y``: ``[B, T]`` inputs and targets, as without documents.
+    - ``position_ids``: ``[B, T]``, each input's position in its document, restarting at 0
+      where a document starts inside the window (the window's first token is position 0).
+    - ``cu_seqlens``: ``[B, T + 1]`` int32, per row the boundaries ``0 < … < T`` of its
+      documents (no empty segment), then ``-1`` padding: row ``r``'s segments are
+      ``cu_seqlens[r, :k + 1]`` with ``k + 1 = (cu_seqlens[r] >= 0).sum()``. The shape never
+      depends on the documents. ``packed_cu_seqlens()`` gives the 1-D form FlashAttention's
+      varlen functions take for the whole batch flattened to ``B * T`` tokens.
+    - ``sources``: ``[B]`` int32, the mixture source of each row; ``offsets``: ``[B]`` int64,
+      the first token of each row's window in that source (together they identify a sample).
+    """
+
+    __slots__ = ("x", "y", "position_ids", "cu_seqlens", "sources", "offsets")
+
+    def __init__(self, x: Any, y: Any, position_ids: Any, cu_seqlens: Any, sources: Any, offsets: Any) -> None:
+        self.x, self.y = x, y
+        self.position_ids, self.cu_seqlens = position_ids, cu_seqlens
+        self.sources, self.offsets = sources, offsets
+
+    def packed_cu_seqlens(self) -> Any:
+        """The boundaries of every segment of the batch flattened to ``B * T`` tokens, int32,
+        starting at 0 (a new array; a torch tensor when the fields are tensors)."""
+        cu = self.cu_seqlens
+        t = cu.shape[1] - 1
+        if isinstance(cu, np.ndarray):
+            rows = [cu[r][1:][cu[r][1:] >= 0] + r * t for r in range(cu.shape[0])]
+            return np.concatenate([np.zeros(1, dtype=np.int32), *rows]).astype(np.int32)
+        import torch  # noqa: PLC0415 - only for tensors
+
+        keep = cu[:, 1:] >= 0
+        base = (torch.arange(cu.shape[0], device=cu.device, dtype=torch.int32) * t).unsqueeze(1)
+        flat = (cu[:, 1:] + base)[keep]
+        return torch.cat([torch.zeros(1, dtype=torch.int32, device=cu.device), flat.to(torch.int32)])
+
+    def __iter__(self) -> Iterator[Any]:
+        """``x, y = batch`` works as without documents."""
+        return iter((self.x, self.y))
 
 
 def _distributed_defaults(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
@@ -138,6 +252,15 @@ class TokenLoader:
     ``prefetch`` defaults to as many batches as fill 4 MiB (between 4 and 64): enough to keep
     the workers busy while the consumer waits for a CPU on a busy host. ``workers`` is at most
     256 and ``prefetch`` at most 1024.
+
+    Mixtures: ``source`` may be a ``Mixture``, a dict ``{source: weight}``, Megatron's blend
+    string ``"0.7 web 0.2 code 0.1 books"`` or a mixture file (``.json``/``.toml``, as the
+    CLI reads). ``set_weights`` changes the weights from the next step on; the state records
+    every change, so resuming reproduces the sequence. ``split="969,30,1"`` with
+    ``subset="train"|"valid"|"test"`` reads that part of every source's documents, cut as
+    megatron-core cuts them. ``documents=True`` makes each batch a ``Documents``
+    (``x, y, position_ids, cu_seqlens, sources, offsets``) written into the same buffer.
+    ``plan(tokens)`` says how many epochs of each source a run of that many tokens reads.
     """
 
     def __init__(
@@ -160,11 +283,21 @@ class TokenLoader:
         column: str = "input_ids",
         eod_token: Optional[int] = None,
         max_buffers: int = DEFAULT_MAX_BUFFERS,
+        split: Optional[str] = None,
+        subset: str = "train",
+        documents: bool = False,
         _interleave: Tuple[int, int] = (0, 1),
         _fault: Optional[Tuple[str, int]] = None,
     ) -> None:
-        self.paths = _source_paths(source)
+        if isinstance(source, dict):
+            source = Mixture(source)
+        self.mixture: Optional[Mixture] = source if isinstance(source, Mixture) else None
+        if self.mixture is not None:
+            self.paths = [p for _, paths, _ in self.mixture.sources for p in paths]
+        else:
+            self.paths = _source_paths(source)
         self.path = " ".join(self.paths)
+        self.documents = documents
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.rank, self.world_size = _distributed_defaults(rank, world_size)
@@ -184,14 +317,24 @@ class TokenLoader:
             block=block,
             max_buffers=max_buffers,
             interleave=_interleave,
+            sources=self.mixture.sources if self.mixture is not None else None,
+            schedule=self.mixture.schedule if self.mixture is not None else [],
+            split=split,
+            subset=subset,
+            documents=documents,
             fault=_fault,
         )
-        self._loader = _Loader(self.paths, batch_size, seq_len, state_json=None, **self._args)
+        self._source_paths = self.paths if self.mixture is None else []
+        self._loader = _Loader(self._source_paths, batch_size, seq_len, state_json=None, **self._args)
+        self.names: List[str] = self._loader.source_names()
 
-    def __iter__(self) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def __iter__(self) -> Iterator[Any]:
         return self
 
-    def __next__(self) -> Tuple[np.ndarray, np.ndarray]:
+    def __next__(self) -> Any:
+        if self.documents:
+            tokens, pos, cu, src, off = self._loader.next_documents()
+            return Documents(tokens[:, :-1], tokens[:, 1:], pos, cu, src, off)
         batch = self._loader.next_batch()
         return batch[:, :-1], batch[:, 1:]
 
@@ -208,11 +351,47 @@ class TokenLoader:
         if "osml_loader" not in state:
             raise ValueError("not an osml.TokenLoader state_dict (no 'osml_loader' key)")
         self._loader = _Loader(
-            self.paths, self.batch_size, self.seq_len, state_json=json.dumps(state["osml_loader"]), **self._args
+            self._source_paths,
+            self.batch_size,
+            self.seq_len,
+            state_json=json.dumps(state["osml_loader"]),
+            **self._args,
         )
 
+    def set_weights(self, weights: Any) -> None:
+        """New weights from the next step on: a list in source order, or a dict by name
+        (``self.names``). Batches already prepared under the old weights are dropped and
+        prepared again; the change is recorded in ``state_dict()``."""
+        if len(self.names) < 2:
+            raise ValueError("one source has no weights to change: give the loader a mixture")
+        if isinstance(weights, dict):
+            unknown = [k for k in weights if k not in self.names]
+            if unknown:
+                raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(self.names)})")
+            missing = [n for n in self.names if n not in weights]
+            if missing:
+                raise ValueError(f"no weight for source {missing[0]!r}")
+            texts = [_weight_text(weights[n], f"source {n}") for n in self.names]
+        else:
+            weights = list(weights)
+            if len(weights) != len(self.names):
+                raise ValueError(f"{len(weights)} weights for a mixture of {len(self.names)} sources")
+            texts = [_weight_text(w, f"source {n}") for w, n in zip(weights, self.names)]
+        state = self._loader.state_json()
+        args = dict(self._args, reweight=texts)
+        self._loader = _Loader(self._source_paths, self.batch_size, self.seq_len, state_json=state, **args)
+
+    def plan(self, tokens: int) -> List[Dict[str, Any]]:
+        """What a run of ``tokens`` input tokens (from the start) reads of each source, with
+        this loader's weights and schedule: per source its tokens, windows, weight, samples
+        and ``epochs`` (above 1, the source repeats)."""
+        samples = int(tokens) // self.seq_len
+        return json.loads(self._loader.plan_json(samples))
+
     def stats(self) -> Dict[str, Any]:
-        """Batches, tokens, waits, faults, context switches and buffer facts since the start."""
+        """Batches, tokens, waits, faults, context switches and buffer facts since the start,
+        and ``sources``: per source its tokens, weight, the samples the global sequence has
+        drawn from it so far and the epochs of it they make."""
         return json.loads(self._loader.stats_json())
 
     def buffers(self) -> List[Tuple[int, int]]:

@@ -14,7 +14,7 @@ from typing import Any, Deque, Iterator, Optional, Tuple
 import torch
 from torch.utils.data import IterableDataset
 
-from . import TokenLoader
+from . import Documents, TokenLoader
 
 __all__ = ["TorchTokenLoader", "TokenIterableDataset"]
 
@@ -30,6 +30,8 @@ class TorchTokenLoader(TokenLoader):
     so the loader keeps each CPU batch, with a CUDA event recorded after its copy, until the
     event has completed; only then does the buffer return to the pool. At most
     ``prefetch + 2`` copies are kept in flight: beyond that the loader waits for the oldest.
+    With ``documents=True`` each batch is an ``osml.Documents`` of tensors (all fields copied
+    to ``device`` when one is given).
     """
 
     def __init__(self, *args: Any, device: Optional[str] = None, pin_memory: bool = False, **kwargs: Any) -> None:
@@ -115,19 +117,38 @@ class TorchTokenLoader(TokenLoader):
         if was_pinned:  # a restored loader has a new pool
             self._pin()
 
-    def __next__(self) -> Tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        self._reap()
-        batch = torch.from_numpy(self._loader.next_batch())
+    def __next__(self) -> Any:  # type: ignore[override]
+        if self._in_flight:
+            self._reap()
+        if self.documents:
+            return self._next_documents()
+        batch = self._loader.next_batch()
         if self.pinned:
             self._pin_new_regions()
         if self.device is None:
-            return batch[:, :-1], batch[:, 1:]
+            # Two from_numpy of numpy slices: cheaper than slicing a tensor twice.
+            return torch.from_numpy(batch[:, :-1]), torch.from_numpy(batch[:, 1:])
+        whole = torch.from_numpy(batch)
         if not self._copies_are_async():
-            batch = batch.to(self.device)
-            return batch[:, :-1], batch[:, 1:]
-        on_device = batch.to(self.device, non_blocking=True)
-        self._in_flight.append((self._record_copy(), batch))
+            whole = whole.to(self.device)
+            return whole[:, :-1], whole[:, 1:]
+        on_device = whole.to(self.device, non_blocking=True)
+        self._in_flight.append((self._record_copy(), whole))
         return on_device[:, :-1], on_device[:, 1:]
+
+    def _next_documents(self) -> Documents:
+        arrays = self._loader.next_documents()
+        if self.pinned:
+            self._pin_new_regions()
+        tensors = [torch.from_numpy(a) for a in arrays]
+        if self.device is not None:
+            cpu = tensors
+            asynchronous = self._copies_are_async()
+            tensors = [t.to(self.device, non_blocking=asynchronous) for t in cpu]
+            if asynchronous:
+                self._in_flight.append((self._record_copy(), cpu))
+        tokens, pos, cu, src, off = tensors
+        return Documents(tokens[:, :-1], tokens[:, 1:], pos, cu, src, off)
 
 
 class TokenIterableDataset(IterableDataset):

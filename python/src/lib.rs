@@ -11,13 +11,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use numpy::ndarray::ArrayView2;
-use numpy::{Element, PyArray2};
+use numpy::ndarray::{ArrayView1, ArrayView2};
+use numpy::{Element, PyArray1, PyArray2};
 use osml_data::loader::{
     Fault, Interleave, Loader as RustLoader, LoaderConfig, LoaderError, LoaderState, Output,
+    PositionIds,
 };
+use osml_data::mixture::{Mixture, Part, Split, Subset, Weights};
 use osml_data::sampler::Mode;
-use osml_data::{DType, Format, OpenOptions, TokenDataset};
+use osml_data::{DType, DataError, Format, MixtureSpec, OpenOptions, SourceSpec, TokenDataset};
 use pyo3::prelude::*;
 
 use crate::errors::{data_err, InvalidDatasetError, OsmlError};
@@ -37,6 +39,16 @@ impl Batch {
     ) -> PyResult<Bound<'py, PyAny>> {
         // The buffer is 2 MiB aligned and a whole number of elements long.
         let data: &[T] = bytemuck::cast_slice(this.get().batch.bytes());
+        Self::view_of(this, data, rows, cols)
+    }
+
+    /// A `[rows, cols]` array viewing `data`, a slice of this batch's buffer.
+    fn view_of<'py, T: Element>(
+        this: &Bound<'py, Self>,
+        data: &[T],
+        rows: usize,
+        cols: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let view = ArrayView2::from_shape((rows, cols), data)
             .map_err(|e| OsmlError::new_err(format!("batch shape: {e}")))?;
         // SAFETY: `view` borrows the batch buffer owned by `this`, which becomes the array's
@@ -45,6 +57,42 @@ impl Batch {
         let array = unsafe { PyArray2::borrow_from_array(&view, this.clone().into_any()) };
         Ok(array.into_any())
     }
+}
+
+impl Batch {
+    /// A `[len]` array viewing `data`, a slice of this batch's buffer.
+    fn view1<'py, T: Element>(this: &Bound<'py, Self>, data: &[T]) -> Bound<'py, PyAny> {
+        let view = ArrayView1::from(data);
+        // SAFETY: as in `view_of`: the slice lies in the buffer `this` owns, which becomes
+        // the array's base object and outlives it.
+        let array = unsafe { PyArray1::borrow_from_array(&view, this.clone().into_any()) };
+        array.into_any()
+    }
+}
+
+/// The arrays of a batch with document fields: tokens `[B, T+1]`, `position_ids` `[B, T]`,
+/// `cu_seqlens` `[B, T+1]`, `sources` `[B]`, `offsets` `[B]`, all viewing one buffer.
+fn documents(
+    py: Python<'_>,
+    batch: osml_data::loader::Batch,
+) -> PyResult<Bound<'_, pyo3::types::PyTuple>> {
+    let (rows, cols) = (batch.rows(), batch.row_len());
+    let tokens = array(py, batch)?;
+    let this = tokens
+        .getattr("base")?
+        .cast_into::<Batch>()
+        .map_err(|e| OsmlError::new_err(format!("batch array base: {e}")))?;
+    let d = this.get().batch.documents().ok_or_else(|| {
+        OsmlError::new_err("the loader was made without documents=True")
+    })?;
+    let positions = match d.positions {
+        PositionIds::I64(p) => Batch::view_of(&this, p, rows, cols - 1)?,
+        PositionIds::I32(p) => Batch::view_of(&this, p, rows, cols - 1)?,
+    };
+    let cu = Batch::view_of(&this, d.cu_seqlens, rows, cols)?;
+    let sources = Batch::view1(&this, d.sources);
+    let offsets = Batch::view1(&this, d.offsets);
+    pyo3::types::PyTuple::new(py, [tokens, positions, cu, sources, offsets])
 }
 
 #[pymethods]
@@ -116,10 +164,61 @@ fn parse_format(format: Option<&str>) -> PyResult<Option<Format>> {
         .transpose()
 }
 
+/// The mixture a loader reads: the Python package's list of sources, a mixture file or blend
+/// string named as the one source entry, or one source (whole, or a split of it).
+fn open_mixture(
+    paths: &[PathBuf],
+    sources: Option<Vec<(String, Vec<PathBuf>, String)>>,
+    schedule: Vec<(u64, Vec<String>)>,
+    open: &OpenOptions,
+    split: Option<&str>,
+    subset: Option<Subset>,
+) -> Result<Mixture, DataError> {
+    let spec = match sources {
+        Some(sources) => Some(MixtureSpec {
+            sources: sources
+                .into_iter()
+                .map(|(name, paths, weight)| SourceSpec {
+                    name,
+                    paths,
+                    weight,
+                })
+                .collect(),
+            schedule,
+            split: None,
+        }),
+        None => MixtureSpec::detect(paths)?,
+    };
+    if let Some(spec) = spec {
+        return spec.open(open, split, subset);
+    }
+    let ds = Arc::new(TokenDataset::open_source(paths, open)?);
+    match split {
+        None if subset.is_some_and(|s| s != Subset::Train) => Err(DataError::Usage(
+            "a subset other than train needs a split (such as split=\"969,30,1\")".into(),
+        )),
+        None => Ok(Mixture::single(ds)),
+        Some(split) => {
+            let name = paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let split = Split::parse(split)?;
+            Ok(Mixture::one(Part::split(
+                name,
+                ds,
+                &split,
+                subset.unwrap_or(Subset::Train),
+            )?))
+        }
+    }
+}
+
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (paths, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, column, eod_token, block, state_json, max_buffers, interleave, fault = None))]
+    #[pyo3(signature = (paths, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, column, eod_token, block, state_json, max_buffers, interleave, sources = None, schedule = Vec::new(), split = None, subset = None, documents = false, reweight = None, fault = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -142,9 +241,16 @@ impl Loader {
         state_json: Option<&str>,
         max_buffers: usize,
         interleave: (u64, u64),
+        sources: Option<Vec<(String, Vec<PathBuf>, String)>>,
+        schedule: Vec<(u64, Vec<String>)>,
+        split: Option<String>,
+        subset: Option<&str>,
+        documents: bool,
+        reweight: Option<Vec<String>>,
         fault: Option<(String, u64)>,
     ) -> PyResult<Self> {
         let mode = Mode::parse(mode, block).map_err(data_err)?;
+        let subset = subset.map(Subset::parse).transpose().map_err(data_err)?;
         let fault = match fault.as_ref().map(|(k, s)| (k.as_str(), *s)) {
             None => None,
             Some(("panic", step)) => Some(Fault::Panic { step }),
@@ -185,6 +291,7 @@ impl Loader {
                 index: interleave.0,
                 count: interleave.1,
             },
+            documents,
             fault,
             ..LoaderConfig::default()
         };
@@ -199,8 +306,17 @@ impl Loader {
                 })?;
         let loader = py
             .detach(move || {
-                let ds = Arc::new(TokenDataset::open_source(&paths, &open)?);
-                RustLoader::new(ds, &cfg, state.as_ref())
+                let mixture =
+                    open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
+                let state = match (state, reweight) {
+                    (Some(st), Some(texts)) => {
+                        let names: Vec<String> =
+                            mixture.parts().iter().map(|p| p.name.clone()).collect();
+                        Some(st.reweighted(&Weights::parse(&names, &texts)?)?)
+                    }
+                    (state, _) => state,
+                };
+                RustLoader::with_mixture(mixture, &cfg, state.as_ref())
             })
             .map_err(data_err)?;
         Ok(Self {
@@ -223,6 +339,48 @@ impl Loader {
                 Err(e) => return Err(data_err(e)),
             }
         }
+    }
+
+    /// The next batch with its document fields: `(tokens, position_ids, cu_seqlens, sources,
+    /// offsets)`, numpy arrays viewing one pool buffer.
+    fn next_documents<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        loop {
+            let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
+            match got {
+                Ok(Some(batch)) => return documents(py, batch),
+                Ok(None) => py.check_signals()?,
+                Err(osml_data::DataError::Loader(LoaderError::Ended)) => {
+                    return Err(pyo3::exceptions::PyStopIteration::new_err(()))
+                }
+                Err(e) => return Err(data_err(e)),
+            }
+        }
+    }
+
+    /// What the first `samples` global samples read of each source, as JSON.
+    fn plan_json(&self, py: Python<'_>, samples: u64) -> PyResult<String> {
+        let plan = py.detach(|| self.lock().plan(samples));
+        serde_json::to_string(&plan).map_err(|e| OsmlError::new_err(e.to_string()))
+    }
+
+    /// Samples per global step (B × W).
+    fn global_batch(&self, py: Python<'_>) -> u64 {
+        py.detach(|| self.lock().global_batch())
+    }
+
+    /// The names of the sources, in order.
+    fn source_names(&self, py: Python<'_>) -> Vec<String> {
+        py.detach(|| {
+            self.lock()
+                .mixture()
+                .parts()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        })
     }
 
     /// The state after the batches handed out so far, as JSON.

@@ -195,6 +195,23 @@ impl MixtureSpec {
         })
     }
 
+    /// The mixture one source entry names, if it names one: a mixture file, or a blend
+    /// string that is not also a path. `None`: the entries are one source.
+    pub fn detect(entries: &[PathBuf]) -> Result<Option<Self>, DataError> {
+        let [one] = entries else {
+            return Ok(None);
+        };
+        if Self::is_file(one) {
+            return Self::from_file(one).map(Some);
+        }
+        match one.to_str() {
+            Some(text) if Self::looks_like_megatron(text) && std::fs::symlink_metadata(one).is_err() => {
+                Self::from_megatron(text).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Whether `text` reads as Megatron's blend string: pairs of a weight and a path,
     /// separated by spaces.
     pub fn looks_like_megatron(text: &str) -> bool {

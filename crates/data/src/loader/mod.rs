@@ -767,6 +767,24 @@ impl Loader {
         }
     }
 
+    /// The mixture read (one part for one source).
+    pub fn mixture(&self) -> &Mixture {
+        &self.shared.mixture
+    }
+
+    /// What the first `samples` global samples read of each source, with the weights this
+    /// loader follows (its record and scheduled changes).
+    pub fn plan(&self, samples: u64) -> Vec<crate::mixture::SourceUse> {
+        let s = &self.shared;
+        s.mixture
+            .uses(&s.plan.blend, s.plan.samplers[0].seq_len(), samples)
+    }
+
+    /// Samples per global step (B × W).
+    pub fn global_batch(&self) -> u64 {
+        self.shared.global_batch
+    }
+
     /// Each source, and how far the global sequence has read it at this loader's position.
     pub fn sources(&self) -> Vec<crate::mixture::SourceUse> {
         let s = &self.shared;
