@@ -277,8 +277,11 @@ pub enum DataCommand {
     /// whatever --workers is, and is written atomically.
     Pack(PackArgs),
     /// Describe a dataset: format, dtype, tokens, documents, document lengths, file sizes
-    /// and how much of it is in the page cache now.
-    Inspect(DatasetArgs),
+    /// and how much of it is in the page cache now. Given a mixture (a `.json`/`.toml`
+    /// mixture file, or Megatron's quoted blend string "0.7 web 0.3 code") or a --split: each
+    /// source, its weight, and with --tokens how many epochs of it a run of that many tokens
+    /// reads.
+    Inspect(InspectArgs),
     /// Validate a dataset's structure, check every token id, read back and checksum every
     /// file (exit 1 when invalid, or when the checksum is not --expect-checksum).
     ///
@@ -431,6 +434,55 @@ pub struct DatasetArgs {
     /// Print JSON (schema in docs/data-json.md).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Read this split of every source's documents (Megatron's train,valid,test ratios, such
+    /// as 969,30,1); a mixture file's own split otherwise.
+    #[arg(long, value_name = "RATIOS")]
+    pub split: Option<String>,
+    /// The part of the split to describe.
+    #[arg(long, default_value = "train", value_parser = ["train", "valid", "test"])]
+    pub subset: String,
+    /// For a run of this many input tokens (a number, or with K, M, B or T: 1T is 10^12),
+    /// how many samples and epochs of each source it reads.
+    #[arg(long, value_name = "N", value_parser = parse_token_count)]
+    pub tokens: Option<u64>,
+    /// Tokens per sample of that run.
+    #[arg(long, default_value_t = 1024, value_name = "T")]
+    pub seq_len: u64,
+    /// Samples per global step of that run (its schedule's steps are counted in these).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub global_batch: u64,
+}
+
+/// `1T`, `500B`, `20M`, `8K` or a plain number, as a token count.
+fn parse_token_count(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let scale: u64 = match c.to_ascii_uppercase() {
+                'K' => 1_000,
+                'M' => 1_000_000,
+                'B' | 'G' => 1_000_000_000,
+                'T' => 1_000_000_000_000,
+                _ => return Err(format!("{text:?}: the suffix is K, M, B (or G) or T")),
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a token count such as 1T or 500B"))?;
+    let v = n * scale as f64;
+    if !(v.is_finite() && v >= 1.0 && v < 1.8e19) {
+        return Err(format!("{text:?} is not a token count between 1 and 2^64"));
+    }
+    Ok(v as u64)
 }
 
 #[derive(Debug, Args)]

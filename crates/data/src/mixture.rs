@@ -621,7 +621,7 @@ impl Part {
                 split.text(),
                 if n == 1 { "" } else { "s" },
                 if n == 1 {
-                    " (a flat file is one document unless an end-of-document token splits it: pass eod_token)"
+                    " (a flat file is one document unless an end-of-document token splits it: give one, --eod-token or eod_token=)"
                 } else {
                     ""
                 }

@@ -5,13 +5,20 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use osml_data::inspect::{inspect, Inspection};
-use osml_data::TokenDataset;
+use osml_data::mixture::{Mixture, SourceUse, Subset};
+use osml_data::{MixtureSpec, SourceSpec, TokenDataset, TokenSource};
 use osml_doctor::human_bytes;
+use serde::Serialize;
 
 use super::{grouped, open_options};
-use crate::cli::DatasetArgs;
+use crate::cli::InspectArgs;
 
-pub fn run(a: &DatasetArgs) -> Result<ExitCode> {
+pub fn run(args: &InspectArgs) -> Result<ExitCode> {
+    let a = &args.dataset;
+    let spec = MixtureSpec::detect(&a.paths)?;
+    if spec.is_some() || args.split.is_some() || args.tokens.is_some() {
+        return run_mixture(args, spec);
+    }
     let ds = TokenDataset::open_source(&a.paths, &open_options(a))?;
     let report = inspect(&ds, &a.paths)?;
     let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
@@ -22,6 +29,173 @@ pub fn run(a: &DatasetArgs) -> Result<ExitCode> {
         write_human(&mut out, &report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect --json` of a mixture (schema in docs/data-json.md).
+#[derive(Debug, Serialize)]
+struct MixtureReport {
+    schema_version: u32,
+    split: Option<String>,
+    subset: &'static str,
+    /// Whether the weights' shares are exact (else rounded to a period of 2^18 samples).
+    exact_weights: bool,
+    sources: Vec<SourceReport>,
+    /// With --tokens: the run described.
+    run: Option<RunReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct SourceReport {
+    name: String,
+    format: &'static str,
+    dtype: String,
+    shards: usize,
+    /// Documents `[first, last)` of the source read under the split.
+    first_document: u64,
+    documents: u64,
+    tokens: u64,
+    weight: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct RunReport {
+    tokens: u64,
+    seq_len: u64,
+    samples: u64,
+    global_batch: u64,
+    sources: Vec<SourceUse>,
+}
+
+fn run_mixture(args: &InspectArgs, spec: Option<MixtureSpec>) -> Result<ExitCode> {
+    let a = &args.dataset;
+    let subset = Subset::parse(&args.subset)?;
+    let spec = spec.unwrap_or_else(|| MixtureSpec {
+        sources: vec![SourceSpec {
+            name: a
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            paths: a.paths.clone(),
+            weight: "1".into(),
+        }],
+        ..MixtureSpec::default()
+    });
+    let mixture: Mixture = spec.open(&open_options(a), args.split.as_deref(), Some(subset))?;
+    let weights = mixture.weights().normalized();
+    let sources = mixture
+        .parts()
+        .iter()
+        .zip(&weights)
+        .map(|(p, &weight)| SourceReport {
+            name: p.name.clone(),
+            format: p.dataset.format().name(),
+            dtype: p.dataset.dtype().to_string(),
+            shards: p.dataset.shards().len(),
+            first_document: p.documents.start as u64,
+            documents: (p.documents.end - p.documents.start) as u64,
+            tokens: p.num_tokens(),
+            weight,
+        })
+        .collect();
+    let run = match args.tokens {
+        None => None,
+        Some(tokens) => {
+            if args.seq_len == 0 || args.global_batch == 0 {
+                return Err(osml_data::DataError::Usage(
+                    "--seq-len and --global-batch must be at least 1".into(),
+                )
+                .into());
+            }
+            let samples = tokens / args.seq_len;
+            Some(RunReport {
+                tokens,
+                seq_len: args.seq_len,
+                samples,
+                global_batch: args.global_batch,
+                sources: mixture.plan(args.seq_len, samples, args.global_batch)?,
+            })
+        }
+    };
+    let report = MixtureReport {
+        schema_version: 1,
+        split: args.split.clone().or(spec.split.clone()),
+        subset: subset.name(),
+        exact_weights: mixture.weights().exact(),
+        sources,
+        run,
+    };
+    let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_mixture(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_mixture(out: &mut impl Write, r: &MixtureReport) -> std::io::Result<()> {
+    let split = r
+        .split
+        .as_ref()
+        .map_or_else(String::new, |s| format!(", split {s}, {} subset", r.subset));
+    writeln!(
+        out,
+        "mixture of {} source{}{split}{}",
+        r.sources.len(),
+        if r.sources.len() == 1 { "" } else { "s" },
+        if r.exact_weights {
+            ""
+        } else {
+            " (weights rounded to shares of 2^18)"
+        }
+    )?;
+    let width = r.sources.iter().map(|s| s.name.len()).max().unwrap_or(4).max(6);
+    writeln!(
+        out,
+        "  {:width$}  {:>7}  {:>16}  {:>12}  format",
+        "source", "weight", "tokens", "documents"
+    )?;
+    for s in &r.sources {
+        writeln!(
+            out,
+            "  {:width$}  {:>7.4}  {:>16}  {:>12}  {} {} · {} shard{}",
+            s.name,
+            s.weight,
+            grouped(s.tokens),
+            grouped(s.documents),
+            s.format,
+            s.dtype,
+            s.shards,
+            if s.shards == 1 { "" } else { "s" }
+        )?;
+    }
+    if let Some(run) = &r.run {
+        writeln!(
+            out,
+            "a run of {} tokens: {} samples of {} tokens",
+            grouped(run.tokens),
+            grouped(run.samples),
+            run.seq_len
+        )?;
+        writeln!(
+            out,
+            "  {:width$}  {:>16}  {:>10}  (epochs above 1: the source repeats)",
+            "source", "samples", "epochs"
+        )?;
+        for s in &run.sources {
+            writeln!(
+                out,
+                "  {:width$}  {:>16}  {:>10.3}",
+                s.name,
+                grouped(s.samples),
+                s.epochs
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Shards listed one per line up to this many; past it, the first and last few.

@@ -1,0 +1,364 @@
+"""Mixtures through the Python package: every way of writing one reads the same sequence;
+shares stay within one sample of the weights; document fields equal a reference computed with
+megatron-core's reader and with numpy; splits cover the documents megatron-core's builder
+gives each split; resume_check finds no duplicate, drop or divergence across kill/resume
+cycles with changing world size and workers, and does find them in a loader that resumes
+wrong; bad weights, sources, subsets and mixture files are clear errors."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import osml
+from osml import Mixture, TokenLoader
+from osml.testing import resume_check, sample_ids
+
+torch = pytest.importorskip("torch", reason="megatron-core needs torch (scripts/python-tests.sh installs it)")
+from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder  # noqa: E402
+
+T = 16
+
+
+def megatron(prefix, tag, n_tokens, seed):
+    """A Megatron dataset built by megatron-core: documents of 1..60 tokens, token values
+    tag*1000 + position % 1000 (a row names its source)."""
+    rng = np.random.default_rng(seed)
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    at = 0
+    while at < n_tokens:
+        n = int(rng.integers(1, 61))
+        doc = tag * 1000 + (np.arange(at, at + n) % 1000)
+        builder.add_item(torch.tensor(doc, dtype=torch.int64))
+        builder.end_document()
+        at += n
+    builder.finalize(f"{prefix}.idx")
+    return str(prefix)
+
+
+@pytest.fixture()
+def sources(tmp_path):
+    return [megatron(tmp_path / name, i + 1, n, i) for i, (name, n) in enumerate([("web", 6000), ("code", 9000), ("books", 2500)])]
+
+
+def origins(loader, steps):
+    out = []
+    for _ in range(steps):
+        b = next(loader)
+        out.extend(zip(b.sources.tolist(), b.offsets.tolist()))
+    return out
+
+
+def test_every_form_of_a_mixture_reads_the_same_sequence(sources, tmp_path):
+    web, code, books = sources
+    weights = [0.5, 0.3, 0.2]
+    forms = {
+        "dict": {web: 0.5, code: 0.3, books: 0.2},
+        "Mixture": Mixture([(web, 0.5), (code, 0.3), (books, 0.2)]),
+        "blend string": f"0.5 {web} 0.3 {code} 0.2 {books}",
+    }
+    (tmp_path / "mix.json").write_text(
+        json.dumps({"sources": [{"path": p, "weight": w} for p, w in zip(sources, weights)]})
+    )
+    (tmp_path / "mix.toml").write_text(
+        "".join(f'[[sources]]\npath = "{p}"\nweight = {w}\n' for p, w in zip(sources, weights))
+    )
+    forms["json file"] = str(tmp_path / "mix.json")
+    forms["toml file"] = str(tmp_path / "mix.toml")
+    seqs = {k: origins(TokenLoader(v, 4, T, mode="epoch", seed=3, documents=True), 50) for k, v in forms.items()}
+    first = seqs.pop("dict")
+    for name, seq in seqs.items():
+        assert seq == first, name
+    # Every row holds its source's tokens.
+    loader = TokenLoader(forms["dict"], 4, T, documents=True)
+    b = next(loader)
+    assert ((b.x // 1000) == (b.sources[:, None] + 1)).all()
+
+
+def test_shares_stay_within_one_sample_of_the_weights(sources):
+    weights = [0.5, 0.3, 0.2]
+    loader = TokenLoader(Mixture(list(zip(sources, weights))), 7, T, documents=True, mode="epoch")
+    counts = np.zeros(3)
+    n = 0
+    for _ in range(400):
+        for s in next(loader).sources:
+            counts[s] += 1
+            n += 1
+            assert np.all(np.abs(counts - np.array(weights) * n) < 1), (n, counts)
+    stats = loader.stats()["sources"]
+    assert [s["samples"] for s in stats] == counts.astype(int).tolist()
+    assert [s["weight"] for s in stats] == weights
+
+
+def test_plan_says_how_often_each_source_repeats(sources, osml):
+    loader = TokenLoader({p: 1 for p in sources}, 4, T, mode="epoch")
+    plan = loader.plan(tokens=3_000_000)
+    samples = 3_000_000 // T
+    assert sum(p["samples"] for p in plan) == samples
+    for p in plan:
+        windows = (p["tokens"] - 1) // T
+        assert p["windows"] == windows
+        assert p["epochs"] == pytest.approx(p["samples"] / windows)
+    # The smallest source repeats the most.
+    assert max(plan, key=lambda p: p["epochs"])["name"] == sources[2]
+    # The CLI says the same.
+    blend = " ".join(f"1 {p}" for p in sources)
+    info = json.loads(osml("data", "inspect", blend, "--tokens", "3M", "--seq-len", T, "--json").stdout)
+    assert [s["epochs"] for s in info["run"]["sources"]] == [p["epochs"] for p in plan]
+
+
+def reference_fields(starts, off):
+    """position_ids and cu_seqlens of the window at `off` from the document starts."""
+    cut = [0] + [int(s - off) for s in starts if off < s < off + T] + [T]
+    pos = np.concatenate([np.arange(b - a) for a, b in zip(cut, cut[1:])])
+    cu = np.full(T + 1, -1, dtype=np.int32)
+    cu[: len(cut)] = cut
+    return pos, cu
+
+
+def test_document_fields_equal_megatron_cores_boundaries(sources):
+    starts = []
+    for prefix in sources:
+        ds = IndexedDataset(prefix)
+        lengths = ds.sequence_lengths.astype(np.int64)
+        starts.append(np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+    loader = TokenLoader({p: 1 for p in sources}, 6, T, documents=True, seed=2)
+    on_boundary = 0
+    for _ in range(100):
+        b = next(loader)
+        assert b.position_ids.dtype == np.int64 and b.cu_seqlens.dtype == np.int32
+        for r in range(6):
+            s, off = int(b.sources[r]), int(b.offsets[r])
+            pos, cu = reference_fields(starts[s], off)
+            np.testing.assert_array_equal(b.position_ids[r], pos)
+            np.testing.assert_array_equal(b.cu_seqlens[r], cu)
+            on_boundary += off in starts[s] or off + T in starts[s]
+        packed = b.packed_cu_seqlens()
+        assert packed[0] == 0 and packed[-1] == 6 * T and np.all(np.diff(packed) > 0)
+    assert on_boundary > 0
+
+
+def test_document_fields_from_an_eod_token(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(1, 500, int(rng.integers(1, 40))) for _ in range(300)]
+    stream = np.concatenate([np.append(d, 0) for d in docs]).astype(np.uint16)
+    stream.tofile(tmp_path / "r.bin")
+    starts = np.concatenate([[0], np.flatnonzero(stream == 0)[:-1] + 1])
+    loader = TokenLoader(str(tmp_path / "r.bin"), 4, T, documents=True, eod_token=0, mode="epoch", dtype="int32")
+    for _ in range(30):
+        b = next(loader)
+        assert b.position_ids.dtype == np.int32
+        for r in range(4):
+            pos, cu = reference_fields(starts, int(b.offsets[r]))
+            np.testing.assert_array_equal(b.position_ids[r], pos)
+            np.testing.assert_array_equal(b.cu_seqlens[r], cu)
+
+
+def test_splits_cover_what_megatron_cores_builder_gives_each_split(sources, tmp_path, osml):
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    prefix = sources[1]
+    tokenizer = SimpleNamespace(vocab_size=50257, eod=50256, pad=50256, unique_identifiers={"class": "gpt2"})
+    config = GPTDatasetConfig(
+        random_seed=1,
+        sequence_length=T,
+        blend=([prefix], None),
+        split="969,30,1",
+        path_to_cache=str(tmp_path / "cache"),
+        tokenizer=tokenizer,
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,
+    )
+    splits = BlendedMegatronDatasetBuilder(GPTDataset, [10, 10, 10], lambda: True, config).build()
+    covered = []
+    for subset, theirs in zip(["train", "valid", "test"], splits):
+        info = json.loads(osml("data", "inspect", prefix, "--split", "969,30,1", "--subset", subset, "--json").stdout)
+        src = info["sources"][0]
+        ours = list(range(src["first_document"], src["first_document"] + src["documents"]))
+        assert ours == sorted(set(theirs.indices.tolist())), subset
+        covered += ours
+        # The loader reads only that subset's tokens, the same on every run.
+        a = origins(TokenLoader(prefix, 2, T, split="969,30,1", subset=subset, documents=True), 20)
+        b = origins(TokenLoader(prefix, 2, T, split="969,30,1", subset=subset, documents=True), 20)
+        assert a == b
+    ds = IndexedDataset(prefix)
+    assert covered == list(range(len(ds.sequence_lengths)))
+
+
+def make_factory(mix, global_batch=8, **kw):
+    def make(rank, world_size, workers):
+        return TokenLoader(mix, global_batch // world_size, T, rank=rank, world_size=world_size, workers=workers, **kw)
+
+    return make
+
+
+@pytest.mark.parametrize("documents", [True, False])
+def test_resume_check_finds_nothing_wrong_with_osml(sources, documents):
+    mix = Mixture(list(zip(sources, [0.5, 0.3, 0.2])))
+    report = resume_check(
+        make_factory(mix, mode="epoch", documents=documents),
+        steps=80,
+        cycles=4,
+        world_sizes=[1, 2, 4, 8],
+        workers=[1, 2, 3, 4],
+        seed=7,
+    )
+    assert (report["duplicates"], report["drops"], report["diverged"]) == (0, 0, 0), report
+    assert report["samples"] == 80 * 8
+    assert [s["world_size"] for s in report["stops"]] == [1, 2, 4, 8, 1]
+
+
+def test_resume_is_exact_after_a_weight_change(sources):
+    mix = Mixture(list(zip(sources, [0.5, 0.3, 0.2])))
+    a = TokenLoader(mix, 4, T, documents=True, mode="epoch")
+    seq = origins(a, 5)
+    a.set_weights({sources[0]: 0, sources[1]: 1, sources[2]: 1})
+    state = a.state_dict()
+    seq += origins(a, 10)
+    assert all(s != 0 for s, _ in seq[20:])
+    b = TokenLoader(mix, 2, T, documents=True, mode="epoch", world_size=2, rank=0, workers=3)
+    c = TokenLoader(mix, 2, T, documents=True, mode="epoch", world_size=2, rank=1, workers=1)
+    b.load_state_dict(state)
+    c.load_state_dict(state)
+    resumed = []
+    for _ in range(10):
+        resumed += origins(b, 1) + origins(c, 1)
+    assert resumed == seq[20:]
+    history = state["osml_loader"]["mixture"]["weights"]
+    assert history == [{"start": 0, "shares": [5, 3, 2]}, {"start": 20, "shares": [0, 1, 1]}]
+    # A schedule written in the mixture gives the same sequence as the call.
+    scheduled = TokenLoader(
+        Mixture(list(zip(sources, [0.5, 0.3, 0.2])), schedule=[(5, [0, 1, 1])]), 4, T, documents=True, mode="epoch"
+    )
+    assert origins(scheduled, 15) == seq
+
+
+class OffByOne:
+    """A loader whose restore skips one batch: what resume_check must catch."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.inner)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+        next(self.inner)
+
+
+def test_resume_check_reports_drops_and_divergence_in_a_loader_that_resumes_wrong(sources):
+    inner = make_factory({p: 1 for p in sources})
+    report = resume_check(lambda **kw: OffByOne(inner(**kw)), steps=30, cycles=2, world_sizes=[1], workers=[1])
+    assert report["drops"] > 0 and report["diverged"] > 0, report
+    assert report["drop_examples"]
+    # Identity from token contents, for loaders without document fields.
+    x = np.arange(12).reshape(3, 4)
+    assert len(set(sample_ids((x[:, :-1], x[:, 1:])))) == 3
+
+
+def test_torch_loader_delivers_document_fields_as_tensors(sources):
+    from osml.torch import TorchTokenLoader
+
+    loader = TorchTokenLoader({p: 1 for p in sources}, 4, T, documents=True)
+    b = next(loader)
+    assert isinstance(b.x, torch.Tensor) and b.x.dtype == torch.int64
+    assert b.position_ids.shape == (4, T) and b.cu_seqlens.dtype == torch.int32
+    assert b.sources.shape == (4,)
+    packed = b.packed_cu_seqlens()
+    assert packed[0].item() == 0 and packed[-1].item() == 4 * T
+    x, y = next(loader)  # a Documents unpacks as (x, y)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+@pytest.mark.parametrize(
+    "weights, want",
+    [
+        ([-1, 1, 1], "is negative"),
+        ([0, 0, 0], "are all zero"),
+        ([float("nan"), 1, 1], "not a finite number"),
+        ([float("inf"), 1, 1], "not a finite number"),
+    ],
+)
+def test_bad_weights_are_value_errors_naming_the_source(sources, weights, want):
+    with pytest.raises(ValueError, match=want) as e:
+        TokenLoader(Mixture(list(zip(sources, weights))), 2, T)
+    if want != "are all zero":
+        assert "source " + sources[0] in str(e.value)
+
+
+def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        TokenLoader({sources[0]: 1, str(tmp_path / "missing"): 1}, 2, T)
+    with pytest.raises(ValueError, match="'train', 'valid' or 'test'"):
+        TokenLoader(sources[0], 2, T, split="9,1", subset="dev")
+    with pytest.raises(ValueError, match="needs a split"):
+        TokenLoader(sources[0], 2, T, subset="valid")
+    with pytest.raises(ValueError, match="holds none"):
+        TokenLoader(sources[0], 2, T, split="100,0,0", subset="valid")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[sources]]\npath = 3\n")
+    with pytest.raises(osml.InvalidDatasetError, match="bad.toml: not a valid mixture"):
+        TokenLoader(str(bad), 2, T)
+    with pytest.raises(TypeError):
+        Mixture([(sources[0], True)])
+    loader = TokenLoader({p: 1 for p in sources}, 2, T)
+    with pytest.raises(ValueError, match="no source named 'nope'"):
+        loader.set_weights({"nope": 1})
+    with pytest.raises(ValueError, match="one source has no weights"):
+        TokenLoader(sources[0], 2, T).set_weights([1])
+
+
+def test_state_of_a_mixture_refuses_other_sources(sources):
+    a = TokenLoader({p: 1 for p in sources}, 2, T)
+    next(a)
+    state = a.state_dict()
+    with pytest.raises(ValueError, match="cannot restore it here"):
+        TokenLoader({p: 1 for p in sources[:2]}, 2, T).load_state_dict(state)
+    with pytest.raises(ValueError, match="cannot restore it here"):
+        TokenLoader(sources[0], 2, T).load_state_dict(state)
+
+
+def test_resume_across_real_processes_with_torchrun(sources, tmp_path):
+    """Two ranks under torchrun take a state at step 7; two new processes restore it with
+    one rank each of a world of 2 (other worker counts) and continue: together, the sequence
+    one process reads uninterrupted."""
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "import osml\n"
+        "mix = json.loads(sys.argv[1]); out = sys.argv[2]; state = sys.argv[3] if len(sys.argv) > 3 else None\n"
+        "rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])\n"
+        "l = osml.TokenLoader(mix, 8 // world, 16, documents=True, mode='epoch', workers=1 + rank)\n"
+        "if state: l.load_state_dict(json.load(open(state)))\n"
+        "rows = []\n"
+        "for _ in range(7):\n"
+        "    b = next(l); rows.append(list(zip(b.sources.tolist(), b.offsets.tolist())))\n"
+        "json.dump({'rows': rows, 'state': l.state_dict()}, open(f'{out}.{rank}', 'w'))\n"
+    )
+    mix = json.dumps({p: w for p, w in zip(sources, [0.5, 0.3, 0.2])})
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0", str(script), mix]
+    subprocess.run([*run, str(tmp_path / "first")], check=True, capture_output=True)
+    first = [json.loads((tmp_path / f"first.{r}").read_text()) for r in range(2)]
+    (tmp_path / "state.json").write_text(json.dumps(first[0]["state"]))
+    subprocess.run([*run, str(tmp_path / "second"), str(tmp_path / "state.json")], check=True, capture_output=True)
+    second = [json.loads((tmp_path / f"second.{r}").read_text()) for r in range(2)]
+    got = []
+    for part in (first, second):
+        for step in range(7):
+            for r in range(2):
+                got += [tuple(x) for x in part[r]["rows"][step]]
+    ref = origins(TokenLoader(json.loads(mix), 8, 16, documents=True, mode="epoch"), 14)
+    assert got == ref
