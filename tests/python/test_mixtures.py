@@ -8,7 +8,6 @@ wrong; bad weights, sources, subsets and mixture files are clear errors."""
 import json
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,38 +156,36 @@ def test_document_fields_from_an_eod_token(tmp_path):
             np.testing.assert_array_equal(b.cu_seqlens[r], cu)
 
 
-def test_splits_cover_what_megatron_cores_builder_gives_each_split(sources, tmp_path, osml):
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+def test_splits_cover_the_documents_megatron_core_gives_each_split(sources, osml):
+    """megatron-core's own split functions, and the rounding its builder applies
+    (BlendedMegatronDatasetBuilder._build_megatron_dataset_splits: round(bookend * number of
+    sequences)); the builder itself needs a process group and a cache on rank 0."""
+    from megatron.core.datasets.blended_megatron_dataset_config import (
+        convert_split_vector_to_split_matrix,
+        parse_and_normalize_split,
+    )
 
     prefix = sources[1]
-    tokenizer = SimpleNamespace(vocab_size=50257, eod=50256, pad=50256, unique_identifiers={"class": "gpt2"})
-    config = GPTDatasetConfig(
-        random_seed=1,
-        sequence_length=T,
-        blend=([prefix], None),
-        split="969,30,1",
-        path_to_cache=str(tmp_path / "cache"),
-        tokenizer=tokenizer,
-        reset_position_ids=False,
-        reset_attention_mask=False,
-        eod_mask_loss=False,
-        create_attention_mask=False,
-    )
-    splits = BlendedMegatronDatasetBuilder(GPTDataset, [10, 10, 10], lambda: True, config).build()
+    n = len(IndexedDataset(prefix).sequence_lengths)
     covered = []
-    for subset, theirs in zip(["train", "valid", "test"], splits):
-        info = json.loads(osml("data", "inspect", prefix, "--split", "969,30,1", "--subset", subset, "--json").stdout)
-        src = info["sources"][0]
-        ours = list(range(src["first_document"], src["first_document"] + src["documents"]))
-        assert ours == sorted(set(theirs.indices.tolist())), subset
-        covered += ours
-        # The loader reads only that subset's tokens, the same on every run.
-        a = origins(TokenLoader(prefix, 2, T, split="969,30,1", subset=subset, documents=True), 20)
-        b = origins(TokenLoader(prefix, 2, T, split="969,30,1", subset=subset, documents=True), 20)
-        assert a == b
-    ds = IndexedDataset(prefix)
-    assert covered == list(range(len(ds.sequence_lengths)))
+    for text in ["969,30,1", "98,2", "1,1,1", "100,0,0"]:
+        matrix = convert_split_vector_to_split_matrix(parse_and_normalize_split(text))
+        for subset, bookends in zip(["train", "valid", "test"], matrix):
+            theirs = [] if bookends is None else list(range(int(round(bookends[0] * n)), int(round(bookends[1] * n))))
+            proc = osml("data", "inspect", prefix, "--split", text, "--subset", subset, "--json", check=False)
+            if not theirs:
+                assert proc.returncode == 2 and "holds none" in proc.stderr, (text, subset)
+                continue
+            src = json.loads(proc.stdout)["sources"][0]
+            ours = list(range(src["first_document"], src["first_document"] + src["documents"]))
+            assert ours == theirs, (text, subset)
+            if text == "969,30,1":
+                covered += ours
+                # The loader reads only that subset's tokens, the same on every run.
+                a = origins(TokenLoader(prefix, 2, T, split=text, subset=subset, documents=True), 20)
+                b = origins(TokenLoader(prefix, 2, T, split=text, subset=subset, documents=True), 20)
+                assert a == b
+    assert covered == list(range(n))
 
 
 def make_factory(mix, global_batch=8, **kw):
