@@ -82,9 +82,11 @@ fn documents(
         .getattr("base")?
         .cast_into::<Batch>()
         .map_err(|e| OsmlError::new_err(format!("batch array base: {e}")))?;
-    let d = this.get().batch.documents().ok_or_else(|| {
-        OsmlError::new_err("the loader was made without documents=True")
-    })?;
+    let d = this
+        .get()
+        .batch
+        .documents()
+        .ok_or_else(|| OsmlError::new_err("the loader was made without documents=True"))?;
     let positions = match d.positions {
         PositionIds::I64(p) => Batch::view_of(&this, p, rows, cols - 1)?,
         PositionIds::I32(p) => Batch::view_of(&this, p, rows, cols - 1)?,
@@ -343,10 +345,7 @@ impl Loader {
 
     /// The next batch with its document fields: `(tokens, position_ids, cu_seqlens, sources,
     /// offsets)`, numpy arrays viewing one pool buffer.
-    fn next_documents<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+    fn next_documents<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
         loop {
             let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
             match got {

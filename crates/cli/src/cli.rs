@@ -479,9 +479,11 @@ fn parse_token_count(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a token count such as 1T or 500B"))?;
     let v = n * scale as f64;
-    if !(v.is_finite() && v >= 1.0 && v < 1.8e19) {
+    if !(1.0..1.8e19).contains(&v) {
         return Err(format!("{text:?} is not a token count between 1 and 2^64"));
     }
+    // In range, checked above.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok(v as u64)
 }
 

@@ -383,6 +383,7 @@ fn joined(source: &[PathBuf]) -> String {
 }
 
 /// Runs the benchmark.
+#[allow(clippy::too_many_lines)]
 pub fn run(
     source: &[PathBuf],
     open: &OpenOptions,

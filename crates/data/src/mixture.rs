@@ -26,6 +26,15 @@
 //! Written here rather than taken from a crate: the schedule is the sampler's arithmetic,
 //! which is what this crate exists for; no crate offers a house-monotone quota apportionment.
 
+// Shares, slots and ranks are bounded by `MAX_PERIOD` (2^18) and sources by `MAX_SOURCES`
+// (< 2^16); the rounding casts of `quantize` and `Split::documents` are of non-negative values
+// below the document count or the period.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
 use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -136,6 +145,7 @@ impl Weights {
     }
 
     /// Weights from integer shares (a state's record); all zero is refused.
+    #[allow(clippy::needless_pass_by_value)] // callers build the vector for it
     pub fn from_shares(shares: Vec<u64>) -> Result<Self, DataError> {
         if shares.is_empty() || shares.iter().all(|&s| s == 0) {
             return Err(DataError::Usage(
@@ -164,7 +174,9 @@ impl Weights {
             .collect();
         if let Some(mut ints) = scaled {
             let g = ints.iter().fold(0, |g, &v| gcd(g, v));
-            ints.iter_mut().for_each(|v| *v /= g);
+            for v in &mut ints {
+                *v /= g;
+            }
             let total = ints.iter().try_fold(0u128, |t, &v| t.checked_add(v));
             if total.is_some_and(|t| t <= u128::from(MAX_PERIOD)) {
                 return Self {
@@ -314,15 +326,12 @@ impl Schedule {
             // Balinski and Young prove an eligible source always exists; should arithmetic
             // ever say otherwise, the most deserving blocked one takes the slot rather than
             // the period coming out short.
-            let mut t = match turn {
-                Some(t) => t,
-                None => {
-                    blocked.sort();
-                    match blocked.pop() {
-                        Some(t) => t,
-                        None => break,
-                    }
-                }
+            let mut t = if let Some(t) = turn {
+                t
+            } else {
+                blocked.sort();
+                let Some(t) = blocked.pop() else { break };
+                t
             };
             // Sources are at most MAX_SOURCES (< 2^16); a rank is below the period (< 2^32).
             source.push(t.source as u16);
@@ -548,7 +557,9 @@ impl Split {
         if sum <= 0.0 {
             return bad("is all zero");
         }
-        ratios.iter_mut().for_each(|r| *r /= sum);
+        for r in &mut ratios {
+            *r /= sum;
+        }
         Ok(Self {
             text: text.to_owned(),
             ratios,

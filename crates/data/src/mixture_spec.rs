@@ -205,7 +205,9 @@ impl MixtureSpec {
             return Self::from_file(one).map(Some);
         }
         match one.to_str() {
-            Some(text) if Self::looks_like_megatron(text) && std::fs::symlink_metadata(one).is_err() => {
+            Some(text)
+                if Self::looks_like_megatron(text) && std::fs::symlink_metadata(one).is_err() =>
+            {
                 Self::from_megatron(text).map(Some)
             }
             _ => Ok(None),
@@ -217,10 +219,10 @@ impl MixtureSpec {
     pub fn looks_like_megatron(text: &str) -> bool {
         let words: Vec<&str> = text.split_whitespace().collect();
         words.len() >= 2
-            && words.len() % 2 == 0
+            && words.len().is_multiple_of(2)
             && words
                 .chunks(2)
-                .all(|p| p[0].parse::<f64>().is_ok_and(|v| v.is_finite()))
+                .all(|p| p[0].parse::<f64>().is_ok_and(f64::is_finite))
     }
 
     /// Megatron's blend string, `"0.7 web 0.2 code 0.1 books"`: each source a weight and a

@@ -152,7 +152,13 @@ fn write_mixture(out: &mut impl Write, r: &MixtureReport) -> std::io::Result<()>
             " (weights rounded to shares of 2^18)"
         }
     )?;
-    let width = r.sources.iter().map(|s| s.name.len()).max().unwrap_or(4).max(6);
+    let width = r
+        .sources
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(6);
     writeln!(
         out,
         "  {:width$}  {:>7}  {:>16}  {:>12}  format",

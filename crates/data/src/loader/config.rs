@@ -56,6 +56,7 @@ pub enum Fault {
 
 /// How to load.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, each documented
 pub struct LoaderConfig {
     /// Samples per batch on this rank (B).
     pub batch_size: usize,
@@ -277,6 +278,7 @@ fn source_seed(seed: u64, s: usize, sources: usize) -> u64 {
 
 /// Validates a configuration (and a state to restore) against the sources, before anything
 /// is allocated.
+#[allow(clippy::too_many_lines)] // one list of checks, in the order they are reported
 pub(crate) fn check(
     mixture: &Mixture,
     cfg: &LoaderConfig,
@@ -393,10 +395,8 @@ pub(crate) fn check(
                     }
                     // The record is the past; the configured schedule adds what lies past it.
                     let last = m.weights.last().map_or(0, |c| c.start);
-                    let later: Vec<WeightChange> =
-                        changes.into_iter().filter(|c| c.start > last).collect();
-                    changes = m.weights.clone();
-                    changes.extend(later);
+                    changes.retain(|c| c.start > last);
+                    changes.splice(0..0, m.weights.iter().cloned());
                 }
                 (None, false) => return mismatch("kind of source (one source, not a mixture)"),
                 (Some(_), true) => return mismatch("kind of source (a mixture, not one source)"),

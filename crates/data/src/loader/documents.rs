@@ -6,13 +6,22 @@
 //!   token within its document, restarting at 0 wherever a document starts inside the
 //!   window (the window's first token is position 0 whatever its place in its document: a
 //!   model attends within the window only).
-//! - `cu_seqlens` `[B, T + 1]` int32: per row, the boundaries FlashAttention's varlen
+//! - `cu_seqlens` `[B, T + 1]` int32: per row, the boundaries `FlashAttention`'s varlen
 //!   functions take, `0 = b₀ < b₁ < … < bₘ = T` (every segment non-empty), then `-1` in the
 //!   slots past `bₘ`. The shape is fixed, whatever the documents; the segments of row `r`
 //!   are `cu_seqlens[r, :m + 1]` with `m + 1` the count of non-negative entries.
 //! - `sources` `[B]` int32: the mixture source of each row.
 //! - `offsets` `[B]` int64: the first token of each row's window in its source's stream
 //!   (with `sources`, what identifies a sample).
+
+// Positions and boundaries are below T, checked below 2^31 in `config::layout`; offsets lie in
+// a mapping (below 2^63); sources are fewer than `MAX_SOURCES`.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::many_single_char_names
+)]
 
 use super::config::DocLayout;
 use crate::TokenDataset;
