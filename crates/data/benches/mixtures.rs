@@ -1,0 +1,229 @@
+//! Mixtures measured against one source in the same run.
+//!
+//! `cargo bench -p osml-data --bench mixtures` (`OSML_BENCH_DIR` puts the files on another
+//! disk; `OSML_BENCH_CONTEND=N` runs N busy threads beside it, as on a shared host):
+//!
+//! 1. Loader tokens/s of a 10-source mixture with document fields (`documents`: position
+//!    ids, cu_seqlens, sources, offsets) against one source of the same tokens without them,
+//!    both Megatron datasets warm in the page cache, random windows, in interleaved rounds;
+//!    median of the rounds and the ratio of the medians.
+//! 2. Opening a mixture of 100 sparse raw sources (100 M tokens each: 10 B tokens, 20 GB
+//!    mapped, nothing read) with odd weights and taking the first batch, against one source.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use osml_data::loader::{Loader, LoaderConfig};
+use osml_data::mixture::{Mixture, Part, Weights};
+use osml_data::write::MegatronWriter;
+use osml_data::{DType, OpenOptions, TokenDataset};
+
+const SOURCES: usize = 10;
+const SOURCE_TOKENS: usize = 2_500_000;
+const ROUNDS: usize = 7;
+const STEPS: usize = 20_000;
+
+fn token(i: usize) -> u32 {
+    ((i.wrapping_mul(2_654_435_761) >> 7) % 50_257) as u32
+}
+
+/// Documents of 1..1,000 tokens (mean ~500: a few boundaries per 1,024-token window).
+fn write_megatron(prefix: &Path, from: usize, n: usize) {
+    let mut w = MegatronWriter::create(prefix, DType::U16).unwrap();
+    let (mut at, mut len) = (from, 300usize);
+    let tokens: Vec<u32> = (from..from + n).map(token).collect();
+    while at < from + n {
+        let end = (at + len).min(from + n);
+        w.add_document(&tokens[at - from..end - from]).unwrap();
+        at = end;
+        len = len * 7919 % 999 + 1;
+    }
+    w.finish().unwrap();
+}
+
+fn open(p: &Path) -> Arc<TokenDataset> {
+    Arc::new(TokenDataset::open(p, OpenOptions::default()).unwrap())
+}
+
+fn warm(paths: &[PathBuf]) {
+    for p in paths {
+        for ext in ["bin", "idx"] {
+            std::hint::black_box(std::fs::read(p.with_extension(ext)).unwrap().len());
+        }
+    }
+}
+
+fn tokens_per_s(mixture: Mixture, documents: bool) -> f64 {
+    let cfg = LoaderConfig {
+        batch_size: 12,
+        seq_len: 1024,
+        workers: 1,
+        documents,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::with_mixture(mixture, &cfg, None).unwrap();
+    for _ in 0..200 {
+        drop(loader.next_batch().unwrap());
+    }
+    let t = Instant::now();
+    for _ in 0..STEPS {
+        std::hint::black_box(loader.next_batch().unwrap().bytes().first());
+    }
+    (STEPS * 12 * 1024) as f64 / t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn weights(n: usize) -> Weights {
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    // Odd weights of three decimals: 0.137, 0.421, …
+    let texts: Vec<String> = (0..n)
+        .map(|i| format!("0.{:03}", (i * 7919 + 137) % 997 + 1))
+        .collect();
+    Weights::parse(&names, &texts).unwrap()
+}
+
+fn open_mixture(dir: &Path, n: usize) -> (Duration, Duration) {
+    const BIG: u64 = 100_000_000;
+    let mut paths = Vec::new();
+    for s in 0..n {
+        let p = dir.join(format!("source_{s:03}.bin"));
+        if !p.exists() {
+            std::fs::File::create(&p).unwrap().set_len(2 * BIG).unwrap();
+        }
+        paths.push(p);
+    }
+    let t = Instant::now();
+    let parts = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Part::whole(format!("s{i}"), open(p)))
+        .collect();
+    let mixture = Mixture::new(parts, weights(n)).unwrap();
+    let opened = t.elapsed();
+    let cfg = LoaderConfig {
+        batch_size: 12,
+        seq_len: 1024,
+        workers: 1,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::with_mixture(mixture, &cfg, None).unwrap();
+    drop(loader.next_batch().unwrap());
+    (opened, t.elapsed())
+}
+
+fn main() {
+    let root =
+        std::env::var_os("OSML_BENCH_DIR").unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
+    let dir = tempfile::tempdir_in(&root).unwrap();
+    let contend: usize = std::env::var("OSML_BENCH_CONTEND")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..contend)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005));
+                }
+            })
+        })
+        .collect();
+
+    let one = dir.path().join("all");
+    write_megatron(&one, 0, SOURCES * SOURCE_TOKENS);
+    let sources: Vec<PathBuf> = (0..SOURCES)
+        .map(|s| {
+            let p = dir.path().join(format!("part{s}"));
+            write_megatron(&p, s * SOURCE_TOKENS, SOURCE_TOKENS);
+            p
+        })
+        .collect();
+    let load0 = loadavg();
+    let (mut single, mut mixed) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        warm(std::slice::from_ref(&one));
+        single.push(tokens_per_s(Mixture::single(open(&one)), false));
+        warm(&sources);
+        let parts = sources
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Part::whole(format!("s{i}"), open(p)))
+            .collect();
+        mixed.push(tokens_per_s(
+            Mixture::new(parts, weights(SOURCES)).unwrap(),
+            true,
+        ));
+    }
+    let (s, m) = (median(single.clone()), median(mixed.clone()));
+    println!(
+        "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {contend} busy threads beside it; load average {load0} → {}",
+        loadavg()
+    );
+    println!("| source | median tokens/s (min–max) | ratio |");
+    println!("|---|---|---|");
+    let fmt = |v: &[f64], med: f64| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        format!("{:.1} M ({:.1}–{:.1} M)", med / 1e6, lo / 1e6, hi / 1e6)
+    };
+    println!(
+        "| one Megatron source, {} M tokens (baseline) | {} | 1.00 |",
+        SOURCES * SOURCE_TOKENS / 1_000_000,
+        fmt(&single, s)
+    );
+    println!(
+        "| {SOURCES}-source mixture of the same tokens, documents=true | {} | {:.2} |",
+        fmt(&mixed, m),
+        m / s
+    );
+
+    let big = tempfile::tempdir_in(&root).unwrap();
+    let load1 = loadavg();
+    let (one_open, one_first) = open_mixture(big.path(), 1);
+    std::fs::remove_file(big.path().join("source_000.bin")).unwrap();
+    let (opens, firsts): (Vec<_>, Vec<_>) = (0..5).map(|_| open_mixture(big.path(), 100)).unzip();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let med = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!();
+    println!("opening sparse raw sources of 100 M tokens each, odd weights of 3 decimals, median of 5; load average {load1}");
+    println!("| source | open ms | open + first batch ms |");
+    println!("|---|---|---|");
+    println!("| 1 source | {:.2} | {:.2} |", ms(one_open), ms(one_first));
+    println!(
+        "| mixture of 100 sources (10 B tokens) | {:.2} | {:.2} |",
+        ms(med(opens)),
+        ms(med(firsts))
+    );
+    stop.store(true, Ordering::Relaxed);
+    for b in busy {
+        b.join().unwrap();
+    }
+}
