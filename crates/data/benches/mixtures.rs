@@ -4,7 +4,7 @@
 //! disk; `OSML_BENCH_CONTEND=N` runs N busy threads beside it, as on a shared host):
 //!
 //! 1. Loader tokens/s of a 10-source mixture with document fields (`documents`: position
-//!    ids, cu_seqlens, sources, offsets) against one source of the same tokens without them,
+//!    ids, `cu_seqlens`, sources, offsets) against one source of the same tokens without them,
 //!    both Megatron datasets warm in the page cache, random windows, in interleaved rounds;
 //!    median of the rounds and the ratio of the medians.
 //! 2. Opening a mixture of 100 sparse raw sources (100 M tokens each: 10 B tokens, 20 GB
