@@ -29,7 +29,7 @@ use osml_data::{DType, OpenOptions, TokenDataset};
 
 const SOURCES: usize = 10;
 const SOURCE_TOKENS: usize = 2_500_000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 5;
 const STEPS: usize = 20_000;
 
 fn token(i: usize) -> u32 {
@@ -164,22 +164,27 @@ fn main() {
         })
         .collect();
     let load0 = loadavg();
-    let (mut single, mut mixed) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        warm(std::slice::from_ref(&one));
-        single.push(tokens_per_s(Mixture::single(open(&one)), false));
-        warm(&sources);
+    let (mut single, mut plain, mut mixed) = (Vec::new(), Vec::new(), Vec::new());
+    let mix = |docs: bool| {
         let parts = sources
             .iter()
             .enumerate()
             .map(|(i, p)| Part::whole(format!("s{i}"), open(p)))
             .collect();
-        mixed.push(tokens_per_s(
-            Mixture::new(parts, weights(SOURCES)).unwrap(),
-            true,
-        ));
+        tokens_per_s(Mixture::new(parts, weights(SOURCES)).unwrap(), docs)
+    };
+    for _ in 0..ROUNDS {
+        warm(std::slice::from_ref(&one));
+        single.push(tokens_per_s(Mixture::single(open(&one)), false));
+        warm(&sources);
+        plain.push(mix(false));
+        mixed.push(mix(true));
     }
-    let (s, m) = (median(single.clone()), median(mixed.clone()));
+    let (s, p, m) = (
+        median(single.clone()),
+        median(plain.clone()),
+        median(mixed.clone()),
+    );
     println!(
         "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {contend} busy threads beside it; load average {load0} → {}",
         loadavg()
@@ -195,6 +200,11 @@ fn main() {
         "| one Megatron source, {} M tokens (baseline) | {} | 1.00 |",
         SOURCES * SOURCE_TOKENS / 1_000_000,
         fmt(&single, s)
+    );
+    println!(
+        "| {SOURCES}-source mixture of the same tokens | {} | {:.2} |",
+        fmt(&plain, p),
+        p / s
     );
     println!(
         "| {SOURCES}-source mixture of the same tokens, documents=true | {} | {:.2} |",
