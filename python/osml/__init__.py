@@ -80,6 +80,23 @@ def _weight_text(weight: Any, where: str) -> str:
     return weight if isinstance(weight, str) else repr(weight)
 
 
+def _weight_texts(names: List[str], weights: Any) -> List[str]:
+    """``weights`` for the sources ``names`` (a list in their order, or a dict by name) as
+    exact decimals."""
+    if isinstance(weights, dict):
+        unknown = [k for k in weights if k not in names]
+        if unknown:
+            raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(names)})")
+        missing = [n for n in names if n not in weights]
+        if missing:
+            raise ValueError(f"no weight for source {missing[0]!r}")
+        return [_weight_text(weights[n], f"source {n}") for n in names]
+    weights = list(weights)
+    if len(weights) != len(names):
+        raise ValueError(f"{len(weights)} weights for a mixture of {len(names)} sources")
+    return [_weight_text(w, f"source {n}") for w, n in zip(weights, names)]
+
+
 def _source_name(source: Source) -> str:
     return " ".join(_source_paths(source))
 
@@ -120,18 +137,7 @@ class Mixture:
 
     def weight_texts(self, weights: Any) -> List[str]:
         """``weights`` (a list in source order, or a dict by name) as exact decimals."""
-        if isinstance(weights, dict):
-            unknown = [k for k in weights if k not in self.names]
-            if unknown:
-                raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(self.names)})")
-            missing = [n for n in self.names if n not in weights]
-            if missing:
-                raise ValueError(f"no weight for source {missing[0]!r}")
-            return [_weight_text(weights[n], f"source {n}") for n in self.names]
-        weights = list(weights)
-        if len(weights) != len(self.names):
-            raise ValueError(f"{len(weights)} weights for a mixture of {len(self.names)} sources")
-        return [_weight_text(w, f"source {n}") for w, n in zip(weights, self.names)]
+        return _weight_texts(self.names, weights)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n!r}: {w}" for n, _, w in self.sources)
@@ -364,19 +370,7 @@ class TokenLoader:
         prepared again; the change is recorded in ``state_dict()``."""
         if len(self.names) < 2:
             raise ValueError("one source has no weights to change: give the loader a mixture")
-        if isinstance(weights, dict):
-            unknown = [k for k in weights if k not in self.names]
-            if unknown:
-                raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(self.names)})")
-            missing = [n for n in self.names if n not in weights]
-            if missing:
-                raise ValueError(f"no weight for source {missing[0]!r}")
-            texts = [_weight_text(weights[n], f"source {n}") for n in self.names]
-        else:
-            weights = list(weights)
-            if len(weights) != len(self.names):
-                raise ValueError(f"{len(weights)} weights for a mixture of {len(self.names)} sources")
-            texts = [_weight_text(w, f"source {n}") for w, n in zip(weights, self.names)]
+        texts = _weight_texts(self.names, weights)
         state = self._loader.state_json()
         args = dict(self._args, reweight=texts)
         self._loader = _Loader(self._source_paths, self.batch_size, self.seq_len, state_json=state, **args)
