@@ -77,11 +77,8 @@ fn documents(
     batch: osml_data::loader::Batch,
 ) -> PyResult<Bound<'_, pyo3::types::PyTuple>> {
     let (rows, cols) = (batch.rows(), batch.row_len());
-    let tokens = array(py, batch)?;
-    let this = tokens
-        .getattr("base")?
-        .cast_into::<Batch>()
-        .map_err(|e| OsmlError::new_err(format!("batch array base: {e}")))?;
+    let this = Bound::new(py, Batch { batch })?;
+    let tokens = tokens(&this)?;
     let d = this
         .get()
         .batch
@@ -107,17 +104,22 @@ impl Batch {
 }
 
 fn array(py: Python<'_>, batch: osml_data::loader::Batch) -> PyResult<Bound<'_, PyAny>> {
+    tokens(&Bound::new(py, Batch { batch })?)
+}
+
+/// The `[B, T+1]` tokens of a batch, viewing its buffer.
+fn tokens<'py>(this: &Bound<'py, Batch>) -> PyResult<Bound<'py, PyAny>> {
+    let batch = &this.get().batch;
     let (rows, cols, dtype) = (batch.rows(), batch.row_len(), batch.dtype());
-    let this = Bound::new(py, Batch { batch })?;
     match dtype {
-        DType::I64 => Batch::view::<i64>(&this, rows, cols),
-        DType::I32 => Batch::view::<i32>(&this, rows, cols),
-        DType::U16 => Batch::view::<u16>(&this, rows, cols),
-        DType::I16 => Batch::view::<i16>(&this, rows, cols),
-        DType::U8 => Batch::view::<u8>(&this, rows, cols),
-        DType::I8 => Batch::view::<i8>(&this, rows, cols),
-        DType::U32 => Batch::view::<u32>(&this, rows, cols),
-        DType::U64 => Batch::view::<u64>(&this, rows, cols),
+        DType::I64 => Batch::view::<i64>(this, rows, cols),
+        DType::I32 => Batch::view::<i32>(this, rows, cols),
+        DType::U16 => Batch::view::<u16>(this, rows, cols),
+        DType::I16 => Batch::view::<i16>(this, rows, cols),
+        DType::U8 => Batch::view::<u8>(this, rows, cols),
+        DType::I8 => Batch::view::<i8>(this, rows, cols),
+        DType::U32 => Batch::view::<u32>(this, rows, cols),
+        DType::U64 => Batch::view::<u64>(this, rows, cols),
         DType::F32 | DType::F64 => Err(InvalidDatasetError::new_err(
             "a float dataset cannot be loaded as tokens in its own dtype: use dtype='int64'",
         )),
@@ -136,6 +138,23 @@ struct Loader {
 const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 impl Loader {
+    /// The next batch: the GIL released while waiting, in slices of [`WAIT_SLICE`] with a
+    /// check for signals between them; after the error that ended the stream,
+    /// `StopIteration`.
+    fn wait(&self, py: Python<'_>) -> PyResult<osml_data::loader::Batch> {
+        loop {
+            let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
+            match got {
+                Ok(Some(batch)) => return Ok(batch),
+                Ok(None) => py.check_signals()?,
+                Err(osml_data::DataError::Loader(LoaderError::Ended)) => {
+                    return Err(pyo3::exceptions::PyStopIteration::new_err(()))
+                }
+                Err(e) => return Err(data_err(e)),
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, RustLoader> {
         self.loader
             .lock()
@@ -330,33 +349,13 @@ impl Loader {
     /// is released while waiting, in slices of [`WAIT_SLICE`] with a check for signals
     /// between them. After the error that ended the stream, `StopIteration`.
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        loop {
-            let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
-            match got {
-                Ok(Some(batch)) => return array(py, batch),
-                Ok(None) => py.check_signals()?,
-                Err(osml_data::DataError::Loader(LoaderError::Ended)) => {
-                    return Err(pyo3::exceptions::PyStopIteration::new_err(()))
-                }
-                Err(e) => return Err(data_err(e)),
-            }
-        }
+        array(py, self.wait(py)?)
     }
 
     /// The next batch with its document fields: `(tokens, position_ids, cu_seqlens, sources,
     /// offsets)`, numpy arrays viewing one pool buffer.
     fn next_documents<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-        loop {
-            let got = py.detach(|| self.lock().next_batch_timeout(WAIT_SLICE));
-            match got {
-                Ok(Some(batch)) => return documents(py, batch),
-                Ok(None) => py.check_signals()?,
-                Err(osml_data::DataError::Loader(LoaderError::Ended)) => {
-                    return Err(pyo3::exceptions::PyStopIteration::new_err(()))
-                }
-                Err(e) => return Err(data_err(e)),
-            }
-        }
+        documents(py, self.wait(py)?)
     }
 
     /// What the first `samples` global samples read of each source, as JSON.

@@ -18,10 +18,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{loadavg, median};
 use osml_data::loader::{Loader, LoaderConfig};
 use osml_data::mixture::{Mixture, Part, Weights};
 use osml_data::write::MegatronWriter;
@@ -81,20 +83,6 @@ fn tokens_per_s(mixture: Mixture, documents: bool) -> f64 {
     (STEPS * 12 * 1024) as f64 / t.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn weights(n: usize) -> Weights {
     let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     // Odd weights of three decimals: 0.137, 0.421, …
@@ -137,22 +125,7 @@ fn main() {
     let root =
         std::env::var_os("OSML_BENCH_DIR").unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
     let dir = tempfile::tempdir_in(&root).unwrap();
-    let contend: usize = std::env::var("OSML_BENCH_CONTEND")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let busy: Vec<_> = (0..contend)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut x = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005));
-                }
-            })
-        })
-        .collect();
+    let contend = common::Contend::from_env();
 
     let one = dir.path().join("all");
     write_megatron(&one, 0, SOURCES * SOURCE_TOKENS);
@@ -186,16 +159,13 @@ fn main() {
         median(mixed.clone()),
     );
     println!(
-        "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {contend} busy threads beside it; load average {load0} → {}",
+        "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {} busy threads beside it; load average {load0} → {}",
+        contend.threads,
         loadavg()
     );
     println!("| source | median tokens/s (min–max) | ratio |");
     println!("|---|---|---|");
-    let fmt = |v: &[f64], med: f64| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(0.0, f64::max);
-        format!("{:.1} M ({:.1}–{:.1} M)", med / 1e6, lo / 1e6, hi / 1e6)
-    };
+    let fmt = common::rate_cell;
     println!(
         "| one Megatron source, {} M tokens (baseline) | {} | 1.00 |",
         SOURCES * SOURCE_TOKENS / 1_000_000,
@@ -232,8 +202,5 @@ fn main() {
         ms(med(opens)),
         ms(med(firsts))
     );
-    stop.store(true, Ordering::Relaxed);
-    for b in busy {
-        b.join().unwrap();
-    }
+    drop(contend);
 }

@@ -17,10 +17,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{loadavg, median};
 use osml_data::loader::{Loader, LoaderConfig};
 use osml_data::{OpenOptions, TokenDataset};
 
@@ -88,20 +90,6 @@ fn tokens_per_s(source: &[PathBuf]) -> f64 {
     (STEPS * 12 * 1024) as f64 / t.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn open_many(dir: &Path, n: usize) -> (Duration, Duration) {
     const BIG: usize = 100_000_000;
     let mut paths = Vec::new();
@@ -133,22 +121,7 @@ fn main() {
     let root =
         std::env::var_os("OSML_BENCH_DIR").unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
     let dir = tempfile::tempdir_in(&root).unwrap();
-    let contend: usize = std::env::var("OSML_BENCH_CONTEND")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let busy: Vec<_> = (0..contend)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut x = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005));
-                }
-            })
-        })
-        .collect();
+    let contend = common::Contend::from_env();
 
     let (one, shards) = build_pair(dir.path());
     let load0 = loadavg();
@@ -161,16 +134,13 @@ fn main() {
     }
     let (s, m) = (median(single.clone()), median(many.clone()));
     println!(
-        "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {contend} busy threads beside it; load average {load0} → {}",
+        "loader, B=12 T=1024 int64, 1 worker, random windows, {ROUNDS} interleaved rounds of {STEPS} batches, {} busy threads beside it; load average {load0} → {}",
+        contend.threads,
         loadavg()
     );
     println!("| source | median tokens/s (min–max) | ratio |");
     println!("|---|---|---|");
-    let fmt = |v: &[f64], med: f64| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(0.0, f64::max);
-        format!("{:.1} M ({:.1}–{:.1} M)", med / 1e6, lo / 1e6, hi / 1e6)
-    };
+    let fmt = common::rate_cell;
     println!(
         "| one raw .bin, {} M tokens (baseline) | {} | 1.00 |",
         SHARDS * SHARD_TOKENS / 1_000_000,
@@ -202,8 +172,5 @@ fn main() {
         ms(med(opens)),
         ms(med(firsts))
     );
-    stop.store(true, Ordering::Relaxed);
-    for b in busy {
-        b.join().unwrap();
-    }
+    drop(contend);
 }
