@@ -143,3 +143,76 @@ fn bad_sources_exit_1_naming_the_shard() {
         .assert()
         .code(3);
 }
+
+#[test]
+fn mixtures_are_described_and_their_bad_inputs_have_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shards(d);
+    std::fs::write(
+        d.join("mix.toml"),
+        "[[sources]]\npath = \"train_000000.bin\"\nweight = 0.7\nname = \"a\"\n\
+         [[sources]]\npath = \"train_00000[1-4].bin\"\nweight = 0.3\n",
+    )
+    .unwrap();
+    let v = json(
+        d,
+        &[
+            "data",
+            "inspect",
+            "mix.toml",
+            "--tokens",
+            "1K",
+            "--seq-len",
+            "4",
+            "--json",
+        ],
+    );
+    assert_eq!(v["sources"][0]["name"], "a");
+    assert_eq!(v["sources"][1]["shards"], 4);
+    assert_eq!(v["run"]["samples"], 250);
+    let samples: u64 = v["run"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["samples"].as_u64().unwrap())
+        .sum();
+    assert_eq!(samples, 250);
+    // A mixture file that does not parse: invalid input, exit 1, naming the file.
+    std::fs::write(d.join("bad.json"), "{\"sources\": [").unwrap();
+    osml(d)
+        .args(["data", "inspect", "bad.json"])
+        .assert()
+        .code(1)
+        .stderr(contains("bad.json: not a valid mixture"));
+    // A negative weight or an empty subset: usage, exit 2, naming the source.
+    osml(d)
+        .args([
+            "data",
+            "inspect",
+            "0.5 train_000000.bin -1 train_000001.bin",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "source train_000001.bin: weight \"-1\" is negative",
+        ));
+    osml(d)
+        .args([
+            "data",
+            "inspect",
+            "train_000000.bin",
+            "--split",
+            "100,0",
+            "--subset",
+            "valid",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("holds none"));
+    // A missing source: exit 3.
+    osml(d)
+        .args(["data", "inspect", "0.5 train_000000.bin 0.5 missing.bin"])
+        .assert()
+        .code(3);
+}
