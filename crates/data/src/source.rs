@@ -363,25 +363,16 @@ impl TokenDataset {
                 break;
             }
             let shard = &self.shards[k];
-            let docs = self.doc_starts[k + 1] - self.doc_starts[k];
             let local = from.saturating_sub(base);
-            // The first document starting after `local`.
-            let (mut lo, mut hi) = (0usize, docs);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                match shard.document_range(mid) {
-                    Some((s, _)) if s <= local => lo = mid + 1,
-                    _ => hi = mid,
-                }
-            }
             if base > from {
                 emit(base);
             }
-            for i in lo..docs {
-                match shard.document_range(i) {
-                    Some((s, _)) if base + s < to => emit(base + s),
-                    _ => break,
+            let first = shard.first_document_after(local);
+            for s in shard.document_starts_from(first) {
+                if base + s >= to {
+                    break;
                 }
+                emit(base + s);
             }
         }
     }

@@ -368,3 +368,73 @@ fn the_loader_over_shards_delivers_every_window_once_per_epoch() {
     assert!(seen.iter().all(|&c| c <= 1), "a window came twice");
     assert_eq!(seen.iter().sum::<u32>() as usize, steps * 4);
 }
+
+/// `document_starts_in` against the documents listed by hand, on a source of two Megatron
+/// shards of ~200 K tokens each: enough for several blocks of its lazily filled index of
+/// starts (64 Ki tokens), with empty documents, documents longer than a block, and windows
+/// that start, end or straddle a block or shard boundary or a document start.
+#[test]
+fn document_starts_match_the_index_across_blocks_and_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut starts = Vec::new(); // global starts of the documents, as the loader sees them
+    let mut total = 0u64;
+    let (mut entries, mut shard_ends) = (Vec::new(), Vec::new());
+    for shard in 0..2u64 {
+        let prefix = dir.path().join(format!("s{shard}"));
+        let mut w = MegatronWriter::create(&prefix, DType::U16).unwrap();
+        let (mut len, mut made) = (700usize, 0usize);
+        let mut k = 0u64;
+        while made < 200_000 {
+            k += 1;
+            // Mostly short documents; an empty one now and then; one longer than a block.
+            let n = match k % 97 {
+                13 => 0,
+                50 if shard == 0 && made < 100_000 => 90_000,
+                _ => len,
+            };
+            starts.push(total + made as u64);
+            w.add_document(&vec![7u32; n]).unwrap();
+            made += n;
+            len = len * 7919 % 1999 + 1;
+        }
+        w.finish().unwrap();
+        total += made as u64;
+        shard_ends.push(total);
+        entries.push(prefix.with_extension("bin"));
+    }
+    let ds = TokenDataset::open_source(&entries, &OpenOptions::default()).unwrap();
+    assert_eq!(ds.num_tokens(), total);
+    let want = |from: u64, to: u64| -> Vec<u64> {
+        let mut v: Vec<u64> = starts
+            .iter()
+            .copied()
+            .filter(|&s| s > from && s < to)
+            .collect();
+        v.dedup(); // an empty document starts where the next does
+        v
+    };
+    let got = |from: u64, to: u64| -> Vec<u64> {
+        let mut v = Vec::new();
+        ds.document_starts_in(from, to, |s| v.push(s));
+        v
+    };
+    let shard_end = shard_ends[0];
+    let mut probes: Vec<u64> = vec![0, 1, shard_end - 1, shard_end, total - 1024];
+    for b in 1..8u64 {
+        let at = b << 16;
+        probes.extend([at - 1025, at - 1024, at - 1, at, at + 1]);
+    }
+    probes.extend(
+        starts
+            .iter()
+            .step_by(37)
+            .flat_map(|&s| [s.saturating_sub(1024), s.saturating_sub(1), s]),
+    );
+    probes.extend((0..2000u64).map(|i| i * 2_654_435_761 % (total - 1024)));
+    for from in probes {
+        for t in [1u64, 64, 1024, 70_000] {
+            let to = (from + t).min(total);
+            assert_eq!(got(from, to), want(from, to), "window [{from}, {to})");
+        }
+    }
+}

@@ -131,6 +131,9 @@ struct Shared {
     /// `osml_sys::fork_generation` when the loader was made: batches dropped in a forked
     /// child must not touch the pool (its lock may have been held at the fork).
     fork_generation: u64,
+    /// Positions 0, 1, … of one row, copied into `position_ids` segment by segment (empty
+    /// without document fields).
+    ramp: documents::Ramp,
 }
 
 impl Shared {
@@ -175,10 +178,15 @@ impl Shared {
         let row_bytes = t1 * self.layout.elem;
         let (tokens_part, rest) =
             buf.as_mut_slice()[..self.layout.batch_bytes].split_at_mut(self.layout.token_bytes);
-        let mut docs = self
-            .layout
-            .docs
-            .map(|d| DocFields::new(d, rest, self.layout.token_bytes, self.batch_size));
+        let mut docs = self.layout.docs.map(|d| {
+            DocFields::new(
+                d,
+                rest,
+                self.layout.token_bytes,
+                self.batch_size,
+                &self.ramp,
+            )
+        });
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
             let (source, start) = self
                 .window(step, j)
@@ -580,6 +588,7 @@ impl Loader {
             populated_bytes: AtomicU64::new(0),
             pin_error: Mutex::new(None),
             fork_generation,
+            ramp: documents::Ramp::new(layout.docs, cfg.seq_len),
         });
         let spare_cpu = cfg.workers < osml_sys::allowed_cpus().map_or(1, |c| c.len());
         // The loader owns its threads from here on: an error below drops it, which stops and
