@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "LoaderError",
     "PoolExhaustedError",
     "ForkedLoaderError",
+    "RestoredWeightsWarning",
     "doctor",
     "DEFAULT_MAX_BUFFERS",
     "__version__",
@@ -99,6 +101,12 @@ def _weight_texts(names: List[str], weights: Any) -> List[str]:
 
 def _source_name(source: Source) -> str:
     return " ".join(_source_paths(source))
+
+
+class RestoredWeightsWarning(UserWarning):
+    """``load_state_dict`` restored a mixture state whose recorded weights at its cursor are
+    not the ones this loader was configured with: the record is followed, so the resumed run
+    draws what the interrupted one would have."""
 
 
 class Mixture:
@@ -363,6 +371,17 @@ class TokenLoader:
             state_json=json.dumps(state["osml_loader"]),
             **self._args,
         )
+        restored = self._loader.weights_restored_json()
+        if restored is not None:
+            r = json.loads(restored)
+            warnings.warn(
+                f"the restored state continues at sample {r['cursor']} with weights "
+                f"{':'.join(map(str, r['restored']))} (its record), not the configured "
+                f"{':'.join(map(str, r['configured']))}; call set_weights() to change them "
+                "from here",
+                RestoredWeightsWarning,
+                stacklevel=2,
+            )
 
     def set_weights(self, weights: Any) -> None:
         """New weights from the next step on: a list in source order, or a dict by name

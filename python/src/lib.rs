@@ -364,6 +364,15 @@ impl Loader {
         serde_json::to_string(&plan).map_err(|e| OsmlError::new_err(e.to_string()))
     }
 
+    /// When the restored state records other weights at its cursor than the configuration
+    /// gives (the record's are followed): `{cursor, configured, restored}` as JSON.
+    fn weights_restored_json(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let restored = py.detach(|| self.lock().weights_restored().cloned());
+        restored
+            .map(|r| serde_json::to_string(&r).map_err(|e| OsmlError::new_err(e.to_string())))
+            .transpose()
+    }
+
     /// Samples per global step (B × W).
     fn global_batch(&self, py: Python<'_>) -> u64 {
         py.detach(|| self.lock().global_batch())

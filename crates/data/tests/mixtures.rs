@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use osml_data::loader::{Loader, LoaderConfig, LoaderState, PositionIds};
+use osml_data::loader::{Loader, LoaderConfig, LoaderState, PositionIds, WeightsRestored};
 use osml_data::mixture::{Mixture, Part, Split, Subset, Weights};
 use osml_data::sampler::Mode;
 use osml_data::write::{MegatronWriter, RawWriter};
@@ -176,6 +176,10 @@ fn resuming_is_exact_across_a_weight_change() {
     // Run A: 10 steps, change weights to 0/1/1, 10 more steps, stop, resume for 10 more.
     let mut a = Loader::with_mixture(mix.clone(), &c, None).unwrap();
     let mut run_a = origins(&mut a, 10);
+    assert_eq!(a.weights_restored(), None);
+    // A state under the configured weights restores without a word.
+    let plain = Loader::with_mixture(mix.clone(), &c, Some(&a.state())).unwrap();
+    assert_eq!(plain.weights_restored(), None);
     let changed = a.state().reweighted(&weights(&["0", "1", "1"])).unwrap();
     let mut a = Loader::with_mixture(mix.clone(), &c, Some(&changed)).unwrap();
     run_a.extend(origins(&mut a, 10));
@@ -191,6 +195,15 @@ fn resuming_is_exact_across_a_weight_change() {
         (30, vec![0, 1, 1])
     );
     let mut a = Loader::with_mixture(mix.clone(), &c, Some(&back)).unwrap();
+    // The record's weights win over the configured ones, and the loader says so.
+    assert_eq!(
+        a.weights_restored(),
+        Some(&WeightsRestored {
+            cursor: 60,
+            configured: vec![5, 3, 2],
+            restored: vec![0, 1, 1],
+        })
+    );
     run_a.extend(origins(&mut a, 10));
     // After the change, source 0 is never drawn; the others alternate.
     assert!(run_a[30..].iter().all(|(s, _)| *s != 0));

@@ -256,10 +256,42 @@ impl Plan {
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
     pub plan: Plan,
+    pub weights_restored: Option<WeightsRestored>,
     pub global_batch: u64,
     pub start_cursor: u64,
     pub rank_offset: u64,
     pub layout: Layout,
+}
+
+/// A restored state whose recorded weights are not the ones the configuration gives at its
+/// cursor: the record wins (it is what the run drew), and the caller is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeightsRestored {
+    /// The global sample the loader continues from.
+    pub cursor: u64,
+    /// The shares the configured weights and schedule give at `cursor`.
+    pub configured: Vec<u64>,
+    /// The shares in force at `cursor` after the restore (the record's, then the configured
+    /// changes past the record's last).
+    pub restored: Vec<u64>,
+}
+
+/// The shares in force at sample `n` of a list of changes sorted by start (the first at 0),
+/// reduced by their gcd so that 14:4:2 and 7:2:1 compare equal.
+fn shares_in_force(changes: &[WeightChange], n: u64) -> Vec<u64> {
+    let Some(c) = changes.iter().rev().find(|c| c.start <= n) else {
+        return Vec::new();
+    };
+    let g = c.shares.iter().fold(0, |g, &x| gcd(g, x)).max(1);
+    c.shares.iter().map(|x| x / g).collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 fn usage<T>(m: String) -> Result<T, DataError> {
@@ -365,6 +397,7 @@ pub(crate) fn check(
     }
     let tokens: u64 = parts.iter().map(crate::mixture::Part::num_tokens).sum();
     let mut changes = mixture.changes(global_batch)?;
+    let mut weights_restored = None;
     let start_cursor = match state {
         None => 0,
         Some(s) => {
@@ -394,9 +427,18 @@ pub(crate) fn check(
                         return mismatch("mixture (its sources' token counts differ)");
                     }
                     // The record is the past; the configured schedule adds what lies past it.
+                    let configured = shares_in_force(&changes, s.cursor);
                     let last = m.weights.last().map_or(0, |c| c.start);
                     changes.retain(|c| c.start > last);
                     changes.splice(0..0, m.weights.iter().cloned());
+                    let restored = shares_in_force(&changes, s.cursor);
+                    if configured != restored {
+                        weights_restored = Some(WeightsRestored {
+                            cursor: s.cursor,
+                            configured,
+                            restored,
+                        });
+                    }
                 }
                 (None, false) => return mismatch("kind of source (one source, not a mixture)"),
                 (Some(_), true) => return mismatch("kind of source (a mixture, not one source)"),
@@ -417,6 +459,7 @@ pub(crate) fn check(
             offsets: parts.iter().map(|p| p.tokens.start).collect(),
             blend,
         },
+        weights_restored,
         global_batch,
         start_cursor,
         rank_offset,

@@ -55,7 +55,7 @@ use serde::Serialize;
 pub use config::Fault;
 pub use config::{
     auto_prefetch, default_workers, Interleave, LoaderConfig, LoaderState, MixtureState, Output,
-    DEFAULT_MAX_BUFFERS, MAX_PREFETCH, MAX_WORKERS,
+    WeightsRestored, DEFAULT_MAX_BUFFERS, MAX_PREFETCH, MAX_WORKERS,
 };
 pub use error::LoaderError;
 
@@ -331,6 +331,7 @@ pub struct Loader {
     spin: Spin,
     regions: Vec<(usize, usize)>,
     pool_grows: u64,
+    weights_restored: Option<WeightsRestored>,
 }
 
 /// A batch's document fields, views of its buffer (layout: the `documents` module).
@@ -535,6 +536,7 @@ impl Loader {
     ) -> Result<Self, DataError> {
         let checked = config::check(&mixture, cfg, state)?;
         let layout = checked.layout;
+        let weights_restored = checked.weights_restored.clone();
         // One huge-page-backed mapping carved into page-aligned buffers: a pool of small
         // batches shares huge pages instead of rounding every buffer up to 2 MiB.
         let osml_sys::Split {
@@ -607,6 +609,7 @@ impl Loader {
             spin: Spin::new(spare_cpu),
             regions: vec![region],
             pool_grows: 0,
+            weights_restored,
         };
         if cfg.willneed {
             let s = Arc::clone(&loader.shared);
@@ -774,6 +777,12 @@ impl Loader {
             epoch,
             mixture,
         }
+    }
+
+    /// Set when the state this loader restored records other weights at its cursor than its
+    /// configuration gives: the record's are followed (callers should tell the user).
+    pub fn weights_restored(&self) -> Option<&WeightsRestored> {
+        self.weights_restored.as_ref()
     }
 
     /// The mixture read (one part for one source).
