@@ -54,6 +54,10 @@ bench-os:
 	cargo build --release -p osml
 	python3 benchmarks/os_tools.py target/release/osml
 
+# The peers (litdata, MosaicML Streaming, torchdata) live in the bench venv, which
+# scripts/bench-venv.sh makes on first use and names on stdout.
 bench-loaders:
-	.venv/bin/python benchmarks/loaders.py
+	py="$(shell scripts/bench-venv.sh)"; test -n "$$py" || { echo "scripts/bench-venv.sh failed" >&2; exit 1; }; \
+	  $$py benchmarks/loaders.py && $$py benchmarks/loaders.py --mixture && $$py benchmarks/loaders.py --resume-check
 	.venv/bin/python benchmarks/first_batch.py
+	.venv/bin/python benchmarks/blend_open.py
