@@ -94,11 +94,21 @@ pub struct TraceArgs {
     /// Also draw memory and CPU over time per process into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Count every system call of the tree (ptrace, as strace -c -f; slows the job while on).
-    #[arg(long)]
-    pub syscalls: bool,
+    /// Count every system call of the tree, per system call and per process: `perf` in the
+    /// kernel (tracepoint counters; the job never stops), `ptrace` as strace -c -f does (two
+    /// stops per call: a syscall-heavy job runs ~200× slower; commands only), `auto` (the
+    /// default when the flag is given bare) perf where it can, else ptrace with a warning.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "auto"
+    )]
+    pub syscalls: Option<SyscallsArg>,
     /// Watch this running process and its children instead of running a command (Ctrl-C ends).
-    #[arg(long, value_name = "PID", conflicts_with = "syscalls")]
+    #[arg(long, value_name = "PID")]
     pub pid: Option<i32>,
     /// With --pid: stop after this long (e.g. 30s).
     #[arg(long, value_parser = humantime::parse_duration, requires = "pid")]
@@ -112,6 +122,14 @@ pub struct TraceArgs {
         conflicts_with = "pid"
     )]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// How `osml trace --syscalls` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyscallsArg {
+    Auto,
+    Perf,
+    Ptrace,
 }
 
 #[derive(Debug, Args)]

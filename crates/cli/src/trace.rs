@@ -10,9 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use osml_sys::atomic::TempBeside;
 use osml_trace::report::{human_bytes, Report};
-use osml_trace::{Options, Target, MAX_DURATION, MAX_INTERVAL, MIN_INTERVAL};
+use osml_trace::{
+    Counting, Mechanism, Options, SyscallMode, Target, MAX_DURATION, MAX_INTERVAL, MIN_INTERVAL,
+};
 
-use crate::cli::{MemArgs, TraceArgs};
+use crate::cli::{MemArgs, SyscallsArg, TraceArgs};
 use crate::exit::Usage;
 
 /// Writes `content` to `path` atomically ([`TempBeside`]: mode 0666 less the umask, as any
@@ -67,7 +69,11 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
     check_times(a.interval, a.duration)?;
     let opts = Options {
         interval: a.interval,
-        syscalls: a.syscalls,
+        syscalls: a.syscalls.map(|m| match m {
+            SyscallsArg::Auto => SyscallMode::Auto,
+            SyscallsArg::Perf => SyscallMode::Perf,
+            SyscallsArg::Ptrace => SyscallMode::Ptrace,
+        }),
         duration: a.duration,
     };
     // Ctrl-C ends a --pid trace with its report; a traced command gets the signal itself.
@@ -77,6 +83,14 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
     }
     let report = osml_trace::trace(&target, &opts, &stop)?;
+    if let Some(c) = report.syscall_counting.as_ref().filter(|c| c.fell_back) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "osml: warning: system calls counted with ptrace: {}",
+            crate::output::escape(&c.reason)
+        );
+    }
     if let Some(path) = &a.json {
         write_atomic(
             path,
@@ -93,6 +107,44 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
     let _ = write_summary(&mut err, &report).and_then(|()| err.finish());
     let code = report.exit_status.unwrap_or(0);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// How the system calls were counted, for the summary line: the mechanism, why, and what a
+/// kernel count left out.
+fn counting_note(c: &Counting) -> String {
+    let Some(cov) = c
+        .coverage
+        .as_ref()
+        .filter(|_| c.mechanism == Mechanism::Perf)
+    else {
+        return format!(", counted with ptrace ({})", c.reason);
+    };
+    let mut parts = vec![format!(", counted in the kernel ({})", c.reason)];
+    if cov.counted_by_name < cov.tracepoints {
+        parts.push(format!(
+            "{} of {} system calls by name (descriptor limit), the rest as other",
+            cov.counted_by_name, cov.tracepoints
+        ));
+    }
+    if cov.late_tasks > 0 {
+        parts.push(format!(
+            "{} thread(s) started while the counters opened, counted only if their creator was",
+            cov.late_tasks
+        ));
+    }
+    if cov.unattributed > 0 {
+        parts.push(format!(
+            "{} call(s) made by threads before the sampler saw them are in no process's figure",
+            cov.unattributed
+        ));
+    }
+    if cov.threads_unwatched > 0 {
+        parts.push(format!(
+            "{} thread(s) got no counter of their own (descriptor limit)",
+            cov.threads_unwatched
+        ));
+    }
+    parts.join("; ")
 }
 
 fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
@@ -156,15 +208,24 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     if let Some(times) = &r.syscall_times {
         let total: u64 = times.values().map(|s| s.count).sum();
+        let how = r
+            .syscall_counting
+            .as_ref()
+            .map_or_else(String::new, counting_note);
         writeln!(
             out,
-            "  system calls: {total} ({:.0}/s)",
+            "  system calls: {total} ({:.0}/s){how}",
             total as f64 / r.duration_s.max(1e-9)
         )?;
+        let timed = r.syscall_counting.as_ref().is_none_or(|c| c.times_measured);
         let mut top: Vec<_> = times.iter().collect();
         top.sort_by_key(|(_, s)| std::cmp::Reverse(s.count));
         for (name, s) in top.iter().take(12) {
-            writeln!(out, "    {name:<20} {:>10} {:>10.4} s", s.count, s.seconds)?;
+            if timed {
+                writeln!(out, "    {name:<20} {:>10} {:>10.4} s", s.count, s.seconds)?;
+            } else {
+                writeln!(out, "    {name:<20} {:>10}", s.count)?;
+            }
         }
     }
     if r.findings.is_empty() {

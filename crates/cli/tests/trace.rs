@@ -110,9 +110,9 @@ fn copy_on_read_is_found_and_measured_like_smaps_rollup() {
     assert!(summary.contains("mem.copy_on_read"), "{summary}");
 }
 
-fn getppid_calls(py: &str, n: u32) -> u64 {
+fn getppid_calls(py: &str, n: u32, mode: &str) -> u64 {
     let code = format!("import os\nfor _ in range({n}): os.getppid()\n");
-    let (out, r) = traced(&["--syscalls", "--", py, "-c", &code]);
+    let (out, r) = traced(&[mode, "--", py, "-c", &code]);
     assert!(
         out.status.success(),
         "{}",
@@ -135,22 +135,320 @@ fn syscalls_are_counted_exactly() {
         );
         return;
     }
-    // Python's start-up makes its own calls: the difference is exactly ours.
-    let base = getppid_calls(&py, 0);
-    let with = getppid_calls(&py, 5000);
-    assert_eq!(with - base, 5000);
-    // In a child too (-f): a shell running a loop of a child process.
-    let (out, r) = traced(&[
-        "--syscalls",
-        "--",
-        "sh",
-        "-c",
-        "/bin/true; /bin/true; exit 0",
-    ]);
-    assert!(out.status.success());
-    let execs = r["syscalls"]["execve"].as_u64().unwrap();
-    assert_eq!(execs, 3, "sh and two /bin/true: {}", r["syscalls"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("system calls:"));
+    let mut modes = vec!["--syscalls=ptrace"];
+    if kernel_counting("syscalls_are_counted_exactly") {
+        modes.push("--syscalls=perf");
+    }
+    for mode in modes {
+        // Python's start-up makes its own calls: the difference is exactly ours.
+        let base = getppid_calls(&py, 0, mode);
+        let with = getppid_calls(&py, 5000, mode);
+        assert_eq!(with - base, 5000, "{mode}");
+        // In a child too (-f): a shell running a loop of a child process.
+        let (out, r) = traced(&[mode, "--", "sh", "-c", "/bin/true; /bin/true; exit 0"]);
+        assert!(out.status.success());
+        let execs = r["syscalls"]["execve"].as_u64().unwrap();
+        assert_eq!(execs, 3, "{mode}: sh and two /bin/true: {}", r["syscalls"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("system calls:"));
+    }
+}
+
+/// Whether kernel counters can be opened here (tracefs mounted, root or a permissive
+/// `perf_event_paranoid`); a visible skip of `test` when not.
+fn kernel_counting(test: &str) -> bool {
+    if !support::ensure_tracefs() {
+        skip(test, "no tracefs: kernel counting not tested");
+        return false;
+    }
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(2);
+    if !support::is_root() && paranoid > 1 {
+        skip(
+            test,
+            "not root and perf_event_paranoid > 1: kernel counting not tested",
+        );
+        return false;
+    }
+    true
+}
+
+/// tests/trace/calls.c built into `dir`, or a visible skip of `test` without a C compiler.
+fn calls_program(test: &str, dir: &std::path::Path) -> Option<String> {
+    let exe = dir.join("calls");
+    let src = support::repo().join("tests/trace/calls.c");
+    match Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+    {
+        Ok(s) if s.success() => Some(exe.to_str().unwrap().to_owned()),
+        other => {
+            skip(
+                test,
+                &format!("cannot build tests/trace/calls.c with cc: {other:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn count(r: &Value, name: &str) -> u64 {
+    r["syscalls"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
+    const TEST: &str = "kernel_counts_are_exact_for_the_command_its_threads_and_children";
+    if !kernel_counting(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(calls) = calls_program(TEST, dir.path()) else {
+        return;
+    };
+    let run_calls = |args: &[&str]| {
+        let mut all = vec!["--syscalls=perf", "--interval", "50ms", "--", &calls];
+        all.extend_from_slice(args);
+        let (out, r) = traced(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            r["syscall_counting"]["mechanism"], "perf",
+            "{}",
+            r["syscall_counting"]
+        );
+        assert_eq!(r["syscall_counting"]["times_measured"], false);
+        r
+    };
+    let base = run_calls(&["getppid", "0"]);
+    let r = run_calls(&["getppid", "100000"]);
+    assert_eq!(count(&r, "getppid") - count(&base, "getppid"), 100_000);
+    let base = run_calls(&["openat", "0"]);
+    let r = run_calls(&["openat", "1000"]);
+    assert_eq!(count(&r, "openat") - count(&base, "openat"), 1000);
+    assert_eq!(count(&r, "close") - count(&base, "close"), 1000);
+    // A thread's calls join its process's.
+    // A thread's calls join the totals; a thread too short-lived for the sampler to see is in
+    // no process's figure, and the report says how many calls that leaves out.
+    let r = run_calls(&["thread", "4321"]);
+    assert_eq!(count(&r, "getppid"), 4321);
+    let total: u64 = r["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let unattributed = r["syscall_counting"]["coverage"]["unattributed"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        r["processes"][0]["syscalls"].as_u64().unwrap() + unattributed,
+        total,
+        "{}",
+        r["syscall_counting"]
+    );
+    // A forked child is counted apart from its parent.
+    let r = run_calls(&["fork", "20000"]);
+    assert_eq!(count(&r, "getppid"), 20_000);
+    let procs = r["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    let (parent, child) = if procs[1]["ppid"] == procs[0]["pid"] {
+        (&procs[0], &procs[1])
+    } else {
+        (&procs[1], &procs[0])
+    };
+    assert_eq!(child["ppid"], parent["pid"]);
+    let (p, c) = (
+        parent["syscalls"].as_u64().unwrap(),
+        child["syscalls"].as_u64().unwrap(),
+    );
+    assert!((20_000..20_100).contains(&c), "the child's calls: {c}");
+    assert!(p < 1_000, "the parent's calls: {p}");
+    let total: u64 = r["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let unattributed = r["syscall_counting"]["coverage"]["unattributed"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        p + c + unattributed,
+        total,
+        "every call is attributed or reported"
+    );
+}
+
+#[test]
+fn kernel_counts_of_a_running_process_are_exact() {
+    const TEST: &str = "kernel_counts_of_a_running_process_are_exact";
+    if !kernel_counting(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(calls) = calls_program(TEST, dir.path()) else {
+        return;
+    };
+    let go = dir.path().join("go");
+    let mut job = Command::new(&calls)
+        .args(["wait", go.to_str().unwrap(), "30000"])
+        .spawn()
+        .unwrap();
+    let json = dir.path().join("t.json");
+    let mut trace = support::osml_process()
+        .args(["trace", "--syscalls", "--interval", "50ms", "--json"])
+        .arg(&json)
+        .args(["--pid", &job.id().to_string()])
+        .spawn()
+        .unwrap();
+    // Attached once the tracer holds its counters: one descriptor per system call with a
+    // tracepoint, one for the total, one for the thread's own figure (opened last), beside its
+    // three standard streams.
+    let tracepoints = std::fs::read_dir("/sys/kernel/tracing/events/syscalls")
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("sys_enter_")
+        })
+        .count();
+    let fds = format!("/proc/{}/fd", trace.id());
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&fds).map_or(0, Iterator::count) < tracepoints + 5 {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "the tracer never opened its counters"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::write(&go, "").unwrap();
+    assert!(job.wait().unwrap().success());
+    assert!(trace.wait().unwrap().success());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["syscall_counting"]["mechanism"], "perf");
+    assert_eq!(
+        r["syscall_counting"]["coverage"]["tasks"], 1,
+        "{} {}",
+        r["syscall_counting"], r["syscalls"]
+    );
+    assert_eq!(count(&r, "getppid"), 30_000, "{}", r["syscalls"]);
+}
+
+/// Runs `osml trace` as `nobody` with `perf_event_paranoid` at 2 (restored after).
+fn as_nobody(args: &[&str], dir: &std::path::Path) -> (Output, Option<Value>) {
+    let json = dir.join("t.json");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::bin())
+        .args(["trace", "--json"])
+        .arg(&json)
+        .args(args);
+    let out = cmd.output().unwrap();
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (out, report)
+}
+
+#[test]
+fn auto_falls_back_to_ptrace_where_the_kernel_refuses_and_says_so() {
+    const TEST: &str = "auto_falls_back_to_ptrace_where_the_kernel_refuses_and_says_so";
+    if !support::is_root() {
+        return skip(TEST, "needs root to run the tracer as another user");
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return skip(TEST, "no setpriv (util-linux)");
+    }
+    let path = "/proc/sys/kernel/perf_event_paranoid";
+    let before = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, "2").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let auto = as_nobody(&["--syscalls", "--", "/bin/true"], dir.path());
+    std::fs::remove_file(dir.path().join("t.json")).ok();
+    let perf = as_nobody(&["--syscalls=perf", "--", "/bin/true"], dir.path());
+    std::fs::write(path, before).unwrap();
+    let (out, r) = auto;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let r = r.unwrap();
+    assert_eq!(
+        r["syscall_counting"]["mechanism"], "ptrace",
+        "{}",
+        r["syscall_counting"]
+    );
+    assert_eq!(r["syscall_counting"]["fell_back"], true);
+    assert!(
+        err.contains("warning: system calls counted with ptrace") && err.contains("200×"),
+        "{err}"
+    );
+    assert!(count(&r, "execve") == 1);
+    let (out, r) = perf;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(r.is_none(), "no report when counting is impossible");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot count system calls in the kernel"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ptrace_counts_agree_with_strace_after_interrupted_calls() {
+    const TEST: &str = "ptrace_counts_agree_with_strace_after_interrupted_calls";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(calls) = calls_program(TEST, dir.path()) else {
+        return;
+    };
+    let out_file = dir.path().join("strace.txt");
+    match Command::new("strace")
+        .args(["-c", "-f", "-o"])
+        .arg(&out_file)
+        .args([&calls, "signal"])
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        other => return skip(TEST, &format!("strace unavailable or refused: {other:?}")),
+    }
+    let (out, r) = traced(&["--syscalls=ptrace", "--", &calls, "signal"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let mut strace = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if f.len() >= 5 && f[0].parse::<f64>().is_ok() && *f.last().unwrap() != "total" {
+            strace.insert(f.last().unwrap().to_string(), f[3].parse::<u64>().unwrap());
+        }
+    }
+    // Two reads interrupted by the alarm, each followed by the handler's return.
+    assert_eq!(strace.get("rt_sigreturn"), Some(&2), "{text}");
+    assert!(strace.get("read").is_some_and(|&n| n >= 3), "{text}");
+    for (name, n) in &strace {
+        assert_eq!(
+            count(&r, name),
+            *n,
+            "{name}: osml {} vs strace {n}",
+            r["syscalls"]
+        );
+    }
 }
 
 #[test]

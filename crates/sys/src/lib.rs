@@ -13,7 +13,10 @@
 //! - [`SyscallCounter`]: this process's system calls, from a perf tracepoint counter;
 //! - [`set_mempolicy`] and [`get_mempolicy`]: the thread's NUMA memory policy;
 //! - [`UringReader`]: reads at a chosen queue depth through `io_uring`;
-//! - [`spawn_traced`]: a child that stops for its `ptrace` tracer at exec;
+//! - [`spawn_traced`]: a child that stops for its `ptrace` tracer at exec; [`syscall_stop`]:
+//!   what a tracee at a system-call stop is doing (`PTRACE_GET_SYSCALL_INFO`);
+//! - [`TracepointCounter`]: a perf tracepoint counter on a task (and, inherited, on what it
+//!   starts afterwards);
 //! - [`fork_generation`]: a counter that changes in a child after `fork(2)` (`pthread_atfork`);
 //! - [`file::open_regular`] and [`file::read_bounded`]: regular files only, `O_NONBLOCK`, a cap;
 //! - [`cleanup`]: paths removed when a terminating signal arrives; [`atomic::TempBeside`]: a
@@ -35,6 +38,7 @@ mod mempolicy;
 mod mmap;
 mod perf;
 mod sigbus;
+mod syscall_stop;
 mod uring;
 
 /// Counted skips of the unit tests, shared with every crate's tests.
@@ -51,8 +55,9 @@ pub use buffer::{
 pub use fork::fork_generation;
 pub use mempolicy::{get_mempolicy, set_mempolicy, MemPolicy};
 pub use mmap::{evict_from_page_cache, page_size, Access, BlockResidency, MappedFile};
-pub use perf::SyscallCounter;
+pub use perf::{close_in_background, SyscallCounter, TracepointCounter};
 pub use sigbus::EXIT_FILE_CHANGED;
+pub use syscall_stop::{syscall_stop, SyscallStop};
 pub use uring::UringReader;
 
 /// Errors from the wrappers: which call failed, on what, and the OS error.

@@ -3,11 +3,14 @@
 //! [`trace`] runs a command (or watches a running process) and samples its whole process tree
 //! from `/proc` at an interval: CPU, RSS, PSS and USS, swap, faults, context switches,
 //! migrations, I/O, threads and affinity, following children as they come and go. With
-//! `syscalls` it also counts every system call of the tree through `ptrace`. The
+//! `syscalls` it also counts every system call of the tree: in the kernel with perf tracepoint
+//! counters ([`kernel`], the job never stops), or through `ptrace` ([`syscalls`], the fallback,
+//! two stops per call). The
 //! [`report::Report`] has one summary per process, totals, findings (copy-on-read in forked
 //! workers, major faults, oversubscribed CPUs, migrations, syscall storms) and a timeline that
 //! [`plot::svg`] draws. [`mem::explain`] breaks one process's memory down by region.
 
+pub mod kernel;
 pub mod mem;
 pub mod plot;
 pub mod report;
@@ -43,6 +46,77 @@ pub enum TraceError {
     },
     #[error("{0}")]
     Proc(String),
+    #[error("cannot count system calls in the kernel: {0}")]
+    Kernel(kernel::Unavailable),
+    #[error("--syscalls=ptrace needs a command: ptrace cannot count a running process's calls here without stopping it; use --syscalls=perf (or auto)")]
+    PtraceNeedsCommand,
+}
+
+/// How `--syscalls` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyscallMode {
+    /// Kernel counters where tracepoints and permissions allow, else ptrace (with a warning).
+    Auto,
+    /// Kernel counters only: an error where they cannot be opened.
+    Perf,
+    /// ptrace only (commands only).
+    Ptrace,
+}
+
+/// The mechanism a trace counted system calls with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    Perf,
+    Ptrace,
+}
+
+/// How system calls were counted, in the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Counting {
+    pub mechanism: Mechanism,
+    /// Why this mechanism (what was asked, and for `auto`, why kernel counting was not used).
+    pub reason: String,
+    /// Whether `auto` fell back to ptrace: the job ran much slower than it would alone.
+    pub fell_back: bool,
+    /// Whether the time in each call was measured (ptrace only).
+    pub times_measured: bool,
+    /// Kernel counting: tasks, names counted, late tasks, lost exits.
+    pub coverage: Option<kernel::Coverage>,
+}
+
+/// The mechanism chosen before anything runs.
+enum Choice {
+    Perf(kernel::Tracepoints, String),
+    Ptrace(String, bool),
+}
+
+fn choose(mode: SyscallMode, pid_target: bool) -> Result<Choice, TraceError> {
+    if mode == SyscallMode::Ptrace {
+        if pid_target {
+            return Err(TraceError::PtraceNeedsCommand);
+        }
+        return Ok(Choice::Ptrace("--syscalls=ptrace".into(), false));
+    }
+    kernel::mount_tracefs();
+    let ready = kernel::tracepoints(&osml_host::HostRoot::live())
+        .and_then(|tp| kernel::probe(&tp).map(|()| tp));
+    match (ready, mode) {
+        (Ok(tp), _) => {
+            let why = if mode == SyscallMode::Auto {
+                "kernel counters (perf tracepoints): available here"
+            } else {
+                "--syscalls=perf"
+            };
+            Ok(Choice::Perf(tp, why.into()))
+        }
+        (Err(u), SyscallMode::Auto) if !pid_target => Ok(Choice::Ptrace(
+            format!("kernel counting unavailable ({u}); ptrace stops the job twice per system call, which slows a syscall-heavy job about 200×"),
+            true,
+        )),
+        (Err(u), _) => Err(TraceError::Kernel(u)),
+    }
 }
 
 /// What to trace.
@@ -64,8 +138,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct Options {
     /// Between [`MIN_INTERVAL`] and [`MAX_INTERVAL`] (the front end refuses others).
     pub interval: Duration,
-    /// Count system calls with ptrace (commands only).
-    pub syscalls: bool,
+    /// Count system calls, and how (`None`: not counted).
+    pub syscalls: Option<SyscallMode>,
     /// Stop after this long (for `--pid`), at most [`MAX_DURATION`].
     pub duration: Option<Duration>,
 }
@@ -140,6 +214,8 @@ struct Collector {
     peak_rss: u64,
     peak_pss: u64,
     peak_runnable: u64,
+    /// (process id, thread id) of every thread in the latest sample.
+    last_tasks: Vec<(i32, i32)>,
 }
 
 impl Collector {
@@ -164,6 +240,7 @@ impl Collector {
             peak_rss: 0,
             peak_pss: 0,
             peak_runnable: 0,
+            last_tasks: Vec::new(),
         }
     }
 
@@ -172,11 +249,14 @@ impl Collector {
         let procs = sample::tree(&[root]);
         let (mut rss, mut pss, mut runnable) = (0, 0, 0);
         let mut root_seen = false;
+        self.last_tasks.clear();
         for p in &procs {
             let Some(s) = sample::read(p, self.t0, &self.host) else {
                 continue;
             };
             root_seen |= s.pid == root;
+            self.last_tasks
+                .extend(s.thread_cpus.keys().map(|&tid| (s.pid, tid)));
             rss += s.rss_bytes;
             pss += s.pss_bytes.unwrap_or(0);
             runnable += s.runnable;
@@ -208,8 +288,9 @@ impl Collector {
         command: String,
         opts: &Options,
         exit_status: Option<i32>,
-        calls: Option<SyscallCounts>,
+        calls: Option<(SyscallCounts, Counting)>,
     ) -> Report {
+        let (calls, counting) = calls.unzip();
         let duration = self.t0.elapsed().as_secs_f64();
         let procs: Vec<ProcessReport> = self
             .series
@@ -228,7 +309,14 @@ impl Collector {
             peak_runnable_threads: self.peak_runnable,
         };
         let cpus = osml_sys::allowed_cpus().map_or(1, |c| c.len());
-        let findings = findings(&self.series, &procs, &totals, duration, cpus);
+        let findings = findings(
+            &self.series,
+            &procs,
+            &totals,
+            duration,
+            cpus,
+            calls.as_ref(),
+        );
         let timeline = self
             .series
             .values()
@@ -251,6 +339,7 @@ impl Collector {
                     .collect()
             }),
             syscall_times: calls.map(|c| c.by_name),
+            syscall_counting: counting,
             timeline,
         }
     }
@@ -271,14 +360,146 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// Every task (process id, thread id) of the tree under `root`.
+fn tree_tasks(root: i32) -> Vec<(i32, i32)> {
+    sample::tree(&[root])
+        .iter()
+        .flat_map(|p| {
+            p.tasks()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(move |t| (p.pid, t.tid))
+        })
+        .collect()
+}
+
+/// Kernel counters on every thread of a running tree. Threads that appear while they are
+/// being opened are not given counters of their own (one started by a thread already counted
+/// inherits its creator's, and a second set would count it twice): they are reported as late,
+/// each counted only if its creator already was.
+fn attach(tp: &kernel::Tracepoints, root: i32) -> Result<kernel::KernelCounter, TraceError> {
+    let tasks = tree_tasks(root);
+    let mut k = kernel::KernelCounter::open(tp, &tasks).map_err(TraceError::Kernel)?;
+    let seen: std::collections::BTreeSet<i32> = tasks.iter().map(|t| t.1).collect();
+    let late = tree_tasks(root)
+        .iter()
+        .filter(|t| !seen.contains(&t.1))
+        .count();
+    k.note_late(late);
+    Ok(k)
+}
+
+fn command_text(cmd: &[OsString]) -> String {
+    cmd.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_error(cmd: &[OsString], error: std::io::Error) -> TraceError {
+    TraceError::Spawn {
+        cmd: cmd[0].to_string_lossy().into_owned(),
+        error,
+    }
+}
+
+/// Starts `cmd` with kernel counters on it from its first instruction: the child stops for
+/// ptrace at exec, the counters are opened on it, and it is let go (no longer traced).
+fn spawn_counted(
+    cmd: &[OsString],
+    tp: &kernel::Tracepoints,
+) -> Result<(std::process::Child, kernel::KernelCounter), TraceError> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let mut command = std::process::Command::new(&cmd[0]);
+    command.args(&cmd[1..]);
+    let mut child = osml_sys::spawn_traced(&mut command).map_err(|e| spawn_error(cmd, e))?;
+    let pid = child.id().cast_signed();
+    let nix_pid = nix::unistd::Pid::from_raw(pid);
+    let ptrace_err = |e: nix::Error| TraceError::Ptrace(e.to_string());
+    match waitpid(nix_pid, None).map_err(ptrace_err)? {
+        WaitStatus::Stopped(_, _) => {}
+        other => {
+            return Err(TraceError::Proc(format!(
+                "the command did not stop at exec: {other:?}"
+            )))
+        }
+    }
+    let counter = match kernel::KernelCounter::open(tp, &[(pid, pid)]) {
+        Ok(k) => k,
+        Err(u) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(TraceError::Kernel(u));
+        }
+    };
+    nix::sys::ptrace::detach(nix_pid, None).map_err(ptrace_err)?;
+    Ok((child, counter))
+}
+
+/// Samples `pid` at each interval until `child` exits, calling `each` after every sample;
+/// the child's exit status.
+fn sample_until_exit(
+    c: &mut Collector,
+    mut child: std::process::Child,
+    interval: Duration,
+    mut each: impl FnMut(&Collector),
+) -> Result<i32, TraceError> {
+    let pid = child.id().cast_signed();
+    // A waiter thread reports the exit at once, so the trace ends with the command, not up
+    // to an interval later.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    loop {
+        c.sample(pid);
+        each(c);
+        match rx.recv_timeout(interval) {
+            Ok(r) => {
+                let status = r.map_err(|e| TraceError::Io {
+                    what: "waiting for the command".into(),
+                    error: e,
+                })?;
+                return Ok(exit_code(status));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(TraceError::Proc("the waiting thread ended".into()));
+            }
+        }
+    }
+}
+
+fn perf_counting(reason: String, coverage: kernel::Coverage) -> Counting {
+    Counting {
+        mechanism: Mechanism::Perf,
+        reason,
+        fell_back: false,
+        times_measured: false,
+        coverage: Some(coverage),
+    }
+}
+
 /// Traces `target` until it exits (or `stop` is set, or the duration passes for a pid).
 pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Report, TraceError> {
+    let choice = opts
+        .syscalls
+        .map(|m| choose(m, matches!(target, Target::Pid(_))))
+        .transpose()?;
     let mut c = Collector::new();
     match target {
         Target::Pid(pid) => {
             if procfs::process::Process::new(*pid).is_err() {
                 return Err(TraceError::NoSuchProcess(*pid));
             }
+            let mut counter = match &choice {
+                Some(Choice::Perf(tp, why)) => Some((attach(tp, *pid)?, why.clone())),
+                _ => None,
+            };
             let deadline = opts.duration.map(|d| Instant::now() + d);
             let watch = ExitWatch::new(*pid);
             // A sample at each interval and one at the deadline; the wait ends early when the
@@ -287,6 +508,9 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                 && !stop.load(Ordering::Relaxed)
                 && deadline.is_none_or(|d| Instant::now() < d)
             {
+                if let Some((k, _)) = &mut counter {
+                    k.watch(&c.last_tasks);
+                }
                 let next = Instant::now() + opts.interval;
                 let until = deadline.map_or(next, |d| d.min(next));
                 if watch.wait(until, stop) {
@@ -295,72 +519,68 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
             }
             let cmd = procfs::process::Process::new(*pid)
                 .map_or_else(|_| format!("pid {pid}"), |p| sample::command(&p));
-            Ok(c.report(cmd, opts, None, None))
+            let calls = counter.map(|(k, why)| {
+                let (counts, coverage) = k.finish(None);
+                (counts, perf_counting(why, coverage))
+            });
+            Ok(c.report(cmd, opts, None, calls))
         }
         Target::Command(cmd) => {
-            let text = cmd
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            if opts.syscalls {
-                let root = AtomicI32::new(0);
-                let done = AtomicBool::new(false);
-                let outcome = std::thread::scope(|s| {
-                    let (root, done) = (&root, &done);
-                    let sampler = s.spawn(move || {
-                        while root.load(Ordering::Acquire) == 0 && !done.load(Ordering::Acquire) {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        let pid = root.load(Ordering::Acquire);
-                        while pid != 0 && !done.load(Ordering::Acquire) {
-                            c.sample(pid);
-                            nap(opts.interval, done);
-                        }
-                        c
+            let text = command_text(cmd);
+            match choice {
+                Some(Choice::Ptrace(reason, fell_back)) => {
+                    let root = AtomicI32::new(0);
+                    let done = AtomicBool::new(false);
+                    let outcome = std::thread::scope(|s| {
+                        let (root, done) = (&root, &done);
+                        let sampler = s.spawn(move || {
+                            while root.load(Ordering::Acquire) == 0 && !done.load(Ordering::Acquire)
+                            {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            let pid = root.load(Ordering::Acquire);
+                            while pid != 0 && !done.load(Ordering::Acquire) {
+                                c.sample(pid);
+                                nap(opts.interval, done);
+                            }
+                            c
+                        });
+                        let r = syscalls::run(cmd, |pid| root.store(pid, Ordering::Release));
+                        done.store(true, Ordering::Release);
+                        (r, sampler.join())
                     });
-                    let r = syscalls::run(cmd, |pid| root.store(pid, Ordering::Release));
-                    done.store(true, Ordering::Release);
-                    (r, sampler.join())
-                });
-                let (r, c) = outcome;
-                let c = c.map_err(|_| TraceError::Proc("the sampling thread panicked".into()))?;
-                let (calls, status) = r?;
-                return Ok(c.report(text, opts, Some(status), Some(calls)));
-            }
-            let mut child = std::process::Command::new(&cmd[0])
-                .args(&cmd[1..])
-                .spawn()
-                .map_err(|e| TraceError::Spawn {
-                    cmd: cmd[0].to_string_lossy().into_owned(),
-                    error: e,
-                })?;
-            let pid = child.id().cast_signed();
-            // A waiter thread reports the exit at once, so the trace ends with the command,
-            // not up to an interval later.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            let status = loop {
-                c.sample(pid);
-                match rx.recv_timeout(opts.interval) {
-                    Ok(r) => {
-                        break r.map_err(|e| TraceError::Io {
-                            what: "waiting for the command".into(),
-                            error: e,
-                        })?
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(TraceError::Proc("the waiting thread ended".into()));
-                    }
+                    let (r, c) = outcome;
+                    let c =
+                        c.map_err(|_| TraceError::Proc("the sampling thread panicked".into()))?;
+                    let (calls, status) = r?;
+                    let counting = Counting {
+                        mechanism: Mechanism::Ptrace,
+                        reason,
+                        fell_back,
+                        times_measured: true,
+                        coverage: None,
+                    };
+                    Ok(c.report(text, opts, Some(status), Some((calls, counting))))
                 }
-            };
-            Ok(c.report(text, opts, Some(exit_code(status)), None))
+                Some(Choice::Perf(tp, reason)) => {
+                    let (child, mut k) = spawn_counted(cmd, &tp)?;
+                    let root = child.id().cast_signed();
+                    let status = sample_until_exit(&mut c, child, opts.interval, |c| {
+                        k.watch(&c.last_tasks);
+                    })?;
+                    let (counts, coverage) = k.finish(Some(root));
+                    let calls = (counts, perf_counting(reason, coverage));
+                    Ok(c.report(text, opts, Some(status), Some(calls)))
+                }
+                None => {
+                    let child = std::process::Command::new(&cmd[0])
+                        .args(&cmd[1..])
+                        .spawn()
+                        .map_err(|e| spawn_error(cmd, e))?;
+                    let status = sample_until_exit(&mut c, child, opts.interval, |_| {})?;
+                    Ok(c.report(text, opts, Some(status), None))
+                }
+            }
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct ProcessReport {
     pub migrations: u64,
     pub read_bytes: Option<u64>,
     pub write_bytes: Option<u64>,
+    /// Bytes returned by read-like system calls (`rchar`), page cache and sockets included.
+    pub read_chars: Option<u64>,
     pub peak_threads: u64,
     pub cpus_allowed: Option<String>,
     pub syscalls: Option<u64>,
@@ -95,8 +97,11 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Syscall name → calls (with `--syscalls`).
     pub syscalls: Option<BTreeMap<String, u64>>,
-    /// Syscall name → calls and seconds (with `--syscalls`).
+    /// Syscall name → calls and seconds (with `--syscalls`; seconds are 0 when counted in
+    /// the kernel, which does not time them).
     pub syscall_times: Option<BTreeMap<String, SyscallStat>>,
+    /// How system calls were counted (with `--syscalls`).
+    pub syscall_counting: Option<crate::Counting>,
     /// pid → points over time.
     pub timeline: BTreeMap<i32, Vec<Point>>,
 }
@@ -189,6 +194,7 @@ impl Series {
             migrations,
             read_bytes: io(|s| s.read_bytes),
             write_bytes: io(|s| s.write_bytes),
+            read_chars: io(|s| s.read_chars),
             peak_threads: self.samples.iter().map(|s| s.threads).max().unwrap_or(0),
             cpus_allowed: last.cpus_allowed.clone(),
             syscalls: syscalls.map(|c| c.by_pid.get(&self.pid).copied().unwrap_or(0)),
@@ -230,6 +236,13 @@ const MAJOR_FAULTS_MIN: u64 = 1_000;
 const INVOLUNTARY_PER_S: f64 = 100.0;
 const MIGRATIONS_PER_S: f64 = 200.0;
 const SYSCALLS_PER_S: f64 = 20_000.0;
+/// Reads per second, and bytes per read below which reads are small.
+const SMALL_READS_PER_S: f64 = 1_000.0;
+const SMALL_READ_BYTES: f64 = 64.0 * 1024.0;
+/// mmap + munmap per second.
+const MMAP_CHURN_PER_S: f64 = 200.0;
+/// The read-like system calls whose bytes `rchar` counts.
+const READ_CALLS: [&str; 5] = ["read", "pread64", "readv", "preadv", "preadv2"];
 
 /// Findings over the whole trace.
 pub fn findings(
@@ -238,6 +251,7 @@ pub fn findings(
     totals: &Totals,
     duration: f64,
     cpus: usize,
+    calls: Option<&SyscallCounts>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let by_pid: BTreeMap<i32, &Series> = series.values().map(|s| (s.pid, s)).collect();
@@ -318,7 +332,52 @@ pub fn findings(
             });
         }
     }
+    if let Some(calls) = calls {
+        out.extend(syscall_patterns(calls, procs, duration));
+    }
     out
+}
+
+/// Findings from the system calls by name: many small reads, mappings made and torn down.
+fn syscall_patterns(calls: &SyscallCounts, procs: &[ProcessReport], duration: f64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let count = |name: &str| calls.by_name.get(name).map_or(0, |s| s.count);
+    let secs = duration.max(1e-9);
+    let reads: u64 = READ_CALLS.iter().map(|n| count(n)).sum();
+    let chars: Option<u64> = procs.iter().map(|p| p.read_chars).sum();
+    let rate = reads as f64 / secs;
+    if let Some(chars) = chars {
+        let per_call = chars as f64 / reads.max(1) as f64;
+        if rate >= SMALL_READS_PER_S && per_call < SMALL_READ_BYTES {
+            out.push(Finding {
+                id: "syscalls.small_reads",
+                message: format!(
+                    "{reads} read calls ({rate:.0}/s) returning {} each on average: many small reads, as a Dataset that reads one sample (or one small file) per call makes; read a batch or a shard per call, or pack the data into one memory-mapped file (osml data pack, osml.TokenLoader)",
+                    human_bytes(per_call)
+                ),
+                pids: top_by(procs, |p| p.read_chars.unwrap_or(0)),
+            });
+        }
+    }
+    let (maps, unmaps) = (count("mmap"), count("munmap"));
+    let churn = (maps + unmaps) as f64 / secs;
+    if churn >= MMAP_CHURN_PER_S && unmaps > 0 {
+        out.push(Finding {
+            id: "syscalls.mmap_churn",
+            message: format!(
+                "{maps} mmap and {unmaps} munmap calls ({churn:.0}/s): mappings made and torn down over and over, as a new np.memmap per batch does (nanoGPT's get_batch); each munmap shoots down TLB entries on every CPU the process ran on: map the file once and slice it"
+            ),
+            pids: top_by(procs, |p| p.syscalls.unwrap_or(0)),
+        });
+    }
+    out
+}
+
+/// Up to five processes, highest `key` first, leaving out zeros.
+fn top_by(procs: &[ProcessReport], key: impl Fn(&ProcessReport) -> u64) -> Vec<i32> {
+    let mut v: Vec<&ProcessReport> = procs.iter().filter(|p| key(p) > 0).collect();
+    v.sort_by_key(|p| std::cmp::Reverse(key(p)));
+    v.iter().take(5).map(|p| p.pid).collect()
 }
 
 #[cfg(test)]
@@ -344,6 +403,7 @@ mod tests {
             thread_cpus: BTreeMap::new(),
             read_bytes: None,
             write_bytes: None,
+            read_chars: None,
             threads: 1,
             runnable: 1,
             cpus_allowed: None,
@@ -399,7 +459,7 @@ mod tests {
             major_faults: 2000,
             ..Totals::default()
         };
-        let f = findings(&map, &procs, &totals, 1.0, 2);
+        let f = findings(&map, &procs, &totals, 1.0, 2, None);
         let cow: Vec<&Finding> = f.iter().filter(|x| x.id == "mem.copy_on_read").collect();
         assert_eq!(cow.len(), 1, "only the forked python worker: {f:?}");
         assert!(
@@ -423,5 +483,78 @@ mod tests {
         let r = s.summary(None).unwrap();
         assert_eq!(r.major_faults, 50);
         assert!((r.cpu_seconds - 2.0).abs() < 1e-9);
+    }
+
+    fn with_calls(pairs: &[(&str, u64)]) -> SyscallCounts {
+        SyscallCounts {
+            by_name: pairs
+                .iter()
+                .map(|&(n, count)| {
+                    (
+                        n.to_owned(),
+                        SyscallStat {
+                            count,
+                            seconds: 0.0,
+                        },
+                    )
+                })
+                .collect(),
+            by_pid: BTreeMap::new(),
+        }
+    }
+
+    fn reading(chars: u64) -> Vec<ProcessReport> {
+        let mut s = series(
+            7,
+            1,
+            "/usr/bin/python3",
+            vec![sample(0.0, 0.0, 1, 1, 0), sample(2.0, 1.0, 1, 1, 0)],
+        );
+        s.samples[0].read_chars = Some(0);
+        s.samples[1].read_chars = Some(chars);
+        vec![s.summary(None).unwrap()]
+    }
+
+    #[test]
+    fn many_small_reads_and_mapping_churn_are_named_with_their_figures() {
+        let procs = reading(20_000 * 4096);
+        // 20,000 reads of 4 KiB in 2 s: 10,000/s, well under 64 KiB each.
+        let calls = with_calls(&[
+            ("read", 15_000),
+            ("pread64", 5_000),
+            ("mmap", 600),
+            ("munmap", 600),
+        ]);
+        let f = syscall_patterns(&calls, &procs, 2.0);
+        let small = f
+            .iter()
+            .find(|x| x.id == "syscalls.small_reads")
+            .expect("small reads");
+        assert!(
+            small
+                .message
+                .contains("20000 read calls (10000/s) returning 4 KiB"),
+            "{}",
+            small.message
+        );
+        assert_eq!(small.pids, vec![7]);
+        let churn = f
+            .iter()
+            .find(|x| x.id == "syscalls.mmap_churn")
+            .expect("churn");
+        assert!(
+            churn
+                .message
+                .contains("600 mmap and 600 munmap calls (600/s)"),
+            "{}",
+            churn.message
+        );
+        // The same calls reading 1 MiB each are large reads; few mappings are no churn.
+        let procs = reading(20_000 << 20);
+        let calls = with_calls(&[("read", 20_000), ("mmap", 100), ("munmap", 100)]);
+        assert!(syscall_patterns(&calls, &procs, 2.0).is_empty());
+        // Slow small reads (100/s) are not a pattern either.
+        let procs = reading(200 * 4096);
+        assert!(syscall_patterns(&with_calls(&[("read", 200)]), &procs, 2.0).is_empty());
     }
 }

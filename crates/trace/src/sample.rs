@@ -38,6 +38,8 @@ pub struct ProcSample {
     pub thread_cpus: BTreeMap<i32, i32>,
     pub read_bytes: Option<u64>,
     pub write_bytes: Option<u64>,
+    /// Bytes read-like system calls returned (`rchar`), page cache and sockets included.
+    pub read_chars: Option<u64>,
     pub threads: u64,
     /// Threads in state R (running or runnable).
     pub runnable: u64,
@@ -151,6 +153,7 @@ pub fn read(p: &Process, t0: Instant, host: &osml_host::HostRoot) -> Option<Proc
         thread_cpus,
         read_bytes: io.as_ref().map(|i| i.read_bytes),
         write_bytes: io.as_ref().map(|i| i.write_bytes),
+        read_chars: io.as_ref().map(|i| i.rchar),
         threads: u64::try_from(stat.num_threads).unwrap_or(0),
         runnable,
         cpus_allowed: status.cpus_allowed_list.map(|l| {

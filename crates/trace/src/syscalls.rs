@@ -1,6 +1,9 @@
 //! Counting system calls of a whole process tree with `ptrace`, as `strace -c -f` does: every
-//! thread of every descendant stops at each syscall entry and exit; the tracer records the
-//! syscall number at entry and the time to exit.
+//! thread of every descendant stops at each syscall entry and exit; the tracer asks the kernel
+//! which of the two each stop is and the call's number (`PTRACE_GET_SYSCALL_INFO`, so it works
+//! on every architecture and stays in step when a signal interrupts a call), and records the
+//! time from entry to exit. The fallback of [`crate::kernel`]: it slows a syscall-heavy job
+//! by two orders of magnitude.
 //!
 //! The loop must run on the thread that spawned the command (ptrace requests come from the
 //! tracer thread). Sampling `/proc` can run beside it on another thread.
@@ -14,6 +17,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
+
+use osml_sys::SyscallStop;
 
 use crate::TraceError;
 
@@ -39,18 +44,6 @@ fn name_of(nr: u64) -> String {
         .ok()
         .and_then(syscalls::Sysno::new)
         .map_or_else(|| format!("syscall_{nr}"), |s| s.name().to_owned())
-}
-
-#[cfg(target_arch = "x86_64")]
-fn syscall_number(pid: Pid) -> Option<u64> {
-    ptrace::getregs(pid).ok().map(|r| r.orig_rax)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn syscall_number(_pid: Pid) -> Option<u64> {
-    // Other architectures keep the number in a register read with PTRACE_GETREGSET; not
-    // wired up yet: calls are counted as unknown.
-    None
 }
 
 /// The thread group (process) of a thread, from `/proc/TID/status`.
@@ -115,20 +108,23 @@ pub fn run(
         match status {
             WaitStatus::PtraceSyscall(pid) => {
                 let state = inside.entry(pid).or_insert(None);
-                match state.take() {
-                    None => {
-                        let nr = syscall_number(pid).unwrap_or(u64::MAX);
-                        *state = Some((nr, Instant::now()));
+                match osml_sys::syscall_stop(pid.as_raw()) {
+                    Ok(SyscallStop::Entry { nr }) => *state = Some((nr, Instant::now())),
+                    Ok(SyscallStop::Exit) => {
+                        // An exit without a recorded entry (the thread was already inside a
+                        // call when it was first seen) is not counted.
+                        if let Some((nr, t)) = state.take() {
+                            let s = counts.by_name.entry(name_of(nr)).or_default();
+                            s.count += 1;
+                            s.seconds += t.elapsed().as_secs_f64();
+                            let g = *tgid
+                                .entry(pid)
+                                .or_insert_with(|| tgid_of(pid.as_raw(), &host));
+                            *counts.by_pid.entry(g).or_default() += 1;
+                        }
                     }
-                    Some((nr, t)) => {
-                        let s = counts.by_name.entry(name_of(nr)).or_default();
-                        s.count += 1;
-                        s.seconds += t.elapsed().as_secs_f64();
-                        let g = *tgid
-                            .entry(pid)
-                            .or_insert_with(|| tgid_of(pid.as_raw(), &host));
-                        *counts.by_pid.entry(g).or_default() += 1;
-                    }
+                    // A thread that vanished (killed meanwhile) or a stop of another kind.
+                    Ok(SyscallStop::Seccomp { .. } | SyscallStop::Other) | Err(_) => {}
                 }
                 let _ = ptrace::syscall(pid, None);
             }
