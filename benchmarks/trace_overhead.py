@@ -7,10 +7,12 @@
    200 ms interval: the sampling overhead.
 2. A syscall-heavy job (300,000 getppid calls from Python) alone, under
    `osml trace --syscalls=perf` (kernel counters), `--syscalls=ptrace` and `strace -c -f`:
-   the cost of counting every call.
+   the cost of counting every call; and 3,000,000 calls alone and under the kernel counters.
 3. A DataLoader-like job: a parent and 2 forked workers (multiprocessing's fork start method)
-   reading 64 KiB chunks of 256 KiB files from the page cache, 200 steps of 4 files per worker;
-   its step time alone and under the same three counters.
+   reading 64 KiB chunks of 1 MiB files from the page cache and summing a strided byte of
+   each chunk in Python, 200 steps of 4 files each;
+   its step time alone and under the same three counters (and the kernel counters with
+   `--syscall-names common` and `none`, fewer counters per thread).
 
 Runs are interleaved, the median of --reps wall times is kept, and each line prints the ratio
 to the job alone measured in the same run, with the load average before and after. --busy runs
@@ -28,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 CPU_JOB = "s = 0\nfor i in range(12_000_000):\n    s += i * i\n"
 SYSCALL_JOB = "import os\nfor _ in range(300_000):\n    os.getppid()\n"
+LONG_SYSCALL_JOB = SYSCALL_JOB.replace("300_000", "3_000_000")
 # Prints its mean step time in seconds on the last line.
 LOADER_JOB = """
 import multiprocessing as mp, os, sys, time
@@ -38,7 +41,7 @@ def load(step):
     for k in range(4):
         with open(FILES[(step * 4 + k) % len(FILES)], "rb", buffering=0) as f:
             while chunk := f.read(65536):
-                total += len(chunk)
+                total += sum(chunk[::64])
     return total
 if __name__ == "__main__":
     ctx = mp.get_context("fork")
@@ -77,7 +80,7 @@ def main():
     files = tempfile.mkdtemp(prefix="osml-trace-bench-")
     for k in range(64):
         with open(os.path.join(files, f"{k:03}.bin"), "wb") as f:
-            f.write(os.urandom(256 << 10))
+            f.write(os.urandom(1 << 20))
     have_strace = shutil.which("strace") is not None
 
     def under(job):
@@ -91,8 +94,18 @@ def main():
              "cpu job, osml trace (200 ms)": (wall, [osml, "trace", "--", py, "-c", CPU_JOB])}
     for name, cmd in under([py, "-c", SYSCALL_JOB]).items():
         cases[f"syscall job, {name}"] = (wall, cmd)
+    # Ten times the calls, where osml's fixed start (tracepoint ids, ~360 counters) weighs less.
+    cases["long syscall job, alone"] = (wall, [py, "-c", LONG_SYSCALL_JOB])
+    cases["long syscall job, osml trace --syscalls=perf"] = (
+        wall, [osml, "trace", "--syscalls=perf", "--", py, "-c", LONG_SYSCALL_JOB])
     for name, cmd in under([py, "-c", LOADER_JOB, files]).items():
         cases[f"loader step, {name}"] = (step_time, cmd)
+        if name.endswith("=perf"):
+            # Fewer counters per thread: each one is switched with the thread.
+            for names in ("common", "none"):
+                cases[f"loader step, {name} --syscall-names {names}"] = (
+                    step_time, [osml, "trace", "--syscalls=perf", "--syscall-names", names, "--", py, "-c",
+                                LOADER_JOB, files])
     hog = subprocess.Popen([py, "-c", "while True: pass"]) if busy else None
     load0 = os.getloadavg()
     try:
@@ -108,11 +121,11 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{os.cpu_count()} CPUs; {'one CPU-bound process beside every case; ' if busy else ''}"
           f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; {reps} interleaved rounds")
-    print(f"{'case':<46} {'median s':>10} {'ratio':>7}  (min-max s)")
+    print(f"{'case':<70} {'median s':>10} {'ratio':>7}  (min-max s)")
     for name in cases:
         base = med["cpu job alone" if name.startswith("cpu") else name.split(",")[0] + ", alone"]
         lo, hi = min(times[name]), max(times[name])
-        print(f"{name:<46} {med[name]:>10.4f} {med[name] / base:>7.3f}  ({lo:.4f}-{hi:.4f})")
+        print(f"{name:<70} {med[name]:>10.5f} {med[name] / base:>7.3f}  ({lo:.5f}-{hi:.5f})")
 
 
 if __name__ == "__main__":

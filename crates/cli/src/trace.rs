@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use osml_sys::atomic::TempBeside;
+use osml_trace::kernel::NameSet;
 use osml_trace::report::{human_bytes, Report};
 use osml_trace::{
     Counting, Mechanism, Options, SyscallMode, Target, MAX_DURATION, MAX_INTERVAL, MIN_INTERVAL,
 };
 
-use crate::cli::{MemArgs, SyscallsArg, TraceArgs};
+use crate::cli::{MemArgs, SyscallNamesArg, SyscallsArg, TraceArgs};
 use crate::exit::Usage;
 
 /// Writes `content` to `path` atomically ([`TempBeside`]: mode 0666 less the umask, as any
@@ -74,6 +75,11 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
             SyscallsArg::Perf => SyscallMode::Perf,
             SyscallsArg::Ptrace => SyscallMode::Ptrace,
         }),
+        syscall_names: match a.syscall_names {
+            SyscallNamesArg::All => NameSet::All,
+            SyscallNamesArg::Common => NameSet::Common,
+            SyscallNamesArg::None => NameSet::None,
+        },
         duration: a.duration,
     };
     // Ctrl-C ends a --pid trace with its report; a traced command gets the signal itself.
@@ -122,7 +128,7 @@ fn counting_note(c: &Counting) -> String {
     let mut parts = vec![format!(", counted in the kernel ({})", c.reason)];
     if cov.counted_by_name < cov.tracepoints {
         parts.push(format!(
-            "{} of {} system calls by name (descriptor limit), the rest as other",
+            "{} of {} system calls by name, the rest as other",
             cov.counted_by_name, cov.tracepoints
         ));
     }
@@ -240,7 +246,7 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 }
 
 pub fn mem(a: &MemArgs) -> Result<ExitCode> {
-    let r = osml_trace::mem::explain(a.pid)?;
+    let r = osml_trace::mem::explain(&osml_host::HostRoot::live(), a.pid)?;
     let mut out = crate::output::Sanitized::new(std::io::stdout().lock());
     if a.json {
         serde_json::to_writer_pretty(&mut out, &r)?;

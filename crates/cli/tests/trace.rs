@@ -234,6 +234,24 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     assert_eq!(count(&r, "openat") - count(&base, "openat"), 1000);
     assert_eq!(count(&r, "close") - count(&base, "close"), 1000);
     // A thread's calls join its process's.
+    // The common set: openat still exact, getppid (not in it) among `other`.
+    let (out, r) = traced(&[
+        "--syscalls=perf",
+        "--syscall-names",
+        "common",
+        "--",
+        &calls,
+        "openat",
+        "1000",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(count(&r, "openat") - count(&base, "openat"), 1000);
+    assert_eq!(r["syscall_counting"]["coverage"]["counted_by_name"], 32);
+    assert!(
+        r["syscalls"]["getppid"].is_null() && count(&r, "other") > 0,
+        "{}",
+        r["syscalls"]
+    );
     // A thread's calls join the totals; a thread too short-lived for the sampler to see is in
     // no process's figure, and the report says how many calls that leaves out.
     let r = run_calls(&["thread", "4321"]);

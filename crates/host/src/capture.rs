@@ -260,6 +260,7 @@ fn describe(kind: tar::EntryType) -> &'static str {
 
 /// The root of an unpacked archive; `Err(None)` when it is empty.
 fn single_top_dir(dir: &Path) -> Result<PathBuf, Option<io::Error>> {
+    #[allow(clippy::disallowed_methods)] // an archive osml unpacked, not a host fact
     let entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(Some)?
         .collect::<Result<_, _>>()

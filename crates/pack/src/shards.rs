@@ -196,6 +196,7 @@ fn remove_stale(
     };
     let mut start = stem.as_bytes().to_vec();
     start.push(b'_');
+    #[allow(clippy::disallowed_methods)] // the output directory of pack, not a host fact
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut removed = Vec::new();
     for entry in entries {

@@ -138,6 +138,7 @@ impl TempDir {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests list their own temporary directories
 mod tests {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

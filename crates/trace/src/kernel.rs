@@ -1,9 +1,10 @@
 //! Counting a process tree's system calls in the kernel: on each task counted from the start
 //! (the command, or every thread of a running tree), one perf counter per
-//! `syscalls:sys_enter_<name>` tracepoint and one `raw_syscalls:sys_enter` counter, all with
-//! `inherit`, so that every thread and process started afterwards is counted too. The traced
-//! tasks never stop: the kernel adds one to a counter at each entry, which costs no user-space
-//! work per call (unlike ptrace's two stops per call).
+//! `syscalls:sys_enter_<name>` tracepoint (and a `raw_syscalls:sys_enter` counter for the
+//! total where the descriptor limit leaves some names out), all with `inherit`, so that every
+//! thread and process started afterwards is counted too. The traced tasks never stop: the
+//! kernel adds one to two counters at each entry (its name's and the thread's own, below),
+//! ~40 ns each here, and nothing runs in user space per call (ptrace stops twice per call).
 //!
 //! Per-process attribution: every thread gets its own `raw_syscalls` counter without
 //! `inherit`: the tasks counted from the start when they are, the others when the sampler
@@ -25,8 +26,9 @@ use crate::syscalls::{SyscallCounts, SyscallStat};
 /// Where tracefs is mounted (or, on older systems, under debugfs).
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-/// The system calls counted by name when the descriptor limit cannot hold one counter per
-/// system call for every task: those a data loader's and a training step's behaviour shows in.
+/// The system calls counted by name with [`NameSet::Common`], or when the descriptor limit
+/// cannot hold one counter per system call for every task: those a data loader's and a
+/// training step's behaviour shows in.
 const ESSENTIAL: [&str; 32] = [
     "read",
     "pread64",
@@ -61,6 +63,21 @@ const ESSENTIAL: [&str; 32] = [
     "recvfrom",
     "sendto",
 ];
+
+/// Which system calls are counted by name. Every counter on a task is scheduled in and out
+/// with it at each context switch, so the per-name counters cost a job that switches often:
+/// measured here (`benchmarks/trace_overhead.py`'s loader job, 2 fork workers), all 360 made
+/// its step 1.31× slower, the 32 common ones 1.06×, totals alone 0.99×.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSet {
+    /// Every system call with a tracepoint (the default).
+    All,
+    /// [`ESSENTIAL`]: what loaders and training steps show in; the rest as `other`.
+    Common,
+    /// None: totals by process only (everything is `other`).
+    None,
+}
 
 /// Descriptors kept for per-thread counters of threads that appear during the trace, when
 /// the limit is counted out before counters are opened.
@@ -116,6 +133,20 @@ pub struct Tracepoints {
     pub by_name: Vec<(String, u64)>,
 }
 
+/// The system call a tracepoint counts, by the name strace and ptrace mode give it: a few
+/// tracepoints carry the kernel's internal name (`sys_enter_newfstat` counts `fstat`).
+fn syscall_name(tracepoint: &str) -> &str {
+    match tracepoint {
+        "newstat" => "stat",
+        "newfstat" => "fstat",
+        "newlstat" => "lstat",
+        "newuname" => "uname",
+        "umount" => "umount2",
+        "sendfile64" => "sendfile",
+        other => other,
+    }
+}
+
 /// Reads the tracepoint ids from tracefs under `host`.
 pub fn tracepoints(host: &HostRoot) -> Result<Tracepoints, Unavailable> {
     for t in TRACEFS {
@@ -136,7 +167,7 @@ pub fn tracepoints(host: &HostRoot) -> Result<Tracepoints, Unavailable> {
                 .ok()
                 .and_then(|s| s.parse().ok())
             {
-                by_name.push((name.to_owned(), id));
+                by_name.push((syscall_name(name).to_owned(), id));
             }
         }
         by_name.sort();
@@ -188,7 +219,10 @@ pub fn probe(tp: &Tracepoints) -> Result<(), Unavailable> {
 struct RootCounters {
     /// (index into the names, counter)
     by_name: Vec<(usize, TracepointCounter)>,
-    all: TracepointCounter,
+    /// `raw_syscalls:sys_enter`, where not every system call is counted by name (every
+    /// system call the kernel implements has a per-name tracepoint, so otherwise the names add
+    /// up to it, and each counter costs every call ~40 ns).
+    all: Option<TracepointCounter>,
 }
 
 /// How the counting went, for the report.
@@ -248,11 +282,11 @@ fn descriptor_budget(needed: u64) -> u64 {
 }
 
 impl KernelCounter {
-    /// Opens counters on each of `tasks` (process id, thread id). A task that is gone by then
-    /// is left out. When the descriptor limit cannot hold a counter per system call for every
-    /// task, only [`ESSENTIAL`] are counted by name (or none: totals only), and the coverage
-    /// says so.
-    pub fn open(tp: &Tracepoints, tasks: &[(i32, i32)]) -> Result<Self, Unavailable> {
+    /// Opens counters on each of `tasks` (process id, thread id), counting by name the system
+    /// calls of `set`. A task that is gone by then is left out. When the descriptor limit
+    /// cannot hold a counter per system call for every task, only [`ESSENTIAL`] are counted by
+    /// name (or none: totals only), and the coverage says so.
+    pub fn open(tp: &Tracepoints, tasks: &[(i32, i32)], set: NameSet) -> Result<Self, Unavailable> {
         let names: Vec<String> = tp.by_name.iter().map(|(n, _)| n.clone()).collect();
         let n = tasks.len().max(1) as u64;
         let all: Vec<usize> = (0..names.len()).collect();
@@ -261,13 +295,18 @@ impl KernelCounter {
             .copied()
             .filter(|&i| ESSENTIAL.contains(&names[i].as_str()))
             .collect();
-        // Per task: the by-name counters, the total, its own counter; and room for threads
-        // that start later.
+        // Per task: the by-name counters, the total where not every call is counted by name,
+        // its own counter; and room for threads that start later.
         let per_task = |by_name: usize| n * (2 + by_name as u64);
         let budget = descriptor_budget(per_task(names.len()) + THREAD_HEADROOM);
-        let counted = if per_task(names.len()) + n <= budget {
+        let wanted = match set {
+            NameSet::All => all.len(),
+            NameSet::Common => essential.len(),
+            NameSet::None => 0,
+        };
+        let counted = if wanted == all.len() && per_task(names.len()) + n <= budget {
             all
-        } else if per_task(essential.len()) + n <= budget {
+        } else if wanted >= essential.len() && per_task(essential.len()) + n <= budget {
             essential
         } else if per_task(0) <= budget {
             Vec::new()
@@ -298,14 +337,16 @@ impl KernelCounter {
 
     /// Opens the inherited counters and the thread's own on one task; false when it is gone.
     fn add_root(&mut self, process: i32, tid: i32) -> Result<bool, Unavailable> {
+        let partial = self.counted.len() < self.ids.len();
         let mut opened: Vec<TracepointCounter> = Vec::with_capacity(self.counted.len() + 2);
         let mut failed = None;
-        for id in std::iter::once(self.raw)
-            .chain(self.counted.iter().map(|&i| self.ids[i]))
-            .map(|id| (id, true))
+        for (id, inherit) in partial
+            .then_some((self.raw, true))
+            .into_iter()
+            .chain(self.counted.iter().map(|&i| (self.ids[i], true)))
             .chain(std::iter::once((self.raw, false)))
         {
-            match open_counter(id.0, tid, id.1) {
+            match TracepointCounter::open(id, tid, inherit) {
                 Ok(c) => opened.push(c),
                 Err(e) => {
                     failed = Some(errno(&e));
@@ -326,7 +367,7 @@ impl KernelCounter {
             .pop()
             .expect("the thread's own counter was opened last");
         let mut rest = opened.into_iter();
-        let all = rest.next().expect("the total was opened first");
+        let all = if partial { rest.next() } else { None };
         let by_name = self.counted.iter().copied().zip(rest).collect();
         self.threads.insert(tid, (process, own));
         self.roots.push(RootCounters { by_name, all });
@@ -361,13 +402,19 @@ impl KernelCounter {
     /// opened (the command), counted once as ptrace mode counts it.
     pub fn finish(mut self, execve_of: Option<i32>) -> (SyscallCounts, Coverage) {
         let mut counts = SyscallCounts::default();
-        let total: u64 = self.roots.iter().map(|r| r.all.read().unwrap_or(0)).sum();
         let mut by_name: BTreeMap<usize, u64> = BTreeMap::new();
         for r in &self.roots {
             for (i, c) in &r.by_name {
                 *by_name.entry(*i).or_default() += c.read().unwrap_or(0);
             }
         }
+        let named: u64 = by_name.values().sum();
+        let total: u64 = self
+            .roots
+            .iter()
+            .map(|r| r.all.as_ref().map_or(0, |c| c.read().unwrap_or(0)))
+            .sum::<u64>()
+            .max(named);
         let mut attributed = 0;
         for (tgid, c) in self.threads.values() {
             let n = c.read().unwrap_or(0);
@@ -376,7 +423,6 @@ impl KernelCounter {
         }
         self.coverage.threads = self.threads.len();
         self.coverage.unattributed = total.saturating_sub(attributed);
-        let named: u64 = by_name.values().sum();
         for (i, n) in by_name {
             if n > 0 {
                 counts.by_name.insert(
@@ -413,7 +459,7 @@ impl Drop for KernelCounter {
     fn drop(&mut self) {
         let mut all: Vec<TracepointCounter> = Vec::new();
         for r in std::mem::take(&mut self.roots) {
-            all.push(r.all);
+            all.extend(r.all);
             all.extend(r.by_name.into_iter().map(|(_, c)| c));
         }
         all.extend(

@@ -140,6 +140,8 @@ pub struct Options {
     pub interval: Duration,
     /// Count system calls, and how (`None`: not counted).
     pub syscalls: Option<SyscallMode>,
+    /// With kernel counting: which system calls are counted by name.
+    pub syscall_names: kernel::NameSet,
     /// Stop after this long (for `--pid`), at most [`MAX_DURATION`].
     pub duration: Option<Duration>,
 }
@@ -165,9 +167,9 @@ impl ExitWatch {
 
     /// Whether the process has exited (a zombie has: it will never run again).
     fn exited(&self) -> bool {
-        procfs::process::Process::new(self.pid)
-            .and_then(|p| p.stat())
-            .map_or(true, |s| s.state == 'Z' || s.state == 'X')
+        sample::process(&osml_host::HostRoot::live(), self.pid)
+            .and_then(|p| p.stat().ok())
+            .is_none_or(|s| s.state == 'Z' || s.state == 'X')
     }
 
     /// Waits until `until`, `stop`, or the process's exit, whichever comes first. True when
@@ -246,7 +248,7 @@ impl Collector {
 
     /// One sample of the tree under `root`; false when the root is gone.
     fn sample(&mut self, root: i32) -> bool {
-        let procs = sample::tree(&[root]);
+        let procs = sample::tree(&self.host, &[root]);
         let (mut rss, mut pss, mut runnable) = (0, 0, 0);
         let mut root_seen = false;
         self.last_tasks.clear();
@@ -361,8 +363,8 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Every task (process id, thread id) of the tree under `root`.
-fn tree_tasks(root: i32) -> Vec<(i32, i32)> {
-    sample::tree(&[root])
+fn tree_tasks(host: &osml_host::HostRoot, root: i32) -> Vec<(i32, i32)> {
+    sample::tree(host, &[root])
         .iter()
         .flat_map(|p| {
             p.tasks()
@@ -378,11 +380,16 @@ fn tree_tasks(root: i32) -> Vec<(i32, i32)> {
 /// being opened are not given counters of their own (one started by a thread already counted
 /// inherits its creator's, and a second set would count it twice): they are reported as late,
 /// each counted only if its creator already was.
-fn attach(tp: &kernel::Tracepoints, root: i32) -> Result<kernel::KernelCounter, TraceError> {
-    let tasks = tree_tasks(root);
-    let mut k = kernel::KernelCounter::open(tp, &tasks).map_err(TraceError::Kernel)?;
+fn attach(
+    host: &osml_host::HostRoot,
+    tp: &kernel::Tracepoints,
+    names: kernel::NameSet,
+    root: i32,
+) -> Result<kernel::KernelCounter, TraceError> {
+    let tasks = tree_tasks(host, root);
+    let mut k = kernel::KernelCounter::open(tp, &tasks, names).map_err(TraceError::Kernel)?;
     let seen: std::collections::BTreeSet<i32> = tasks.iter().map(|t| t.1).collect();
-    let late = tree_tasks(root)
+    let late = tree_tasks(host, root)
         .iter()
         .filter(|t| !seen.contains(&t.1))
         .count();
@@ -412,6 +419,7 @@ fn spawn_error(cmd: &[OsString], error: std::io::Error) -> TraceError {
 fn spawn_counted(
     cmd: &[OsString],
     tp: &kernel::Tracepoints,
+    names: kernel::NameSet,
 ) -> Result<(std::process::Child, kernel::KernelCounter), TraceError> {
     use nix::sys::wait::{waitpid, WaitStatus};
     let mut command = std::process::Command::new(&cmd[0]);
@@ -428,7 +436,7 @@ fn spawn_counted(
             )))
         }
     }
-    let counter = match kernel::KernelCounter::open(tp, &[(pid, pid)]) {
+    let counter = match kernel::KernelCounter::open(tp, &[(pid, pid)], names) {
         Ok(k) => k,
         Err(u) => {
             let _ = child.kill();
@@ -493,11 +501,13 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
     let mut c = Collector::new();
     match target {
         Target::Pid(pid) => {
-            if procfs::process::Process::new(*pid).is_err() {
+            if sample::process(&c.host, *pid).is_none() {
                 return Err(TraceError::NoSuchProcess(*pid));
             }
             let mut counter = match &choice {
-                Some(Choice::Perf(tp, why)) => Some((attach(tp, *pid)?, why.clone())),
+                Some(Choice::Perf(tp, why)) => {
+                    Some((attach(&c.host, tp, opts.syscall_names, *pid)?, why.clone()))
+                }
                 _ => None,
             };
             let deadline = opts.duration.map(|d| Instant::now() + d);
@@ -517,8 +527,8 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                     break;
                 }
             }
-            let cmd = procfs::process::Process::new(*pid)
-                .map_or_else(|_| format!("pid {pid}"), |p| sample::command(&p));
+            let cmd = sample::process(&c.host, *pid)
+                .map_or_else(|| format!("pid {pid}"), |p| sample::command(&p));
             let calls = counter.map(|(k, why)| {
                 let (counts, coverage) = k.finish(None);
                 (counts, perf_counting(why, coverage))
@@ -563,7 +573,7 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                     Ok(c.report(text, opts, Some(status), Some((calls, counting))))
                 }
                 Some(Choice::Perf(tp, reason)) => {
-                    let (child, mut k) = spawn_counted(cmd, &tp)?;
+                    let (child, mut k) = spawn_counted(cmd, &tp, opts.syscall_names)?;
                     let root = child.id().cast_signed();
                     let status = sample_until_exit(&mut c, child, opts.interval, |c| {
                         k.watch(&c.last_tasks);

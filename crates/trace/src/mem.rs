@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use osml_host::HostRoot;
-use procfs::process::{MMapPath, Process};
+use procfs::process::MMapPath;
 use serde::Serialize;
 
 use crate::TraceError;
@@ -259,9 +259,9 @@ fn cgroup_memory(root: &HostRoot, pid: i32) -> (Option<u64>, Option<u64>) {
     (None, None)
 }
 
-/// Reads `/proc/PID/smaps` and the rest.
-pub fn explain(pid: i32) -> Result<MemReport, TraceError> {
-    let p = Process::new(pid).map_err(|_| TraceError::NoSuchProcess(pid))?;
+/// Reads `/proc/PID/smaps` and the rest, under `host`.
+pub fn explain(host: &HostRoot, pid: i32) -> Result<MemReport, TraceError> {
+    let p = crate::sample::process(host, pid).ok_or(TraceError::NoSuchProcess(pid))?;
     let maps = p.smaps().map_err(|e| {
         TraceError::Proc(format!(
             "reading /proc/{pid}/smaps: {e} (another user's process needs root)"
@@ -299,7 +299,7 @@ pub fn explain(pid: i32) -> Result<MemReport, TraceError> {
         .collect();
     files.sort_by_key(|f| std::cmp::Reverse(f.usage.rss_bytes));
 
-    let root = HostRoot::live();
+    let root = host;
     let status = root
         .read(&format!("/proc/{pid}/status"))
         .unwrap_or_default();
@@ -311,7 +311,7 @@ pub fn explain(pid: i32) -> Result<MemReport, TraceError> {
     };
     let oom_score = num(format!("/proc/{pid}/oom_score"));
     let oom_score_adj = num(format!("/proc/{pid}/oom_score_adj"));
-    let (cgroup_limit_bytes, cgroup_usage_bytes) = cgroup_memory(&root, pid);
+    let (cgroup_limit_bytes, cgroup_usage_bytes) = cgroup_memory(root, pid);
     let page_tables = kb_line(&status, "VmPTE:");
     let oom = OomInputs {
         score: oom_score,
@@ -369,7 +369,7 @@ mod tests {
             .sum();
         assert_eq!(sum, 7 * 1024);
         let big = vec![1u8; 16 << 20];
-        let r = explain(std::process::id().cast_signed()).unwrap();
+        let r = explain(&HostRoot::live(), std::process::id().cast_signed()).unwrap();
         assert!(r.total.rss_bytes >= 16 << 20);
         assert!(r.groups.contains_key("file") && r.groups.contains_key("anonymous"));
         let f = r
@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn a_missing_process_is_an_error() {
         assert!(matches!(
-            explain(i32::MAX),
+            explain(&HostRoot::live(), i32::MAX),
             Err(TraceError::NoSuchProcess(_))
         ));
     }

@@ -46,9 +46,14 @@ pub struct ProcSample {
     pub cpus_allowed: Option<String>,
 }
 
-/// Descendants of `roots` (and the roots), from each process's parent.
-pub fn tree(roots: &[i32]) -> Vec<Process> {
-    let Ok(all) = procfs::process::all_processes() else {
+/// Process `pid` under `host`'s `/proc` (the live one, or a recorded tree), if it exists.
+pub fn process(host: &osml_host::HostRoot, pid: i32) -> Option<Process> {
+    Process::new_with_root(host.base().join("proc").join(pid.to_string())).ok()
+}
+
+/// Descendants of `roots` (and the roots) under `host`'s `/proc`, from each process's parent.
+pub fn tree(host: &osml_host::HostRoot, roots: &[i32]) -> Vec<Process> {
+    let Ok(all) = procfs::process::all_processes_with_root(host.base().join("proc")) else {
         return Vec::new();
     };
     let procs: Vec<(Process, i32)> = all
@@ -198,20 +203,20 @@ mod tests {
             .spawn()
             .unwrap();
         let me = std::process::id().cast_signed();
-        let procs = tree(&[me]);
+        let host = osml_host::HostRoot::live();
+        let procs = tree(&host, &[me]);
         let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
         assert!(pids.contains(&me));
         assert!(pids.contains(&child.id().cast_signed()), "{pids:?}");
-        let host = osml_host::HostRoot::live();
-        let s = read(&Process::myself().unwrap(), Instant::now(), &host).unwrap();
+        let s = read(&process(&host, me).unwrap(), Instant::now(), &host).unwrap();
         assert!(s.rss_bytes > 0 && s.threads >= 1);
         assert!(s.pss_bytes.unwrap() > 0 && s.uss_bytes.unwrap() > 0);
         assert!(s.cpu_seconds >= 0.0);
         child.kill().unwrap();
         child.wait().unwrap();
         // A process that is gone reads as None, not a panic.
-        let gone = Process::new(child.id().cast_signed());
-        assert!(gone.map_or(true, |p| read(&p, Instant::now(), &host).is_none()));
+        let gone = process(&host, child.id().cast_signed());
+        assert!(gone.is_none_or(|p| read(&p, Instant::now(), &host).is_none()));
     }
 
     #[test]
@@ -219,5 +224,87 @@ mod tests {
         let text = "sleep (1, #threads: 1)\nse.exec_start : 1.0\nse.nr_migrations                             :                    7\n";
         assert_eq!(sched_migrations(text), Some(7));
         assert_eq!(sched_migrations("nothing"), None);
+    }
+
+    /// Writes `/proc/PID` of a recorded tree under `dir`: this process's own files with the
+    /// pid, name, parent, CPU ticks and RSS replaced.
+    #[allow(clippy::similar_names, clippy::disallowed_methods)] // pid/ppid; the live files copied
+    fn record(
+        dir: &std::path::Path,
+        pid: i32,
+        ppid: i32,
+        comm: &str,
+        ticks: (u64, u64),
+        rss_kb: u64,
+    ) {
+        let me = std::process::id();
+        let at = dir.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(at.join(format!("task/{pid}"))).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        let (_, rest) = stat.rsplit_once(") ").unwrap();
+        let mut f: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+        // After "pid (comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime cutime cstime priority nice num_threads ...
+        f[1] = ppid.to_string();
+        f[11] = ticks.0.to_string();
+        f[12] = ticks.1.to_string();
+        f[17] = "1".to_owned(); // num_threads
+        let stat = format!("{pid} ({comm}) {}\n", f.join(" "));
+        std::fs::write(at.join("stat"), &stat).unwrap();
+        std::fs::write(at.join(format!("task/{pid}/stat")), &stat).unwrap();
+        std::fs::write(
+            at.join(format!("task/{pid}/sched")),
+            format!("{comm} ({pid}, #threads: 1)\nse.nr_migrations : 7\n"),
+        )
+        .unwrap();
+        let status: String = std::fs::read_to_string(format!("/proc/{me}/status"))
+            .unwrap()
+            .lines()
+            .map(|l| match l.split(':').next() {
+                Some("Pid" | "Tgid") => format!("{}:\t{pid}", l.split(':').next().unwrap()),
+                Some("PPid") => format!("PPid:\t{ppid}"),
+                Some("Name") => format!("Name:\t{comm}"),
+                Some("VmRSS") => format!("VmRSS:\t{rss_kb} kB"),
+                Some("Threads") => "Threads:\t1".to_owned(),
+                _ => l.to_owned(),
+            })
+            .map(|l| l + "\n")
+            .collect();
+        std::fs::write(at.join("status"), status).unwrap();
+        for file in ["io", "smaps_rollup"] {
+            std::fs::copy(format!("/proc/{me}/{file}"), at.join(file)).unwrap();
+        }
+        std::fs::write(at.join("cmdline"), format!("{comm}\0train.py\0")).unwrap();
+    }
+
+    #[test]
+    fn a_recorded_tree_is_sampled_like_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        record(dir.path(), 100, 1, "python3", (150, 30), 2048);
+        record(dir.path(), 101, 100, "pt_data_worker", (40, 2), 1024);
+        record(dir.path(), 102, 101, "pt_data_worker", (1, 1), 512);
+        record(dir.path(), 200, 1, "sshd", (5, 5), 4096);
+        let host = osml_host::HostRoot::at(dir.path());
+        let mut pids: Vec<i32> = tree(&host, &[100]).iter().map(|p| p.pid).collect();
+        pids.sort_unstable();
+        assert_eq!(
+            pids,
+            vec![100, 101, 102],
+            "the root and its descendants, not pid 200"
+        );
+        assert_eq!(tree(&host, &[101]).len(), 2);
+        let s = read(&process(&host, 101).unwrap(), Instant::now(), &host).unwrap();
+        assert_eq!((s.pid, s.ppid), (101, 100));
+        let ticks = procfs::ticks_per_second() as f64;
+        assert!(
+            (s.cpu_seconds - 42.0 / ticks).abs() < 1e-9,
+            "{}",
+            s.cpu_seconds
+        );
+        assert_eq!(s.rss_bytes, 1024 * 1024);
+        assert_eq!(s.migrations, Some(7), "from the recorded task's sched");
+        assert_eq!(s.threads, 1);
+        assert_eq!(command(&process(&host, 100).unwrap()), "python3 train.py");
+        assert!(process(&host, 300).is_none());
     }
 }
