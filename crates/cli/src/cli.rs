@@ -534,9 +534,21 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "DIR|ARCHIVE")]
     pub root: Option<PathBuf>,
 
-    /// Print JSON (schema in docs/doctor-json.md) instead of the report.
-    #[arg(long)]
+    /// Print JSON (schema in docs/doctor-json.md) instead of the report: `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// The output: `human` (the report), `json` (docs/doctor-json.md), `prometheus` (the text
+    /// format of `node_exporter`'s textfile collector), `npd` (node-problem-detector's custom
+    /// plugin: one line of at most 80 characters, exit 0 OK, 1 problem, 2 unknown) or
+    /// `oneline` (a Slurm drain reason).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+    pub format: DoctorFormat,
+
+    /// Write the output to this file (atomically: a temporary file renamed over it, mode 0666
+    /// less the umask) instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// Run only these checks (ids as listed by --list; repeat or separate with commas).
     #[arg(long, value_name = "ID", num_args = 1.., value_delimiter = ',')]
@@ -554,6 +566,16 @@ pub struct DoctorArgs {
     /// List the checks and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+/// `osml doctor --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorFormat {
+    Human,
+    Json,
+    Prometheus,
+    Npd,
+    Oneline,
 }
 
 #[derive(Debug, Subcommand)]

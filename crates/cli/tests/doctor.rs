@@ -706,3 +706,188 @@ fn readme_example_is_what_osml_prints() {
         "README shows:\n{shown}\nosml prints:\n{printed}"
     );
 }
+
+/// `promtool check metrics` on `text`; `None` (and a visible skip) without promtool.
+fn promtool(test: &str, metrics: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    let Ok(mut child) = StdCommand::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        skip(
+            test,
+            "no promtool (Debian's prometheus package; make test installs it as root)",
+        );
+        return None;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success() && said.trim().is_empty(), said))
+}
+
+#[test]
+fn prometheus_output_passes_promtool_on_every_fixture() {
+    const TEST: &str = "prometheus_output_passes_promtool_on_every_fixture";
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap().to_owned();
+    for root in [
+        "tests/fixtures/gpu-server",
+        "tests/fixtures/dev-vm",
+        "tests/fixtures/h100-vm",
+        &empty,
+    ] {
+        let out = osml()
+            .args(["doctor", "--format", "prometheus", "--root", root])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let report = doctor_json(root);
+        // One gauge per check, its value the severity, with id and status labels.
+        let n = report["findings"].as_array().unwrap().len();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("osml_doctor_check{"))
+                .count(),
+            n,
+            "{root}"
+        );
+        for f in report["findings"].as_array().unwrap() {
+            let status = f["status"].as_str().unwrap();
+            let line = format!(
+                "osml_doctor_check{{id=\"{}\",area=\"{}\",status=\"{status}\",",
+                f["id"].as_str().unwrap(),
+                f["area"].as_str().unwrap()
+            );
+            assert!(text.contains(&line), "{root}: no {line}");
+        }
+        assert!(
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && l.split_whitespace().count() != 2),
+            "no timestamps: {text}"
+        );
+        if let Some((ok, said)) = promtool(TEST, &text) {
+            assert!(ok, "{root}: promtool: {said}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn npd_output_is_one_short_line_with_the_protocols_exit_codes() {
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap().to_owned();
+    // npd: one line of at most 80 characters; 1 for a problem, 0 when clean, 2 when nothing
+    // could be judged.
+    let npd = |args: &[&str]| {
+        let mut all = vec!["doctor", "--format", "npd"];
+        all.extend_from_slice(args);
+        let out = osml().args(&all).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.trim_end().chars().count() <= 80, "{text}");
+        (out.status.code().unwrap(), text)
+    };
+    let (code, text) = npd(&["--root", "tests/fixtures/gpu-server"]);
+    assert_eq!(code, 1);
+    assert!(text.starts_with("fail "), "{text}");
+    let (code, text) = npd(&["--root", "tests/fixtures/gpu-server", "--only", "mem.thp"]);
+    assert_eq!(
+        (code, text.starts_with("warn mem.thp: ")),
+        (1, true),
+        "{text}"
+    );
+    let (code, text) = npd(&[
+        "--root",
+        "tests/fixtures/gpu-server",
+        "--only",
+        "cpu.isolation",
+    ]);
+    assert_eq!((code, text.trim()), (0, "ok: 1 passed, 0 skipped"));
+    let (code, text) = npd(&["--root", &empty]);
+    assert_eq!(code, 2, "{text}");
+}
+
+#[test]
+fn oneline_and_output_files() {
+    // oneline: a drain reason, exit 1 on a failure.
+    let out = osml()
+        .args([
+            "doctor",
+            "--format",
+            "oneline",
+            "--root",
+            "tests/fixtures/gpu-server",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text.lines().count(), 1);
+    assert!(
+        text.starts_with("osml doctor: fail: ") && text.contains("ipc.shm"),
+        "{text}"
+    );
+    assert!(text.trim_end().chars().count() <= 256);
+    // -o writes atomically, under the umask, and --json is --format json.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("osml.prom");
+    let out = osml()
+        .args([
+            "doctor",
+            "--format",
+            "prometheus",
+            "--root",
+            "tests/fixtures/dev-vm",
+            "-o",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("osml_doctor_run_timestamp_seconds"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    let a = osml()
+        .args(["doctor", "--json", "--root", "tests/fixtures/dev-vm"])
+        .output()
+        .unwrap();
+    let b = osml()
+        .args([
+            "doctor",
+            "--format",
+            "json",
+            "--root",
+            "tests/fixtures/dev-vm",
+        ])
+        .output()
+        .unwrap();
+    let strip = |o: &[u8]| {
+        let mut v: Value = serde_json::from_slice(o).unwrap();
+        v["host"] = Value::Null;
+        v
+    };
+    assert_eq!(strip(&a.stdout), strip(&b.stdout));
+    let out = osml()
+        .args(["doctor", "--json", "--format", "npd"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--json and --format together are a usage error"
+    );
+}

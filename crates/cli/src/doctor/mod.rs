@@ -9,8 +9,8 @@ use osml_doctor::{diagnose, Profile, CHECKS};
 use osml_host::{HostRoot, HostSnapshot};
 
 use crate::archive;
-use crate::cli::{DoctorArgs, DoctorCommand};
-use crate::output::{self, Style};
+use crate::cli::{DoctorArgs, DoctorCommand, DoctorFormat};
+use crate::output::{self, fleet, Style};
 
 pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let style = Style::detect();
@@ -55,18 +55,60 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         );
     }
     let report = diagnose(host, profile, &args.only)?;
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+    let format = if args.json {
+        DoctorFormat::Json
     } else {
-        output::human::write_report(&mut out, &report, args.verbose, style)?;
+        args.format
+    };
+    let failed = u8::from(report.failed());
+    let (text, code) = match format {
+        DoctorFormat::Human => {
+            let mut buf = Vec::new();
+            // Colour only when the report goes to a terminal.
+            let style = if args.output.is_some() {
+                Style { color: false }
+            } else {
+                style
+            };
+            output::human::write_report(&mut buf, &report, args.verbose, style)?;
+            (buf, failed)
+        }
+        DoctorFormat::Json => {
+            let mut buf = serde_json::to_vec_pretty(&report)?;
+            buf.push(b'\n');
+            (buf, failed)
+        }
+        DoctorFormat::Prometheus => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            (fleet::prometheus(&report, now).into_bytes(), failed)
+        }
+        DoctorFormat::Npd => {
+            let (line, code) = fleet::npd(&report);
+            ((line + "\n").into_bytes(), code)
+        }
+        DoctorFormat::Oneline => ((fleet::oneline(&report) + "\n").into_bytes(), failed),
+    };
+    if let Some(path) = &args.output {
+        write_atomic(path, &text)?;
+    } else {
+        out.write_all(&text)?;
+        out.flush()?;
     }
-    out.flush()?;
-    Ok(if report.failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(code))
+}
+
+/// Writes `content` to `path` through a temporary file renamed over it: a collector reading
+/// the directory never sees half a file.
+fn write_atomic(path: &std::path::Path, content: &[u8]) -> Result<()> {
+    let mut tmp = osml_sys::atomic::TempBeside::new(path, ".osml-")
+        .with_context(|| format!("creating a file beside {}", path.display()))?;
+    tmp.write_all(content)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
 }
 
 fn run_compare(

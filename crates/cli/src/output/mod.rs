@@ -1,6 +1,7 @@
 //! Renderers, one file per output format. JSON is serde's rendering of the library types.
 
 pub mod compare;
+pub mod fleet;
 pub mod human;
 
 use osml_doctor::Status;
