@@ -77,8 +77,10 @@ const ALL_IDS: &[&str] = &[
     "mem.max_map_count",
     "mem.zone_reclaim",
     "mem.dirty",
+    "mem.fragmentation",
     "numa.balancing",
     "numa.topology",
+    "numa.memory",
     "ipc.shm",
     "limits.nofile",
     "limits.memlock",
@@ -120,6 +122,8 @@ fn gpu_server_flags_every_planted_fault() {
         ("rdma.peermem", "warn"),
         ("mem.overcommit", "pass"),
         ("kernel.version", "pass"),
+        ("mem.fragmentation", "warn"),
+        ("numa.memory", "warn"),
     ];
     for (id, status) in expect {
         assert_eq!(s[id], status, "{id}");
@@ -153,6 +157,43 @@ fn gpu_server_flags_every_planted_fault() {
         serde_json::json!([3_200_000, 100_000])
     );
     assert_eq!(r["summary"]["fail"], 3);
+    // The fragmentation facts: free blocks per order, the huge-page fallback counters.
+    let zones = h["memory"]["buddy"].as_array().unwrap();
+    assert_eq!(zones.len(), 5, "DMA once, DMA32 and Normal per node");
+    assert_eq!(h["memory"]["vmstat"]["thp_fault_fallback"], 76000);
+    assert_eq!(h["numa"][1]["free_bytes"], 21_474_836u64 * 1024);
+    let frag = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "mem.fragmentation")
+        .unwrap();
+    assert!(
+        frag["observed"]
+            .as_str()
+            .unwrap()
+            .contains("76000 fell back (38%)"),
+        "{}",
+        frag["observed"]
+    );
+    assert!(frag["fix"]["runtime"]
+        .as_str()
+        .unwrap()
+        .contains("compact_memory"));
+    let numa = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "numa.memory")
+        .unwrap();
+    assert!(
+        numa["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("node1 is nearly full"),
+        "{}",
+        numa["why"]
+    );
     insta::assert_snapshot!("gpu_server", human("tests/fixtures/gpu-server"));
 }
 

@@ -103,6 +103,8 @@ pub struct NumaNode {
     /// May be empty: GPU or CXL memory shows up as a node without CPUs.
     pub cpus: CpuList,
     pub memory_bytes: Fact<u64>,
+    /// `MemFree` of the node's `meminfo`.
+    pub free_bytes: Fact<u64>,
     /// ACPI SLIT distances to every node, in node order (10 = local).
     pub distances: Fact<Vec<u32>>,
 }
@@ -116,7 +118,23 @@ pub struct Memory {
     pub swaps: Fact<Vec<crate::SwapDevice>>,
     pub hugetlb: Fact<Vec<HugePool>>,
     pub thp: Thp,
+    /// Free blocks per node, zone and order (`/proc/buddyinfo`).
+    pub buddy: Fact<Vec<crate::parse::buddyinfo::BuddyZone>>,
+    /// The page size the buddy orders count in: this host's live, 4096 under a root.
+    pub page_bytes: u64,
+    /// Huge-page and compaction counters since boot (`/proc/vmstat`: [`VMSTAT_KEYS`]).
+    pub vmstat: Fact<BTreeMap<String, u64>>,
 }
+
+/// The `/proc/vmstat` counters osml reads: transparent huge pages allocated at fault and
+/// fallen back to small pages, and direct compaction.
+pub const VMSTAT_KEYS: [&str; 5] = [
+    "thp_fault_alloc",
+    "thp_fault_fallback",
+    "compact_stall",
+    "compact_fail",
+    "compact_success",
+];
 
 /// One hugetlb pool (one page size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -681,6 +699,9 @@ fn gather_numa(root: &HostRoot) -> Fact<Vec<NumaNode>> {
                         .unwrap_or_default(),
                     // "Node 0 MemTotal:       24634564 kB"
                     memory_bytes: fact(root, &format!("{base}/meminfo"), meminfo::parse_node_total),
+                    free_bytes: fact(root, &format!("{base}/meminfo"), |t| {
+                        meminfo::parse_node_field(t, "MemFree")
+                    }),
                     distances: fact(root, &format!("{base}/distance"), |t| {
                         t.split_whitespace()
                             .map(|d| {
@@ -721,6 +742,24 @@ fn gather_memory(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Memory {
             khugepaged_defrag: trimmed(root, &format!("{thp}/khugepaged/defrag")),
             shmem_enabled: choice(format!("{thp}/shmem_enabled")),
         },
+        buddy: fact(root, "/proc/buddyinfo", crate::parse::buddyinfo::parse),
+        page_bytes: if root.is_live() {
+            osml_sys::page_size() as u64
+        } else {
+            4096
+        },
+        vmstat: fact(root, "/proc/vmstat", |t| {
+            let v = crate::parse::buddyinfo::vmstat(t, &VMSTAT_KEYS);
+            if v.is_empty() {
+                Err(ParseError::new(
+                    "vmstat",
+                    t,
+                    "none of the counters osml reads",
+                ))
+            } else {
+                Ok(v)
+            }
+        }),
     }
 }
 

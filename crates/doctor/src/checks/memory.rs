@@ -333,3 +333,68 @@ fn dirty(cx: &Ctx<'_>) -> Verdict {
         format!("printf 'vm.dirty_ratio = {ratio}\\nvm.dirty_background_ratio = {bg}\\n' >> /etc/sysctl.d/90-osml.conf"),
     )
 }
+
+pub const FRAGMENTATION: Check = check!(
+    "mem.fragmentation", "Free memory in 2 MiB blocks", fragmentation,
+    why: "A transparent huge page needs a free, aligned 2 MiB block: on a fragmented host the fault falls back to 4 KiB pages silently (thp_fault_fallback) or stalls in direct compaction, so the pool and pinned buffers that asked for huge pages get the TLB misses they were meant to avoid.",
+    source: "mm/vmstat.c (buddyinfo, thp_fault_fallback, compact_stall); transhuge.rst; osml judgment: warn under 20% of free memory in 2 MiB blocks (with 1 GiB or more free) or over 10% of huge-page faults falling back",
+    evidence: ["/proc/buddyinfo", "/proc/vmstat"],
+);
+
+/// Free memory in blocks of 2 MiB or more, of the zones that serve user memory.
+const HUGE_BLOCK: u64 = 2 << 20;
+const MIN_HUGE_SHARE: f64 = 0.20;
+const MAX_FALLBACK_SHARE: f64 = 0.10;
+/// Below this much free memory the share of 2 MiB blocks says little.
+const MIN_FREE_FOR_SHARE: u64 = 1 << 30;
+/// Huge-page faults since boot below which the fallback share says little.
+const MIN_THP_FAULTS: u64 = 1000;
+
+fn fragmentation(cx: &Ctx<'_>) -> Verdict {
+    let m = &cx.host.memory;
+    let zones = match &m.buddy {
+        Fact::Known(z) => z,
+        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    };
+    let page = m.page_bytes;
+    // ZONE_DMA is 16 MiB of legacy memory no process gets.
+    let user: Vec<_> = zones.iter().filter(|z| z.zone != "DMA").collect();
+    let free: u64 = user.iter().map(|z| z.free_bytes(page)).sum();
+    let huge: u64 = user
+        .iter()
+        .map(|z| z.free_bytes_in_blocks_of(page, HUGE_BLOCK))
+        .sum();
+    let share = huge as f64 / free.max(1) as f64;
+    let counter = |k: &str| m.vmstat.known().and_then(|v| v.get(k).copied());
+    let (alloc, fallback) = (
+        counter("thp_fault_alloc").unwrap_or(0),
+        counter("thp_fault_fallback").unwrap_or(0),
+    );
+    let faults = alloc + fallback;
+    let fallback_share = fallback as f64 / faults.max(1) as f64;
+    let stalls = counter("compact_stall").unwrap_or(0);
+    let observed = format!(
+        "{} of {} free in 2 MiB blocks ({:.0}%); huge-page faults since boot: {alloc} allocated, {fallback} fell back ({:.0}%); {stalls} direct compaction stalls",
+        human_bytes(huge),
+        human_bytes(free),
+        share * 100.0,
+        fallback_share * 100.0
+    );
+    let expected = format!(
+        ">= {:.0}% of free memory in 2 MiB blocks, <= {:.0}% of huge-page faults falling back",
+        MIN_HUGE_SHARE * 100.0,
+        MAX_FALLBACK_SHARE * 100.0
+    );
+    let scarce = free >= MIN_FREE_FOR_SHARE && share < MIN_HUGE_SHARE;
+    let falling_back = faults >= MIN_THP_FAULTS && fallback_share > MAX_FALLBACK_SHARE;
+    if !scarce && !falling_back {
+        return Verdict::new(Status::Pass, observed, expected);
+    }
+    let (proactive, persist) = sysctl_fix("vm.compaction_proactiveness", 50);
+    Verdict::new(Status::Warn, observed, expected).fix(
+        format!(
+            "echo 1 > /proc/sys/vm/compact_memory   (compacts now; then {proactive} keeps compacting in the background; if the page cache holds most memory, `sync; echo 1 > /proc/sys/vm/drop_caches` frees it, at the cost of re-reading the dataset; a reboot is the last resort)"
+        ),
+        persist,
+    )
+}

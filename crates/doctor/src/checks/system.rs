@@ -460,3 +460,76 @@ mod tests {
         assert_eq!(super::release_version("weird"), None);
     }
 }
+
+pub const NUMA_MEMORY: Check = check!(
+    "numa.memory", "Free memory per NUMA node", numa_memory,
+    why: "When one node's memory is nearly full, the kernel places new pages of the processes bound or running there on another node, so ranks pinned next to their GPU silently read remote memory at 1.5-2x the latency; or, with a strict binding, they reclaim or are killed although the host has memory free.",
+    source: "mm/page_alloc.c zone fallback; numastat(8); osml judgment: warn when a node has under 5% free while another has over 25%",
+    evidence: ["/sys/devices/system/node/node*/meminfo"],
+);
+
+const NODE_NEARLY_FULL: f64 = 0.05;
+const NODE_ROOMY: f64 = 0.25;
+
+fn numa_memory(cx: &Ctx<'_>) -> Verdict {
+    let nodes = match &cx.host.numa {
+        Fact::Known(n) => n,
+        f @ Fact::Unknown { .. } => return Verdict::unknown(f),
+    };
+    // Nodes with memory whose free figure could be read: (id, total, free).
+    let mem: Vec<(usize, u64, u64)> = nodes
+        .iter()
+        .filter_map(|n| {
+            let total = *n.memory_bytes.known()?;
+            let free = *n.free_bytes.known()?;
+            (total > 0).then_some((n.id, total, free))
+        })
+        .collect();
+    if mem.len() < 2 {
+        return Verdict::skip(format!(
+            "not applicable: {} node(s) with memory, so there is no other node to spill to",
+            mem.len()
+        ));
+    }
+    let share = |&(_, total, free): &(usize, u64, u64)| free as f64 / total as f64;
+    let observed = mem
+        .iter()
+        .map(|n| {
+            format!(
+                "node{} {} free of {} ({:.0}%)",
+                n.0,
+                human_bytes(n.2),
+                human_bytes(n.1),
+                share(n) * 100.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expected = format!(
+        "no node under {:.0}% free while another has over {:.0}%",
+        NODE_NEARLY_FULL * 100.0,
+        NODE_ROOMY * 100.0
+    );
+    let full: Vec<usize> = mem
+        .iter()
+        .filter(|n| share(n) < NODE_NEARLY_FULL)
+        .map(|n| n.0)
+        .collect();
+    let roomy = mem.iter().any(|n| share(n) > NODE_ROOMY);
+    if full.is_empty() || !roomy {
+        return Verdict::new(Status::Pass, observed, expected);
+    }
+    let list = full
+        .iter()
+        .map(|n| format!("node{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Verdict::new(Status::Warn, observed, expected)
+        .why(format!(
+            "{list} is nearly full while another node has room: new pages of the processes there go to a remote node (1.5-2x the latency), or, under a strict binding, reclaim or the OOM killer step in although the host has memory free."
+        ))
+        .fix(
+            format!("numastat -m   (what fills {list}: page cache, a hugetlb pool, /dev/shm, or one process; `numastat -p PID`); drop the page cache of datasets no longer read, move or shrink what is pinned there, or bind ranks with osml run --bind so that each uses its own node's memory"),
+            "size hugetlb pools per node (/sys/devices/system/node/nodeN/hugepages), and start ranks with osml run --bind",
+        )
+}

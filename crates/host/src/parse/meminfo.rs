@@ -30,16 +30,21 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
 
 /// The `MemTotal` of a node's `meminfo` (`Node 0 MemTotal:  24634564 kB`), in bytes.
 pub fn parse_node_total(text: &str) -> Result<u64, ParseError> {
+    parse_node_field(text, "MemTotal")
+}
+
+/// One `Node N KEY: V kB` line of a node's `meminfo`, in bytes.
+pub fn parse_node_field(text: &str, key: &str) -> Result<u64, ParseError> {
     text.lines()
         .find_map(|l| {
-            let (key, value) = l.split_once(':')?;
-            if key.split_whitespace().last() != Some("MemTotal") {
+            let (k, value) = l.split_once(':')?;
+            if k.split_whitespace().last() != Some(key) {
                 return None;
             }
             let kb: u64 = value.split_whitespace().next()?.parse().ok()?;
             Some(kb.saturating_mul(1024))
         })
-        .ok_or_else(|| ParseError::new("node meminfo", text, "no MemTotal line"))
+        .ok_or_else(|| ParseError::new("node meminfo", text, "no such line"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Pure parsers, one per file they read, each a function of text. None of them panics on any
 //! input (a property test feeds them arbitrary strings).
 
+pub mod buddyinfo;
 pub mod cgroup;
 pub mod cmdline;
 pub mod cpuinfo;
@@ -21,6 +22,9 @@ mod never_panic {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn no_parser_panics(s in "(\\PC|\n|\t| ){0,400}") {
+            let _ = super::buddyinfo::parse(&s);
+            let _ = super::buddyinfo::vmstat(&s, &["thp_fault_alloc"]);
+            let _ = super::meminfo::parse_node_field(&s, "MemFree");
             let _ = super::cgroup::parse_proc_self_cgroup(&s);
             let _ = super::cgroup::parse_cpu_max(&s);
             let _ = super::cgroup::parse_limit(&s);
