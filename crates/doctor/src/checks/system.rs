@@ -448,19 +448,6 @@ fn pressure_io(cx: &Ctx<'_>) -> Verdict {
     pressure(cx, &cx.host.pressure.io, "io")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn versions() {
-        assert_eq!(super::release_version("6.18.0-osml"), Some((6, 18)));
-        assert_eq!(
-            super::release_version("2.6.32-754.el6.x86_64"),
-            Some((2, 6))
-        );
-        assert_eq!(super::release_version("weird"), None);
-    }
-}
-
 pub const NUMA_MEMORY: Check = check!(
     "numa.memory", "Free memory per NUMA node", numa_memory,
     why: "When one node's memory is nearly full, the kernel places new pages of the processes bound or running there on another node, so ranks pinned next to their GPU silently read remote memory at 1.5-2x the latency; or, with a strict binding, they reclaim or are killed although the host has memory free.",
@@ -532,4 +519,17 @@ fn numa_memory(cx: &Ctx<'_>) -> Verdict {
             format!("numastat -m   (what fills {list}: page cache, a hugetlb pool, /dev/shm, or one process; `numastat -p PID`); drop the page cache of datasets no longer read, move or shrink what is pinned there, or bind ranks with osml run --bind so that each uses its own node's memory"),
             "size hugetlb pools per node (/sys/devices/system/node/nodeN/hugepages), and start ranks with osml run --bind",
         )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions() {
+        assert_eq!(super::release_version("6.18.0-osml"), Some((6, 18)));
+        assert_eq!(
+            super::release_version("2.6.32-754.el6.x86_64"),
+            Some((2, 6))
+        );
+        assert_eq!(super::release_version("weird"), None);
+    }
 }
