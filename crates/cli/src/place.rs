@@ -545,14 +545,26 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             cmd.env("OSML_LOADER_CPUS", cpus(&l));
         }
     }
+    // The plan numbers GPUs in PCI bus order; CUDA's default order (fastest first) can differ
+    // on a host with mixed GPUs, and then `cuda:i` would not be the GPU the CPUs were chosen
+    // for.
+    let order_set = std::env::var_os("CUDA_DEVICE_ORDER").is_none();
+    if order_set {
+        cmd.env("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+    }
     if a.verbose {
         crate::output::say!(
-            "osml run: cpus {} ({n}), memory {}",
+            "osml run: cpus {} ({n}), memory {}{}",
             cpus(&bind_cpus),
             a.mem.map_or_else(
                 || "local allocation".to_owned(),
                 |m| format!("{m:?} on node(s) {}", cpus(&nodes)).to_lowercase()
-            )
+            ),
+            if order_set {
+                ", CUDA_DEVICE_ORDER=PCI_BUS_ID (GPU i is the plan's: PCI bus order)"
+            } else {
+                ""
+            }
         );
     }
     let error = cmd.exec();

@@ -418,6 +418,38 @@ fn run_binds_cpus_and_sets_thread_counts() {
         "1 7",
         "set unless already set"
     );
+    // GPUs in PCI bus order, as the plan numbers them, unless the caller chose an order; -v
+    // says so.
+    let order = |set: Option<&str>| {
+        let mut c = osml();
+        match set {
+            Some(v) => c.env("CUDA_DEVICE_ORDER", v),
+            None => c.env_remove("CUDA_DEVICE_ORDER"),
+        };
+        let out = c
+            .args([
+                "run",
+                "-v",
+                "--bind",
+                &format!("cpus:{cpu}"),
+                "--",
+                "sh",
+                "-c",
+                "echo $CUDA_DEVICE_ORDER",
+            ])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (v, said) = order(None);
+    assert_eq!(v, "PCI_BUS_ID");
+    assert!(said.contains("CUDA_DEVICE_ORDER=PCI_BUS_ID"), "{said}");
+    let (v, said) = order(Some("FASTEST_FIRST"));
+    assert_eq!(v, "FASTEST_FIRST");
+    assert!(!said.contains("CUDA_DEVICE_ORDER"), "{said}");
 }
 
 #[test]
