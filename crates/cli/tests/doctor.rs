@@ -89,11 +89,16 @@ const ALL_IDS: &[&str] = &[
     "kernel.version",
     "kernel.io_uring",
     "kernel.perf",
+    "kernel.oom_kill",
+    "kernel.mce",
+    "kernel.hung_task",
     "pressure.memory",
     "pressure.io",
     "gpu.numa",
+    "gpu.xid",
     "rdma.ports",
     "rdma.peermem",
+    "pci.aer",
 ];
 
 #[test]
@@ -124,6 +129,11 @@ fn gpu_server_flags_every_planted_fault() {
         ("kernel.version", "pass"),
         ("mem.fragmentation", "warn"),
         ("numa.memory", "warn"),
+        ("kernel.oom_kill", "warn"),
+        ("gpu.xid", "fail"),
+        ("pci.aer", "fail"),
+        ("kernel.mce", "warn"),
+        ("kernel.hung_task", "warn"),
     ];
     for (id, status) in expect {
         assert_eq!(s[id], status, "{id}");
@@ -156,7 +166,71 @@ fn gpu_server_flags_every_planted_fault() {
         h["cgroup"]["cpu"]["quota"],
         serde_json::json!([3_200_000, 100_000])
     );
-    assert_eq!(r["summary"]["fail"], 3);
+    assert_eq!(r["summary"]["fail"], 5);
+    insta::assert_snapshot!("gpu_server", human("tests/fixtures/gpu-server"));
+}
+
+#[test]
+fn gpu_server_kernel_log_and_memory_facts() {
+    let r = doctor_json("tests/fixtures/gpu-server");
+    let h = &r["host"];
+    // The kernel log, by class: a burst counted once, the cgroup of a pod's OOM kill.
+    let log = &h["kernel"]["log"];
+    assert_eq!(log["malformed_lines"], 1, "the junk line");
+    assert_eq!(log["oom_kills"][0]["cgroup"], "/kubepods.slice/pod-train-7");
+    assert_eq!(log["oom_kills"][0]["anon_rss_bytes"], 31_457_280u64 * 1024);
+    assert!(log["oom_kills"][1]["cgroup"].is_null());
+    let xids: Vec<(u64, &str, u64)> = log["xid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x[0].as_u64().unwrap(),
+                x[1].as_str().unwrap(),
+                x[2]["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        xids,
+        vec![
+            (13, "0000:13:00", 1),
+            (48, "0000:94:00", 200),
+            (79, "0000:cb:00", 1)
+        ]
+    );
+    let find = |id: &str| {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let xid = find("gpu.xid");
+    assert!(
+        xid["observed"]
+            .as_str()
+            .unwrap()
+            .contains("Xid 48 on 0000:94:00 (double-bit ECC error; hardware): 200 times"),
+        "{}",
+        xid["observed"]
+    );
+    assert!(xid["fix"]["runtime"]
+        .as_str()
+        .unwrap()
+        .contains("0000:94:00, 0000:cb:00"));
+    let aer = find("pci.aer");
+    assert!(
+        aer["observed"]
+            .as_str()
+            .unwrap()
+            .contains("fatal on 0000:d5:00.0"),
+        "{}",
+        aer["observed"]
+    );
     // The fragmentation facts: free blocks per order, the huge-page fallback counters.
     let zones = h["memory"]["buddy"].as_array().unwrap();
     assert_eq!(zones.len(), 5, "DMA once, DMA32 and Normal per node");
@@ -194,7 +268,6 @@ fn gpu_server_flags_every_planted_fault() {
         "{}",
         numa["why"]
     );
-    insta::assert_snapshot!("gpu_server", human("tests/fixtures/gpu-server"));
 }
 
 #[test]
@@ -930,5 +1003,54 @@ fn oneline_and_output_files() {
         out.status.code(),
         Some(2),
         "--json and --format together are a usage error"
+    );
+}
+
+#[test]
+fn the_live_kernel_log_is_read_as_root_and_refused_cleanly_as_another_user() {
+    const TEST: &str = "the_live_kernel_log_is_read_as_root_and_refused_cleanly_as_another_user";
+    if !support::is_root() {
+        return skip(
+            TEST,
+            "needs root to read /dev/kmsg and to run osml as another user",
+        );
+    }
+    let out = osml()
+        .args(["doctor", "--json", "--only", "kernel.oom_kill"])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["host"]["kernel"]["log"]["records"].as_u64().unwrap() > 0,
+        "{}",
+        r["host"]["kernel"]["log"]
+    );
+    assert_ne!(r["findings"][0]["status"], "skip");
+    if StdCommand::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip(
+            TEST,
+            "no setpriv (util-linux): the refusal as another user is not tested",
+        );
+    }
+    let path = "/proc/sys/kernel/dmesg_restrict";
+    let before = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, "1").unwrap();
+    let out = StdCommand::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(support::bin())
+        .args(["doctor", "--json", "--only", "kernel.oom_kill"])
+        .output()
+        .unwrap();
+    std::fs::write(path, before).unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &r["findings"][0];
+    assert_eq!(f["status"], "skip", "{f}");
+    assert!(
+        f["observed"].as_str().unwrap().contains("dmesg_restrict"),
+        "{f}"
     );
 }

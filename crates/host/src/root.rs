@@ -28,6 +28,10 @@ const MAX_SYMLINKS: usize = 40;
 /// memory without bound.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
+/// The most bytes of kernel log read: 256 MiB (the kernel's own buffer is at most 32 MiB, but
+/// a `dev/kmsg` put in a capture may hold more, and is read in well under a second).
+pub const MAX_KMSG_BYTES: u64 = 256 << 20;
+
 /// One thing a recording root saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -132,6 +136,28 @@ impl HostRoot {
             .map_err(|e| HostError::io(path, &e))?;
         self.record(path, Recorded::File(bytes.clone()));
         Ok(bytes)
+    }
+
+    /// The kernel log: live, every record of `/dev/kmsg` (read without waiting, one record per
+    /// read); under a directory root, `dev/kmsg` when it is a regular file of such records. At
+    /// most [`MAX_KMSG_BYTES`]; recorded as `/dev/kmsg`, so a capture replays it.
+    pub fn read_kmsg(&self) -> Result<String, HostError> {
+        let path = "/dev/kmsg";
+        let bytes = if self.live {
+            osml_sys::file::read_records(Path::new(path), MAX_KMSG_BYTES)
+                .map(|(b, _)| b)
+                .map_err(|e| HostError::io(path, &e))?
+        } else {
+            let real = self.real(path)?;
+            osml_sys::file::read_bounded(&real, MAX_KMSG_BYTES)
+                .map_err(|e| HostError::io(path, &e))?
+        };
+        if self.is_recording() {
+            self.record(path, Recorded::File(bytes.clone()));
+        }
+        // No copy when the log is valid UTF-8, as it nearly always is.
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     /// Reads a file and trims surrounding whitespace: the usual shape of a sysfs attribute.

@@ -50,6 +50,8 @@ pub struct Kernel {
     /// Whether this process could create an io_uring (live only): `true`, or unknown with
     /// the errno of `io_uring_setup`.
     pub io_uring_setup: Fact<bool>,
+    /// What the kernel log (`/dev/kmsg`) says, by class.
+    pub log: Fact<crate::parse::kmsg::KernelLog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -452,6 +454,10 @@ fn gather_kernel(root: &HostRoot) -> Kernel {
         cmdline,
         modules,
         io_uring_setup,
+        log: match root.read_kmsg() {
+            Ok(text) => Fact::Known(crate::parse::kmsg::summarise(&text)),
+            Err(e) => e.into(),
+        },
     }
 }
 

@@ -136,6 +136,33 @@ pub fn read_to_end_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>>
     Ok(bytes)
 }
 
+/// Reads every record of a record device such as `/dev/kmsg`, which returns one record per
+/// `read(2)` and `EAGAIN` at the end when opened with `O_NONBLOCK` (so the read never waits
+/// for new records), up to `limit` bytes; `EPIPE` (records overwritten while reading) is
+/// skipped over and counted. Returns the bytes and that count.
+pub fn read_records(path: &Path, limit: u64) -> io::Result<(Vec<u8>, u64)> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    let mut out = Vec::new();
+    let mut gaps = 0;
+    // A record is at most about 8 KiB (the kernel's CONSOLE_EXT_LOG_MAX).
+    let mut buf = vec![0u8; 16 << 10];
+    while (out.len() as u64) < limit {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::PIPE) => gaps += 1,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((out, gaps))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

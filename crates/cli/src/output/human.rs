@@ -19,6 +19,7 @@ fn area_name(area: &str) -> &str {
         "pressure" => "Pressure",
         "gpu" => "GPU",
         "rdma" => "RDMA",
+        "pci" => "PCIe",
         other => other,
     }
 }

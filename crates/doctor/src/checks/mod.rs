@@ -3,6 +3,7 @@
 
 mod cpu;
 mod devices;
+mod log;
 mod memory;
 mod system;
 
@@ -176,11 +177,16 @@ pub static CHECKS: &[Check] = &[
     system::KERNEL_VERSION,
     system::IO_URING,
     system::PERF,
+    log::OOM_KILL,
+    log::MCE,
+    log::HUNG_TASK,
     system::PRESSURE_MEMORY,
     system::PRESSURE_IO,
     devices::GPU_NUMA,
+    log::XID,
     devices::RDMA_PORTS,
     devices::RDMA_PEERMEM,
+    log::AER,
 ];
 
 #[cfg(test)]

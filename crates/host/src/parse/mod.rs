@@ -5,6 +5,7 @@ pub mod buddyinfo;
 pub mod cgroup;
 pub mod cmdline;
 pub mod cpuinfo;
+pub mod kmsg;
 pub mod limits;
 pub mod meminfo;
 pub mod modules;
@@ -23,6 +24,7 @@ mod never_panic {
         #[test]
         fn no_parser_panics(s in "(\\PC|\n|\t| ){0,400}") {
             let _ = super::buddyinfo::parse(&s);
+            let _ = super::kmsg::summarise(&s);
             let _ = super::buddyinfo::vmstat(&s, &["thp_fault_alloc"]);
             let _ = super::meminfo::parse_node_field(&s, "MemFree");
             let _ = super::cgroup::parse_proc_self_cgroup(&s);
