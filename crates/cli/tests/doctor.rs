@@ -98,6 +98,7 @@ const ALL_IDS: &[&str] = &[
     "gpu.xid",
     "rdma.ports",
     "rdma.peermem",
+    "pci.link",
     "pci.aer",
 ];
 
@@ -134,6 +135,7 @@ fn gpu_server_flags_every_planted_fault() {
         ("pci.aer", "fail"),
         ("kernel.mce", "warn"),
         ("kernel.hung_task", "warn"),
+        ("pci.link", "fail"),
     ];
     for (id, status) in expect {
         assert_eq!(s[id], status, "{id}");
@@ -166,7 +168,7 @@ fn gpu_server_flags_every_planted_fault() {
         h["cgroup"]["cpu"]["quota"],
         serde_json::json!([3_200_000, 100_000])
     );
-    assert_eq!(r["summary"]["fail"], 5);
+    assert_eq!(r["summary"]["fail"], 6);
     insta::assert_snapshot!("gpu_server", human("tests/fixtures/gpu-server"));
 }
 
@@ -222,6 +224,12 @@ fn gpu_server_kernel_log_and_memory_facts() {
         .as_str()
         .unwrap()
         .contains("0000:94:00, 0000:cb:00"));
+    // Each downtrained link once (at the device, not again at the switch port above it),
+    // against the lesser of the device's and the port's maximum.
+    assert_eq!(
+        find("pci.link")["observed"],
+        "GPU 0000:13:00.0 x8 of x16; GPU 0000:14:00.0 2.5 GT/s of 32; NIC 0000:55:00.0 16 GT/s of 32"
+    );
     let aer = find("pci.aer");
     assert!(
         aer["observed"]

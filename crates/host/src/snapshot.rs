@@ -204,8 +204,14 @@ pub struct PciDevice {
     /// -1 when the firmware does not say (torchrun then assumes node 0).
     pub numa_node: Fact<i64>,
     pub local_cpus: Fact<CpuList>,
+    /// The negotiated link (`current_link_speed`, e.g. `32.0 GT/s PCIe`, and
+    /// `current_link_width`): for an endpoint or a switch's upstream port the link above it,
+    /// for a root or downstream port the link below it.
     pub link_speed: Fact<String>,
     pub link_width: Fact<u32>,
+    /// What the device supports (`max_link_speed`, `max_link_width`).
+    pub max_link_speed: Fact<String>,
+    pub max_link_width: Fact<u32>,
     pub driver: Option<String>,
     /// Bridges from the host bridge down to this device, outermost first.
     pub bridges: Vec<String>,
@@ -962,6 +968,10 @@ fn gather_pci(root: &HostRoot) -> Fact<Vec<PciDevice>> {
             local_cpus: fact(root, &format!("{dir}/local_cpulist"), CpuList::parse),
             link_speed: trimmed(root, &format!("{dir}/current_link_speed")),
             link_width: fact(root, &format!("{dir}/current_link_width"), |t| {
+                sysfs::parse_u64(t).map(|w| u32::try_from(w).unwrap_or(u32::MAX))
+            }),
+            max_link_speed: trimmed(root, &format!("{dir}/max_link_speed")),
+            max_link_width: fact(root, &format!("{dir}/max_link_width"), |t| {
                 sysfs::parse_u64(t).map(|w| u32::try_from(w).unwrap_or(u32::MAX))
             }),
             driver: root

@@ -200,3 +200,160 @@ fn rdma_peermem(cx: &Ctx<'_>) -> Verdict {
         "echo nvidia_peermem > /etc/modules-load.d/nvidia-peermem.conf",
     )
 }
+pub const PCI_LINK: Check = check!(
+    "pci.link", "PCIe link speed and width", pci_link,
+    why: "A GPU, NIC or NVMe drive that trained at fewer lanes or a lower speed than it and its port support moves data at a fraction of its bandwidth (x16 Gen2 is 8 GB/s instead of 64) with nothing logged; a narrower link is a seating, riser or slot fault, a slower one can also be a GPU saving power at idle.",
+    source: "sysfs current_link_speed/width against max_link_speed/width of the device and of its port (Documentation/ABI/testing/sysfs-bus-pci); osml judgment: narrower fails, slower warns",
+    evidence: ["/sys/bus/pci/devices/*/current_link_speed", "/sys/bus/pci/devices/*/current_link_width", "/sys/bus/pci/devices/*/max_link_speed", "/sys/bus/pci/devices/*/max_link_width"],
+);
+
+/// `32.0 GT/s PCIe` (or the older `8 GT/s`) in GT/s.
+fn gts(speed: &str) -> Option<f64> {
+    speed.split_whitespace().next()?.parse().ok()
+}
+
+/// One link judged: the device, what it trained at, what it and its port support.
+struct LinkState {
+    address: String,
+    kind: PciKind,
+    speed: f64,
+    width: u32,
+    max_speed: f64,
+    max_width: u32,
+}
+
+fn links(cx: &Ctx<'_>) -> Vec<LinkState> {
+    let Some(devices) = cx.host.pci_devices.known() else {
+        return Vec::new();
+    };
+    let by_address: BTreeMap<&str, &osml_host::PciDevice> =
+        devices.iter().map(|d| (d.address.as_str(), d)).collect();
+    // The GPUs, NICs and NVMe drives, and every bridge above one of them.
+    let mut wanted: Vec<&str> = Vec::new();
+    for d in devices
+        .iter()
+        .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic | PciKind::Nvme))
+    {
+        wanted.extend(d.bridges.iter().map(String::as_str));
+        wanted.push(&d.address);
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut out = Vec::new();
+    for address in wanted {
+        let Some(d) = by_address.get(address) else {
+            continue;
+        };
+        // A device an odd number of bridges down (under a root port, or under a switch's
+        // downstream port) reports the link above it; the ports in between report the link
+        // below them, which is judged at the device there.
+        let Some(port) = d.bridges.last().and_then(|b| by_address.get(b.as_str())) else {
+            continue;
+        };
+        if d.bridges.len() % 2 == 0 {
+            continue;
+        }
+        let (Some(speed), Some(width), Some(max_speed), Some(max_width)) = (
+            d.link_speed.known().and_then(|s| gts(s)),
+            d.link_width.known().copied(),
+            d.max_link_speed.known().and_then(|s| gts(s)),
+            d.max_link_width.known().copied(),
+        ) else {
+            continue;
+        };
+        // The port's capability bounds what the link can reach.
+        let port_speed = port
+            .max_link_speed
+            .known()
+            .and_then(|s| gts(s))
+            .unwrap_or(max_speed);
+        let port_width = port.max_link_width.known().copied().unwrap_or(max_width);
+        out.push(LinkState {
+            address: address.to_owned(),
+            kind: d.kind,
+            speed,
+            width,
+            max_speed: max_speed.min(port_speed),
+            max_width: max_width.min(port_width),
+        });
+    }
+    out
+}
+
+fn pci_link(cx: &Ctx<'_>) -> Verdict {
+    if let f @ Fact::Unknown { .. } = &cx.host.pci_devices {
+        return Verdict::unknown(f);
+    }
+    let all = links(cx);
+    if all.is_empty() {
+        return Verdict::skip(
+            "no PCIe link to judge: no GPU, NIC or NVMe drive with link attributes (a VM's virtual devices have none)",
+        );
+    }
+    let kind = |k: PciKind| match k {
+        PciKind::Gpu => "GPU",
+        PciKind::Nic => "NIC",
+        PciKind::Nvme => "NVMe",
+        _ => "bridge",
+    };
+    let narrow: Vec<String> = all
+        .iter()
+        .filter(|l| l.width < l.max_width)
+        .map(|l| {
+            format!(
+                "{} {} x{} of x{}",
+                kind(l.kind),
+                l.address,
+                l.width,
+                l.max_width
+            )
+        })
+        .collect();
+    let slow: Vec<&LinkState> = all
+        .iter()
+        .filter(|l| l.speed + 1e-9 < l.max_speed)
+        .collect();
+    let slow_text: Vec<String> = slow
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {} GT/s of {}",
+                kind(l.kind),
+                l.address,
+                l.speed,
+                l.max_speed
+            )
+        })
+        .collect();
+    let expected = "every link at its device's and port's maximum speed and width".to_owned();
+    if narrow.is_empty() && slow.is_empty() {
+        return Verdict::new(
+            Status::Pass,
+            format!("{} link(s) at full speed and width", all.len()),
+            expected,
+        );
+    }
+    let observed = narrow
+        .iter()
+        .chain(&slow_text)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    let idle_gpus = slow.iter().any(|l| l.kind == PciKind::Gpu);
+    let mut v = Verdict::new(
+        if narrow.is_empty() {
+            Status::Warn
+        } else {
+            Status::Fail
+        },
+        observed,
+        expected,
+    );
+    if idle_gpus && narrow.is_empty() {
+        v = v.why("A GPU saves power by lowering its link speed when idle, so a slow GPU link may be normal at rest; one that stays slow under load moves data at a fraction of its bandwidth with nothing logged.");
+    }
+    v.fix(
+        "confirm under load: `nvidia-smi -q -d PCIE` (Link Width/Generation, Current vs Max) or `lspci -vv -s ADDRESS` (LnkSta vs LnkCap) while a job runs; a narrower link: reseat the card, check the riser or cable and the slot's lanes in the BIOS",
+        "after reseating, `osml doctor --only pci.link` on every boot (a fleet: --format prometheus); `osml doctor compare` shows hosts whose links differ",
+    )
+}

@@ -186,6 +186,7 @@ pub static CHECKS: &[Check] = &[
     log::XID,
     devices::RDMA_PORTS,
     devices::RDMA_PEERMEM,
+    devices::PCI_LINK,
     log::AER,
 ];
 
