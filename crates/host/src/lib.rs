@@ -33,7 +33,7 @@ pub use parse::limits::{Limit, LimitValue, Limits};
 pub use parse::mounts::Mount;
 pub use parse::pressure::{Psi, PsiAverages};
 pub use parse::swaps::SwapDevice;
-pub use root::{HostRoot, Recorded, MAX_FILE_BYTES};
+pub use root::{HostRoot, Recorded, MAX_FILE_BYTES, MAX_KMSG_BYTES};
 pub use snapshot::*;
 pub use topology::Topology;
 

@@ -29,7 +29,7 @@ const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 /// The system calls counted by name with [`NameSet::Common`], or when the descriptor limit
 /// cannot hold one counter per system call for every task: those a data loader's and a
 /// training step's behaviour shows in.
-const ESSENTIAL: [&str; 32] = [
+pub const ESSENTIAL: [&str; 32] = [
     "read",
     "pread64",
     "readv",
