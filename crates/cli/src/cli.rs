@@ -96,7 +96,7 @@ pub struct TraceArgs {
     pub plot: Option<PathBuf>,
     /// Count every system call of the tree, per system call and per process: `perf` in the
     /// kernel (tracepoint counters; the job never stops), `ptrace` as strace -c -f does (two
-    /// stops per call: a syscall-heavy job runs ~200× slower; commands only), `auto` (the
+    /// stops per call: a syscall-heavy job runs 25-150× slower here; commands only), `auto` (the
     /// default when the flag is given bare) perf where it can, else ptrace with a warning.
     #[arg(
         long,

@@ -105,14 +105,14 @@ fn choose(mode: SyscallMode, pid_target: bool) -> Result<Choice, TraceError> {
     match (ready, mode) {
         (Ok(tp), _) => {
             let why = if mode == SyscallMode::Auto {
-                "kernel counters (perf tracepoints): available here"
+                "--syscalls=auto: tracefs and perf permissions allow it"
             } else {
                 "--syscalls=perf"
             };
             Ok(Choice::Perf(tp, why.into()))
         }
         (Err(u), SyscallMode::Auto) if !pid_target => Ok(Choice::Ptrace(
-            format!("kernel counting unavailable ({u}); ptrace stops the job twice per system call, which slows a syscall-heavy job about 200×"),
+            format!("kernel counting unavailable ({u}); ptrace stops the job twice per system call, which slows a syscall-heavy job by one to two orders of magnitude"),
             true,
         )),
         (Err(u), _) => Err(TraceError::Kernel(u)),
