@@ -1,14 +1,12 @@
 //! `osml trace` and `osml mem`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use osml_sys::atomic::TempBeside;
+use anyhow::Result;
 use osml_trace::kernel::NameSet;
 use osml_trace::report::{human_bytes, Report};
 use osml_trace::{
@@ -17,18 +15,6 @@ use osml_trace::{
 
 use crate::cli::{MemArgs, SyscallNamesArg, SyscallsArg, TraceArgs};
 use crate::exit::Usage;
-
-/// Writes `content` to `path` atomically ([`TempBeside`]: mode 0666 less the umask, as any
-/// file a user writes; a trace holds nothing secret).
-fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let mut tmp = TempBeside::new(path, ".osml-")
-        .with_context(|| format!("creating a file beside {}", path.display()))?;
-    tmp.write_all(content)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
 
 /// The interval and duration limits ([`osml_trace::MIN_INTERVAL`] …): an interval of a
 /// billion years or a `--duration` shorter than one sample is a mistake, refused before
@@ -98,13 +84,13 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
         );
     }
     if let Some(path) = &a.json {
-        write_atomic(
+        crate::output::write_atomic(
             path,
             (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
         )?;
     }
     if let Some(path) = &a.plot {
-        write_atomic(path, osml_trace::plot::svg(&report).as_bytes())?;
+        crate::output::write_atomic(path, osml_trace::plot::svg(&report).as_bytes())?;
     }
     // The command's own output went to the terminal; the summary goes to stderr so that a
     // pipeline reading the command's stdout is undisturbed.

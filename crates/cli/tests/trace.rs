@@ -195,6 +195,23 @@ fn calls_program(test: &str, dir: &std::path::Path) -> Option<String> {
     }
 }
 
+/// Every call the report counted, by name summed.
+fn total_calls(r: &Value) -> u64 {
+    r["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
+/// Calls of kernel counting in no process's figure.
+fn unattributed_calls(r: &Value) -> u64 {
+    r["syscall_counting"]["coverage"]["unattributed"]
+        .as_u64()
+        .unwrap()
+}
+
 fn count(r: &Value, name: &str) -> u64 {
     r["syscalls"][name].as_u64().unwrap_or(0)
 }
@@ -256,15 +273,7 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     // no process's figure, and the report says how many calls that leaves out.
     let r = run_calls(&["thread", "4321"]);
     assert_eq!(count(&r, "getppid"), 4321);
-    let total: u64 = r["syscalls"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    let unattributed = r["syscall_counting"]["coverage"]["unattributed"]
-        .as_u64()
-        .unwrap();
+    let (total, unattributed) = (total_calls(&r), unattributed_calls(&r));
     assert_eq!(
         r["processes"][0]["syscalls"].as_u64().unwrap() + unattributed,
         total,
@@ -288,15 +297,7 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     );
     assert!((20_000..20_100).contains(&c), "the child's calls: {c}");
     assert!(p < 1_000, "the parent's calls: {p}");
-    let total: u64 = r["syscalls"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    let unattributed = r["syscall_counting"]["coverage"]["unattributed"]
-        .as_u64()
-        .unwrap();
+    let (total, unattributed) = (total_calls(&r), unattributed_calls(&r));
     assert_eq!(
         p + c + unattributed,
         total,
@@ -526,6 +527,15 @@ fn exit_status_plot_and_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["trace"]);
     assert_eq!(out.status.code(), Some(2), "neither a command nor --pid");
+    // ptrace counting needs a command it starts: refused before anything runs.
+    let me = std::process::id().to_string();
+    let out = run(&["trace", "--syscalls=ptrace", "--pid", &me]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--syscalls=ptrace needs a command") && err.contains("--syscalls=perf"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -199,10 +199,6 @@ pub fn mount_tracefs() {
     );
 }
 
-fn open_counter(id: u64, tid: i32, inherit: bool) -> Result<TracepointCounter, SysError> {
-    TracepointCounter::open(id, tid, inherit)
-}
-
 fn errno(e: &SysError) -> i32 {
     let SysError::Call { error, .. } = e;
     error.raw_os_error().unwrap_or(libc::EIO)
@@ -387,7 +383,7 @@ impl KernelCounter {
             if self.threads.contains_key(&tid) {
                 continue;
             }
-            match open_counter(self.raw, tid, false) {
+            match TracepointCounter::open(self.raw, tid, false) {
                 Ok(c) => {
                     self.threads.insert(tid, (tgid, c));
                 }

@@ -91,24 +91,12 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         DoctorFormat::Oneline => ((fleet::oneline(&report) + "\n").into_bytes(), failed),
     };
     if let Some(path) = &args.output {
-        write_atomic(path, &text)?;
+        output::write_atomic(path, &text)?;
     } else {
         out.write_all(&text)?;
         out.flush()?;
     }
     Ok(ExitCode::from(code))
-}
-
-/// Writes `content` to `path` through a temporary file renamed over it: a collector reading
-/// the directory never sees half a file.
-fn write_atomic(path: &std::path::Path, content: &[u8]) -> Result<()> {
-    let mut tmp = osml_sys::atomic::TempBeside::new(path, ".osml-")
-        .with_context(|| format!("creating a file beside {}", path.display()))?;
-    tmp.write_all(content)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
 }
 
 fn run_compare(

@@ -4,7 +4,24 @@ pub mod compare;
 pub mod fleet;
 pub mod human;
 
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use osml_doctor::Status;
+
+/// Writes `content` to `path` atomically: a temporary file beside it (`TempBeside`: mode 0666
+/// less the umask, removed if a signal ends the run) renamed over it, so a reader of the
+/// directory (a metrics collector, a plot viewer) never sees half a file.
+pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let mut tmp = osml_sys::atomic::TempBeside::new(path, ".osml-")
+        .with_context(|| format!("creating a file beside {}", path.display()))?;
+    tmp.write_all(content)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
 
 /// How to render for this terminal.
 #[derive(Debug, Clone, Copy)]

@@ -196,22 +196,37 @@ pub const MCE: Check = check!(
 );
 
 fn mce(cx: &Ctx<'_>) -> Verdict {
+    warn_on_any(
+        cx,
+        |l| &l.mce,
+        "machine check",
+        "ras-mc-ctl --errors (rasdaemon) or mcelog to see which DIMM or core; drain the node if they repeat",
+        "replace the DIMM or CPU named by repeated errors",
+    )
+}
+
+/// The verdict of a class that warns on any record: when, and its examples.
+fn warn_on_any(
+    cx: &Ctx<'_>,
+    class: fn(&KernelLog) -> &Seen,
+    what: &str,
+    now: &str,
+    persist: &str,
+) -> Verdict {
     let l = match log(cx) {
         Ok(l) => l,
         Err(v) => return v,
     };
-    if l.mce.count == 0 {
-        return none(l, "machine check");
+    let seen = class(l);
+    if seen.count == 0 {
+        return none(l, what);
     }
     Verdict::new(
         Status::Warn,
-        format!("{}: {}", when(&l.mce), l.mce.examples.join(" | ")),
-        "no machine check",
+        format!("{}: {}", when(seen), seen.examples.join(" | ")),
+        format!("no {what}"),
     )
-    .fix(
-        "ras-mc-ctl --errors (rasdaemon) or mcelog to see which DIMM or core; drain the node if they repeat",
-        "replace the DIMM or CPU named by repeated errors",
-    )
+    .fix(now, persist)
 }
 
 pub const HUNG_TASK: Check = check!(
@@ -222,19 +237,10 @@ pub const HUNG_TASK: Check = check!(
 );
 
 fn hung_task(cx: &Ctx<'_>) -> Verdict {
-    let l = match log(cx) {
-        Ok(l) => l,
-        Err(v) => return v,
-    };
-    if l.hung_task.count == 0 {
-        return none(l, "hung task");
-    }
-    Verdict::new(
-        Status::Warn,
-        format!("{}: {}", when(&l.hung_task), l.hung_task.examples.join(" | ")),
-        "no hung task",
-    )
-    .fix(
+    warn_on_any(
+        cx,
+        |l| &l.hung_task,
+        "hung task",
         "cat /proc/PID/stack of the task (as root) to see what it waits on; check the filesystem or device it reads (mount, dmesg around the time)",
         "fix or replace the storage the tasks wait on; give checkpoints and datasets a local disk",
     )
