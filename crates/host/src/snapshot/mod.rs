@@ -1,0 +1,190 @@
+//! [`HostSnapshot`]: everything osml knows about a host, gathered in one pass.
+//!
+//! The field layout is API: it is the `host` object of `osml doctor --json`
+//! (see `docs/doctor-json.md`). Add fields freely; rename or remove only with a new
+//! `schema_version`.
+
+mod block;
+mod cgroup;
+mod cpu;
+mod kernel;
+mod memory;
+mod numa;
+mod pci;
+mod pressure;
+mod rdma;
+mod shm;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::parse::{limits, mounts};
+use crate::{Fact, HostError, HostRoot, Limits, Mount, ParseError};
+
+pub use block::BlockDevice;
+pub use cgroup::{Cgroup, CgroupCpu, CgroupCpuset, CgroupMemory};
+pub use cpu::{Cpu, CpuFreqGroup, CpuTopology, Smt};
+pub use kernel::Kernel;
+pub use memory::{HugePool, Memory, Thp, VMSTAT_KEYS};
+pub use numa::NumaNode;
+pub use pci::{PciDevice, PciKind};
+pub use pressure::Pressure;
+pub use rdma::{Rdma, RdmaPort};
+pub use shm::Shm;
+
+/// The whole host, as read through one [`HostRoot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSnapshot {
+    /// `/` for the running host, else the directory the facts were read from.
+    pub root: String,
+    /// Whether live probes (affinity syscall, statvfs, io_uring) were made.
+    pub live: bool,
+    pub hostname: Fact<String>,
+    pub kernel: Kernel,
+    pub cpu: Cpu,
+    pub numa: Fact<Vec<NumaNode>>,
+    pub memory: Memory,
+    /// Kernel tunables by sysctl name (`vm.swappiness`), as the raw text of their file.
+    pub tunables: BTreeMap<String, Fact<String>>,
+    /// Resource limits of the reading process (`/proc/self/limits`).
+    pub limits: Fact<Limits>,
+    pub shm: Shm,
+    pub block_devices: Fact<Vec<BlockDevice>>,
+    pub pci_devices: Fact<Vec<PciDevice>>,
+    pub rdma: Rdma,
+    pub cgroup: Cgroup,
+    pub pressure: Pressure,
+}
+
+/// The tunables osml reads: sysctl name and file.
+pub const TUNABLES: &[&str] = &[
+    "vm.swappiness",
+    "vm.overcommit_memory",
+    "vm.overcommit_ratio",
+    "vm.max_map_count",
+    "vm.dirty_ratio",
+    "vm.dirty_bytes",
+    "vm.dirty_background_ratio",
+    "vm.dirty_background_bytes",
+    "vm.zone_reclaim_mode",
+    "vm.min_free_kbytes",
+    "vm.nr_hugepages",
+    "kernel.numa_balancing",
+    "kernel.perf_event_paranoid",
+    "kernel.io_uring_disabled",
+    "fs.file-max",
+    "fs.nr_open",
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+];
+
+/// The id of the `raw_syscalls:sys_enter` tracepoint, which counts system calls with
+/// `perf_event_open`, from tracefs (mounted at `/sys/kernel/tracing`, or under debugfs on older
+/// systems); `None` when tracefs is not mounted.
+pub fn syscall_tracepoint_id(root: &HostRoot) -> Option<u64> {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|t| {
+            root.read_trimmed(&format!("{t}/events/raw_syscalls/sys_enter/id"))
+                .ok()
+        })
+        .and_then(|id| id.parse().ok())
+}
+
+/// The file behind a sysctl name: `vm.swappiness` is `/proc/sys/vm/swappiness`.
+pub fn sysctl_path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
+fn read_with<T>(
+    root: &HostRoot,
+    path: &str,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<T, HostError> {
+    let text = root.read(path)?;
+    parse(&text).map_err(|error| HostError::Parse {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn fact<T>(
+    root: &HostRoot,
+    path: &str,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Fact<T> {
+    read_with(root, path, parse).into()
+}
+
+fn trimmed(root: &HostRoot, path: &str) -> Fact<String> {
+    root.read_trimmed(path).into()
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+impl HostSnapshot {
+    /// Reads every fact. Never fails: what cannot be read is recorded as unknown.
+    pub fn gather(root: &HostRoot) -> Self {
+        let mounts = root
+            .read("/proc/self/mounts")
+            .or_else(|_| root.read("/proc/mounts"))
+            .and_then(|t| {
+                mounts::parse(&t).map_err(|error| HostError::Parse {
+                    path: "/proc/self/mounts".into(),
+                    error,
+                })
+            });
+        let mounts: Fact<Vec<Mount>> = mounts.into();
+        let kernel = kernel::gather_kernel(root);
+        let numa = numa::gather_numa(root);
+        Self {
+            root: root.base().display().to_string(),
+            live: root.is_live(),
+            hostname: trimmed(root, "/proc/sys/kernel/hostname"),
+            cpu: cpu::gather_cpu(root),
+            memory: memory::gather_memory(root, &numa),
+            numa,
+            tunables: TUNABLES
+                .iter()
+                .map(|name| ((*name).to_owned(), trimmed(root, &sysctl_path(name))))
+                .collect(),
+            limits: fact(root, "/proc/self/limits", limits::parse),
+            shm: shm::gather_shm(root, &mounts),
+            block_devices: block::gather_block(root),
+            pci_devices: pci::gather_pci(root),
+            rdma: Rdma {
+                ports: rdma::gather_rdma(root),
+            },
+            cgroup: cgroup::gather_cgroup(root, &mounts),
+            pressure: pressure::gather_pressure(root),
+            kernel,
+        }
+    }
+
+    /// A tunable parsed as an integer, if known.
+    pub fn tunable_u64(&self, name: &str) -> Option<u64> {
+        self.tunables
+            .get(name)
+            .and_then(Fact::known)
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// PCI devices of one kind (empty when PCI is unknown).
+    pub fn pci_of(&self, kind: PciKind) -> Vec<&PciDevice> {
+        self.pci_devices
+            .known()
+            .map(|d| d.iter().filter(|p| p.kind == kind).collect())
+            .unwrap_or_default()
+    }
+
+    /// NUMA nodes that have CPUs.
+    pub fn cpu_nodes(&self) -> Vec<&NumaNode> {
+        self.numa
+            .known()
+            .map(|n| n.iter().filter(|n| !n.cpus.is_empty()).collect())
+            .unwrap_or_default()
+    }
+}
