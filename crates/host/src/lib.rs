@@ -2,9 +2,11 @@
 //! `/dev/shm`, block and PCI devices, RDMA ports, cgroups, pressure and the kernel.
 //!
 //! Every read goes through a [`HostRoot`], either the live `/` or a directory standing in for
-//! it (a capture or a test fixture). [`HostSnapshot::gather`] reads everything into one
-//! serialisable value. Parsers in [`parse`] are pure functions of text. A file that is missing
-//! or unreadable becomes a [`Fact::Unknown`] with the reason, never a panic.
+//! it (a capture or a test fixture), and every system call behind [`Probes`]: the live host's
+//! ([`LiveProbes`]), or the answers a capture recorded ([`ReplayedProbes`]).
+//! [`HostSnapshot::gather`] reads everything into one serialisable value. Parsers in [`parse`]
+//! are pure functions of text. A file that is missing or unreadable becomes a
+//! [`Fact::Unknown`] with the reason, never a panic.
 //!
 //! ```no_run
 //! use osml_host::{HostRoot, HostSnapshot};
@@ -20,6 +22,7 @@ pub mod capture;
 mod cpulist;
 mod fact;
 pub mod parse;
+pub mod probes;
 mod root;
 mod snapshot;
 pub mod topology;
@@ -33,6 +36,7 @@ pub use parse::limits::{Limit, LimitValue, Limits};
 pub use parse::mounts::Mount;
 pub use parse::pressure::{Psi, PsiAverages};
 pub use parse::swaps::SwapDevice;
+pub use probes::{FsUsage, LiveProbes, ProbeRecord, Probes, ReplayedProbes, PROBES_PATH};
 pub use root::{HostRoot, Recorded, MAX_FILE_BYTES, MAX_KMSG_BYTES};
 pub use snapshot::*;
 pub use topology::Topology;
@@ -57,7 +61,7 @@ pub enum HostError {
     Parse { path: String, error: ParseError },
     /// Only the running host can tell (a probe such as `statvfs` or `io_uring_setup`).
     #[error("{what} is measured on the live host only")]
-    LiveOnly { what: &'static str },
+    LiveOnly { what: String },
     /// A `--root` path that is neither a directory nor a tar archive osml can read.
     #[error("{path} is not a capture: {reason}")]
     NotACapture { path: String, reason: String },

@@ -131,33 +131,23 @@ impl HostRoot {
     /// without blocking (`osml_sys::file::read_bounded`), so a FIFO or a device where a file
     /// belongs is an error of its own kind rather than a hang or an endless read.
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.read_bytes_up_to(path, MAX_FILE_BYTES)
+    }
+
+    /// [`read_bytes`](Self::read_bytes) with another cap (the kernel log's
+    /// [`MAX_KMSG_BYTES`]).
+    pub(crate) fn read_bytes_up_to(&self, path: &str, limit: u64) -> Result<Vec<u8>, HostError> {
         let real = self.real(path)?;
-        let bytes = osml_sys::file::read_bounded(&real, MAX_FILE_BYTES)
-            .map_err(|e| HostError::io(path, &e))?;
+        let bytes =
+            osml_sys::file::read_bounded(&real, limit).map_err(|e| HostError::io(path, &e))?;
         self.record(path, Recorded::File(bytes.clone()));
         Ok(bytes)
     }
 
-    /// The kernel log: live, every record of `/dev/kmsg` (read without waiting, one record per
-    /// read); under a directory root, `dev/kmsg` when it is a regular file of such records. At
-    /// most [`MAX_KMSG_BYTES`]; recorded as `/dev/kmsg`, so a capture replays it.
-    pub fn read_kmsg(&self) -> Result<String, HostError> {
-        let path = "/dev/kmsg";
-        let bytes = if self.live {
-            osml_sys::file::read_records(Path::new(path), MAX_KMSG_BYTES)
-                .map(|(b, _)| b)
-                .map_err(|e| HostError::io(path, &e))?
-        } else {
-            let real = self.real(path)?;
-            osml_sys::file::read_bounded(&real, MAX_KMSG_BYTES)
-                .map_err(|e| HostError::io(path, &e))?
-        };
-        if self.is_recording() {
-            self.record(path, Recorded::File(bytes.clone()));
-        }
-        // No copy when the log is valid UTF-8, as it nearly always is.
-        Ok(String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    /// Records `bytes` as the file at `path`, for what a recording root learnt other than by
+    /// reading a file of it (the live kernel log, the answers of the live probes).
+    pub(crate) fn record_file(&self, path: &str, bytes: Vec<u8>) {
+        self.record(path, Recorded::File(bytes));
     }
 
     /// Reads a file and trims surrounding whitespace: the usual shape of a sysfs attribute.

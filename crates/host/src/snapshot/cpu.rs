@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::numa::list_or_mask;
 use super::{fact, read_with};
 use crate::parse::{cpuinfo, status, sysfs};
-use crate::{CpuList, ErrorKind, Fact, HostRoot};
+use crate::{CpuList, ErrorKind, Fact, HostRoot, Probes};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
     pub model: Fact<String>,
     pub online: Fact<CpuList>,
-    /// CPUs this process may run on: `sched_getaffinity` live, `Cpus_allowed_list` of
-    /// `/proc/self/status` under a root.
+    /// CPUs this process may run on: `sched_getaffinity`, live or as a capture recorded it,
+    /// else `Cpus_allowed_list` of `/proc/self/status` under a root.
     pub allowed: Fact<CpuList>,
     pub sockets: Fact<usize>,
     pub cores: Fact<usize>,
@@ -56,7 +56,7 @@ pub struct CpuTopology {
 
 const CPU_SYS: &str = "/sys/devices/system/cpu";
 
-pub(super) fn gather_cpu(root: &HostRoot) -> Cpu {
+pub(super) fn gather_cpu(root: &HostRoot, probes: &dyn Probes) -> Cpu {
     let info = fact(root, "/proc/cpuinfo", cpuinfo::parse);
     let online = match read_with(root, &format!("{CPU_SYS}/online"), CpuList::parse) {
         Ok(l) => Fact::Known(l),
@@ -71,19 +71,14 @@ pub(super) fn gather_cpu(root: &HostRoot) -> Cpu {
             Err(_) => e.into(),
         },
     };
-    if root.is_live() && root.is_recording() {
-        // A capture keeps the affinity as text, where a replay finds it.
-        let _ = root.read("/proc/self/status");
-    }
-    let allowed = if root.is_live() {
-        osml_sys::allowed_cpus()
-            .map(|c| c.into_iter().collect())
-            .map_or_else(
-                |e| Fact::unknown(ErrorKind::Unreadable, e.to_string()),
-                Fact::Known,
-            )
-    } else {
-        fact(root, "/proc/self/status", status::cpus_allowed_list)
+    let allowed = match probes.allowed_cpus() {
+        // Hand-made roots and captures from before probes were recorded give the affinity
+        // as the text of /proc/self/status.
+        Fact::Unknown {
+            kind: ErrorKind::LiveOnly,
+            ..
+        } => fact(root, "/proc/self/status", status::cpus_allowed_list),
+        answer => answer,
     };
 
     let topology = online.as_ref().map(|online| {

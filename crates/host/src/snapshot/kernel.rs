@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{read_with, trimmed};
 use crate::parse::modules;
-use crate::{ErrorKind, Fact, HostError, HostRoot, KernelParams};
+use crate::{Fact, HostRoot, KernelParams, Probes};
 
 /// Kernel release, command line, and what can be done with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,14 +15,14 @@ pub struct Kernel {
     pub params: KernelParams,
     /// Loaded modules (`/proc/modules`).
     pub modules: Fact<Vec<String>>,
-    /// Whether this process could create an io_uring (live only): `true`, or unknown with
-    /// the errno of `io_uring_setup`.
+    /// Whether this process could create an io_uring (live, or as a capture recorded it):
+    /// `true`, or unknown with the errno of `io_uring_setup`.
     pub io_uring_setup: Fact<bool>,
     /// What the kernel log (`/dev/kmsg`) says, by class.
     pub log: Fact<crate::parse::kmsg::KernelLog>,
 }
 
-pub(super) fn gather_kernel(root: &HostRoot) -> Kernel {
+pub(super) fn gather_kernel(root: &HostRoot, probes: &dyn Probes) -> Kernel {
     let cmdline = trimmed(root, "/proc/cmdline");
     let release = match root.read_trimmed("/proc/sys/kernel/osrelease") {
         Ok(r) => Fact::Known(r),
@@ -41,17 +41,6 @@ pub(super) fn gather_kernel(root: &HostRoot) -> Kernel {
             Err(_) => e.into(),
         },
     };
-    let io_uring_setup = if root.is_live() {
-        match osml_sys::probe_io_uring() {
-            Ok(()) => Fact::Known(true),
-            Err(e) => Fact::unknown(ErrorKind::Unreadable, e.to_string()),
-        }
-    } else {
-        HostError::LiveOnly {
-            what: "io_uring_setup",
-        }
-        .into()
-    };
     Kernel {
         params: cmdline
             .known()
@@ -60,8 +49,8 @@ pub(super) fn gather_kernel(root: &HostRoot) -> Kernel {
         release,
         cmdline,
         modules,
-        io_uring_setup,
-        log: match root.read_kmsg() {
+        io_uring_setup: probes.io_uring_setup(),
+        log: match probes.kernel_log() {
             Ok(text) => Fact::Known(crate::parse::kmsg::summarise(&text)),
             Err(e) => e.into(),
         },

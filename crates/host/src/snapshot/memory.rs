@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::numa::{NumaNode, NODE_SYS};
 use super::{fact, trimmed};
 use crate::parse::{meminfo, swaps, sysfs};
-use crate::{ErrorKind, Fact, HostRoot, ParseError};
+use crate::{ErrorKind, Fact, HostRoot, ParseError, Probes};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
@@ -20,7 +20,8 @@ pub struct Memory {
     pub thp: Thp,
     /// Free blocks per node, zone and order (`/proc/buddyinfo`).
     pub buddy: Fact<Vec<crate::parse::buddyinfo::BuddyZone>>,
-    /// The page size the buddy orders count in: this host's live, 4096 under a root.
+    /// The page size the buddy orders count in: this host's live, a capture's as recorded,
+    /// else 4096.
     pub page_bytes: u64,
     /// Huge-page and compaction counters since boot (`/proc/vmstat`: [`VMSTAT_KEYS`]).
     pub vmstat: Fact<BTreeMap<String, u64>>,
@@ -57,7 +58,11 @@ pub struct Thp {
     pub shmem_enabled: Fact<String>,
 }
 
-pub(super) fn gather_memory(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Memory {
+pub(super) fn gather_memory(
+    root: &HostRoot,
+    probes: &dyn Probes,
+    numa: &Fact<Vec<NumaNode>>,
+) -> Memory {
     let info = fact(root, "/proc/meminfo", meminfo::parse);
     let key = |k: &'static str| {
         info.as_ref().and_then(|m| {
@@ -84,11 +89,7 @@ pub(super) fn gather_memory(root: &HostRoot, numa: &Fact<Vec<NumaNode>>) -> Memo
             shmem_enabled: choice(format!("{thp}/shmem_enabled")),
         },
         buddy: fact(root, "/proc/buddyinfo", crate::parse::buddyinfo::parse),
-        page_bytes: if root.is_live() {
-            osml_sys::page_size() as u64
-        } else {
-            4096
-        },
+        page_bytes: probes.page_size().known().copied().unwrap_or(4096),
         vmstat: fact(root, "/proc/vmstat", |t| {
             let v = crate::parse::buddyinfo::vmstat(t, &VMSTAT_KEYS);
             if v.is_empty() {

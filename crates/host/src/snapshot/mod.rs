@@ -20,7 +20,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::parse::{limits, mounts};
-use crate::{Fact, HostError, HostRoot, Limits, Mount, ParseError};
+use crate::probes::Recorder;
+use crate::{
+    Fact, HostError, HostRoot, Limits, LiveProbes, Mount, ParseError, Probes, ReplayedProbes,
+};
 
 pub use block::BlockDevice;
 pub use cgroup::{Cgroup, CgroupCpu, CgroupCpuset, CgroupMemory};
@@ -126,8 +129,32 @@ fn basename(path: &str) -> &str {
 }
 
 impl HostSnapshot {
-    /// Reads every fact. Never fails: what cannot be read is recorded as unknown.
+    /// Reads every fact, with the live probes for the live root and a directory's recorded
+    /// answers ([`ReplayedProbes`]) for a directory. Never fails: what cannot be read is
+    /// recorded as unknown.
     pub fn gather(root: &HostRoot) -> Self {
+        if root.is_live() {
+            Self::gather_with(root, &LiveProbes)
+        } else {
+            Self::gather_with(root, &ReplayedProbes::new(root))
+        }
+    }
+
+    /// [`gather`](Self::gather) with the answers of `probes`. A recording root also records
+    /// what they answered, as [`PROBES_PATH`](crate::PROBES_PATH) (and the kernel log as
+    /// `/dev/kmsg`), so that a capture replays them.
+    pub fn gather_with(root: &HostRoot, probes: &dyn Probes) -> Self {
+        if root.is_recording() {
+            let recorder = Recorder::new(root, probes);
+            let host = Self::gather_from(root, &recorder);
+            recorder.finish();
+            host
+        } else {
+            Self::gather_from(root, probes)
+        }
+    }
+
+    fn gather_from(root: &HostRoot, probes: &dyn Probes) -> Self {
         let mounts = root
             .read("/proc/self/mounts")
             .or_else(|_| root.read("/proc/mounts"))
@@ -138,21 +165,21 @@ impl HostSnapshot {
                 })
             });
         let mounts: Fact<Vec<Mount>> = mounts.into();
-        let kernel = kernel::gather_kernel(root);
+        let kernel = kernel::gather_kernel(root, probes);
         let numa = numa::gather_numa(root);
         Self {
             root: root.base().display().to_string(),
             live: root.is_live(),
             hostname: trimmed(root, "/proc/sys/kernel/hostname"),
-            cpu: cpu::gather_cpu(root),
-            memory: memory::gather_memory(root, &numa),
+            cpu: cpu::gather_cpu(root, probes),
+            memory: memory::gather_memory(root, probes, &numa),
             numa,
             tunables: TUNABLES
                 .iter()
                 .map(|name| ((*name).to_owned(), trimmed(root, &sysctl_path(name))))
                 .collect(),
             limits: fact(root, "/proc/self/limits", limits::parse),
-            shm: shm::gather_shm(root, &mounts),
+            shm: shm::gather_shm(probes, &mounts),
             block_devices: block::gather_block(root),
             pci_devices: pci::gather_pci(root),
             rdma: Rdma {
@@ -186,5 +213,97 @@ impl HostSnapshot {
             .known()
             .map(|n| n.iter().filter(|n| !n.cpus.is_empty()).collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CpuList, ErrorKind, FsUsage, PROBES_PATH};
+
+    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const STATUS: (&str, &str) = ("proc/self/status", "Name:\tosml\nCpus_allowed_list:\t0-3\n");
+
+    #[test]
+    fn a_probes_file_answers_and_the_status_file_stands_in_for_the_affinity() {
+        let dir = root_with(&[STATUS]);
+        let host = HostSnapshot::gather(&HostRoot::at(dir.path()));
+        assert_eq!(
+            host.cpu.allowed,
+            Fact::Known(CpuList::parse("0-3").unwrap())
+        );
+        assert_eq!(
+            host.kernel.io_uring_setup.unknown_kind(),
+            Some(ErrorKind::LiveOnly)
+        );
+        assert_eq!(host.memory.page_bytes, 4096);
+
+        let dir = root_with(&[
+            STATUS,
+            (
+                ".osml/probes.json",
+                r#"{"schema_version": 1, "allowed_cpus": "2", "io_uring_setup": true,
+                    "page_size": 16384,
+                    "statvfs": {"/dev/shm": {"total_bytes": 100, "used_bytes": 40}}}"#,
+            ),
+        ]);
+        let host = HostSnapshot::gather(&HostRoot::at(dir.path()));
+        assert_eq!(host.cpu.allowed, Fact::Known(CpuList::parse("2").unwrap()));
+        assert_eq!(host.kernel.io_uring_setup, Fact::Known(true));
+        assert_eq!(host.memory.page_bytes, 16384);
+        assert_eq!(host.shm.size_bytes, Fact::Known(100));
+        assert_eq!(host.shm.used_bytes, Fact::Known(40));
+        assert!(!host.live);
+    }
+
+    /// Probes of a host that is not this one.
+    struct Elsewhere;
+
+    impl Probes for Elsewhere {
+        fn allowed_cpus(&self) -> Fact<CpuList> {
+            Fact::Known(CpuList::parse("5-6").unwrap())
+        }
+        fn statvfs(&self, _: &str) -> Fact<FsUsage> {
+            Fact::unknown(ErrorKind::Unreadable, "statvfs: EACCES")
+        }
+        fn io_uring_setup(&self) -> Fact<bool> {
+            Fact::Known(true)
+        }
+        fn page_size(&self) -> Fact<u64> {
+            Fact::Known(65536)
+        }
+        fn kernel_log(&self) -> Result<String, HostError> {
+            Err(HostError::PermissionDenied {
+                path: "/dev/kmsg".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn gather_with_uses_the_probes_given_and_a_recording_root_keeps_them() {
+        let dir = root_with(&[STATUS]);
+        let root = HostRoot::at(dir.path()).recording();
+        let host = HostSnapshot::gather_with(&root, &Elsewhere);
+        assert_eq!(host.cpu.allowed, Elsewhere.allowed_cpus());
+        assert_eq!(host.memory.page_bytes, 65536);
+        assert_eq!(
+            host.shm.used_bytes.unknown_kind(),
+            Some(ErrorKind::Unreadable)
+        );
+        assert_eq!(host.kernel.log.unknown_kind(), Some(ErrorKind::Denied));
+        let recorded = root.recorded();
+        assert!(recorded.contains_key(PROBES_PATH), "{:?}", recorded.keys());
+        // Answers replace /proc/self/status: a recording reads it no more.
+        assert!(!recorded.contains_key("/proc/self/status"));
+        assert!(!recorded.contains_key("/dev/kmsg"));
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::parse::mounts;
-use crate::{ErrorKind, Fact, HostError, HostRoot, Mount};
+use crate::{ErrorKind, Fact, Mount, Probes};
 
 /// `/dev/shm`, where PyTorch DataLoader workers and NCCL put shared memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,11 +11,11 @@ pub struct Shm {
     pub mount: Fact<Mount>,
     /// The tmpfs `size=` option, in bytes (absent means half of RAM).
     pub size_bytes: Fact<u64>,
-    /// Bytes in use (statvfs; live only).
+    /// Bytes in use (statvfs: live, or as a capture recorded it).
     pub used_bytes: Fact<u64>,
 }
 
-pub(super) fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
+pub(super) fn gather_shm(probes: &dyn Probes, mounts: &Fact<Vec<Mount>>) -> Shm {
     let mount = mounts.as_ref().and_then(|m| {
         // The last mount on a path is the one in effect.
         m.iter()
@@ -27,14 +27,9 @@ pub(super) fn gather_shm(root: &HostRoot, mounts: &Fact<Vec<Mount>>) -> Shm {
                 Fact::Known,
             )
     });
-    let usage = if root.is_live() {
-        osml_sys::statvfs(std::path::Path::new("/dev/shm"))
-            .map_err(|e| (ErrorKind::Unreadable, e.to_string()))
-    } else {
-        let e = HostError::LiveOnly {
-            what: "statvfs(/dev/shm)",
-        };
-        Err((e.kind(), e.to_string()))
+    let usage = match probes.statvfs("/dev/shm") {
+        Fact::Known(u) => Ok(u),
+        Fact::Unknown { unknown, kind } => Err((kind, unknown)),
     };
     let size_bytes = match (&usage, mount.known()) {
         (Ok(u), _) => Fact::Known(u.total_bytes),
