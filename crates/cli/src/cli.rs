@@ -563,6 +563,17 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "FILE.tar.gz")]
     pub capture: Option<PathBuf>,
 
+    /// After the snapshot, watch the host for this long (`60s`, `5m`): re-read the PCIe links
+    /// of GPUs, NICs and NVMe drives, the kernel log and the PSI totals at each --interval,
+    /// and judge the window (`watch.pci_link`: flaps; `watch.kernel_log`: new records;
+    /// `watch.pressure`: stall time). Ctrl-C ends the window early with what was seen.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub watch: Option<std::time::Duration>,
+
+    /// How often --watch re-reads.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "watch")]
+    pub interval: std::time::Duration,
+
     /// List the checks and exit.
     #[arg(long)]
     pub list: bool,

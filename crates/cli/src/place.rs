@@ -32,6 +32,9 @@ struct Matrix {
     labels: Vec<String>,
     pci_addresses: Vec<String>,
     links: Vec<Vec<&'static str>>,
+    /// Whether ACS redirects the pair's traffic to the root complex (`osml doctor`'s
+    /// `pci.p2p`), cell by cell.
+    acs_redirected: Vec<Vec<bool>>,
 }
 
 const NVLINK_NOTE: &str = "not shown: NVLink is reported by NVML (libnvidia-ml), which osml does not load; the links above are PCIe paths";
@@ -60,6 +63,18 @@ fn matrix(t: &Topology) -> Matrix {
         links: devs
             .iter()
             .map(|a| devs.iter().map(|b| link(a, b).as_str()).collect())
+            .collect(),
+        acs_redirected: devs
+            .iter()
+            .map(|a| {
+                devs.iter()
+                    .map(|b| {
+                        let mut pair = [a.pci_address.clone(), b.pci_address.clone()];
+                        pair.sort();
+                        t.acs_redirected.contains(&pair)
+                    })
+                    .collect()
+            })
             .collect(),
     }
 }
@@ -263,7 +278,12 @@ fn write_matrix(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io:
         .collect();
     for (i, row) in matrix.links.iter().enumerate() {
         write!(out, "{:<width$}", matrix.labels[i])?;
-        for cell in row {
+        for (j, cell) in row.iter().enumerate() {
+            let cell = if matrix.acs_redirected[i][j] {
+                format!("{cell}*")
+            } else {
+                (*cell).to_owned()
+            };
             write!(out, "{cell:<width$}")?;
         }
         let d = devs[i];
@@ -283,6 +303,12 @@ fn write_matrix(out: &mut impl Write, t: &Topology, matrix: &Matrix) -> std::io:
     writeln!(out, "Legend:")?;
     for (k, v) in LINK_LEGEND {
         writeln!(out, "  {k:<4} = {v}")?;
+    }
+    if matrix.acs_redirected.iter().flatten().any(|r| *r) {
+        writeln!(
+            out,
+            "  *    = ACS on the switch sends this pair's traffic to the root complex (`osml doctor --only pci.p2p` says which ports and the fix)"
+        )?;
     }
     writeln!(out)?;
     for (l, (addr, d)) in matrix

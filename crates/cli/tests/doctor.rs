@@ -99,6 +99,7 @@ const ALL_IDS: &[&str] = &[
     "rdma.ports",
     "rdma.peermem",
     "pci.link",
+    "pci.p2p",
     "pci.aer",
 ];
 
@@ -136,6 +137,7 @@ fn gpu_server_flags_every_planted_fault() {
         ("kernel.mce", "warn"),
         ("kernel.hung_task", "warn"),
         ("pci.link", "fail"),
+        ("pci.p2p", "fail"),
     ];
     for (id, status) in expect {
         assert_eq!(s[id], status, "{id}");
@@ -168,7 +170,7 @@ fn gpu_server_flags_every_planted_fault() {
         h["cgroup"]["cpu"]["quota"],
         serde_json::json!([3_200_000, 100_000])
     );
-    assert_eq!(r["summary"]["fail"], 6);
+    assert_eq!(r["summary"]["fail"], 7);
     insta::assert_snapshot!("gpu_server", human("tests/fixtures/gpu-server"));
 }
 

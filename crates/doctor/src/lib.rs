@@ -143,7 +143,14 @@ pub fn diagnose(
     }
     let findings: Vec<Finding> = CHECKS
         .iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| o == c.info.id))
+        .filter(|c| {
+            if only.is_empty() {
+                // The `watch.*` checks judge a window: only when one was watched.
+                c.info.area() != "watch" || host.watch.is_some()
+            } else {
+                only.iter().any(|o| o == c.info.id)
+            }
+        })
         .map(|c| c.run(&host, profile))
         .collect();
     let mut summary = Summary::default();

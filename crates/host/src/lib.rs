@@ -21,11 +21,13 @@ pub mod affinity;
 pub mod capture;
 mod cpulist;
 mod fact;
+pub mod p2p;
 pub mod parse;
 pub mod probes;
 mod root;
 mod snapshot;
 pub mod topology;
+pub mod watch;
 
 pub use cpulist::CpuList;
 pub use fact::Fact;
@@ -37,7 +39,7 @@ pub use parse::mounts::Mount;
 pub use parse::pressure::{Psi, PsiAverages};
 pub use parse::swaps::SwapDevice;
 pub use probes::{FsUsage, LiveProbes, ProbeRecord, Probes, ReplayedProbes, PROBES_PATH};
-pub use root::{HostRoot, Recorded, MAX_FILE_BYTES, MAX_KMSG_BYTES};
+pub use root::{HostRoot, RandomFile, Recorded, MAX_FILE_BYTES, MAX_KMSG_BYTES};
 pub use snapshot::*;
 pub use topology::Topology;
 

@@ -127,6 +127,19 @@ impl HostRoot {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// Opens a file for reads at offsets, for files where each byte read costs (PCI
+    /// configuration space: a config cycle per dword). A recording root reads the whole file
+    /// instead, once, so that a capture holds all of it.
+    pub fn open_random(&self, path: &str) -> Result<RandomFile, HostError> {
+        if self.is_recording() {
+            return self.read_bytes(path).map(RandomFile::Bytes);
+        }
+        let real = self.real(path)?;
+        osml_sys::file::open_regular(&real)
+            .map(RandomFile::File)
+            .map_err(|e| HostError::io(path, &e))
+    }
+
     /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], opened
     /// without blocking (`osml_sys::file::read_bounded`), so a FIFO or a device where a file
     /// belongs is an error of its own kind rather than a hang or an endless read.
@@ -267,6 +280,36 @@ fn join(done: &[String], part: &str) -> String {
         part.to_owned()
     } else {
         format!("{}/{part}", done.join("/"))
+    }
+}
+
+/// A file opened by [`HostRoot::open_random`].
+#[derive(Debug)]
+pub enum RandomFile {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
+impl crate::parse::pci_config::ConfigBytes for RandomFile {
+    fn read_at(&mut self, offset: usize, buf: &mut [u8]) -> usize {
+        match self {
+            Self::File(f) => {
+                use std::os::unix::fs::FileExt;
+                let Ok(offset) = u64::try_from(offset) else {
+                    return 0;
+                };
+                let mut done = 0;
+                // sysfs `config` answers in one read; loop for short reads anyway.
+                while done < buf.len() {
+                    match f.read_at(&mut buf[done..], offset + done as u64) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => done += n,
+                    }
+                }
+                done
+            }
+            Self::Bytes(b) => b.as_slice().read_at(offset, buf),
+        }
     }
 }
 

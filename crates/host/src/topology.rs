@@ -106,6 +106,9 @@ pub struct Topology {
     pub core_sets: Vec<CoreSet>,
     /// GPUs, NICs, NVMe drives and other endpoints (bridges left out), in PCI order.
     pub devices: Vec<Device>,
+    /// GPU and NIC pairs (PCI addresses, lower first) below a shared switch whose traffic ACS
+    /// redirects to the root complex ([`crate::p2p`]).
+    pub acs_redirected: Vec<[String; 2]>,
     /// Why a part of the topology is unknown (e.g. no PCI devices readable).
     pub notes: Vec<String>,
 }
@@ -359,6 +362,33 @@ fn devices(snap: &HostSnapshot, notes: &mut Vec<String>) -> Vec<Device> {
     v
 }
 
+/// The GPU and NIC pairs whose peer traffic ACS sends to the root complex.
+fn acs_redirected(snap: &HostSnapshot) -> Vec<[String; 2]> {
+    let Some(all) = snap.pci_devices.known() else {
+        return Vec::new();
+    };
+    let ends: Vec<&PciDevice> = all
+        .iter()
+        .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic))
+        .collect();
+    let mut out = Vec::new();
+    for (i, a) in ends.iter().enumerate() {
+        for b in &ends[i + 1..] {
+            if let crate::p2p::Route::Switch {
+                acs: crate::p2p::Acs::Redirected { .. },
+                ..
+            } = crate::p2p::route(all, a, b)
+            {
+                let mut pair = [a.address.clone(), b.address.clone()];
+                pair.sort();
+                out.push(pair);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A package as the kernel groups CPUs: its `physical_package_id` and its CPU set.
 type PackageKey = (Option<usize>, Vec<usize>);
 /// Package index → (physical id, usable CPUs).
@@ -537,6 +567,7 @@ impl Topology {
             l3_domains,
             core_sets,
             devices,
+            acs_redirected: acs_redirected(snap),
             notes,
         }
     }

@@ -47,6 +47,9 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         // Report the path the user gave, not a temporary unpack directory.
         host.root = dir.display().to_string();
     }
+    if let Some(duration) = args.watch {
+        host.watch = Some(watch(&root, &host, duration, args.interval)?);
+    }
     if let Some(dest) = &args.capture {
         let n = archive::write_capture(dest, &root.recorded())?;
         output::say!(
@@ -97,6 +100,46 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Watches the host after its snapshot; Ctrl-C (SIGINT) ends the window early, with its
+/// report. Another signal ends osml as usual: nothing is half-written, since the report (or
+/// `-o`'s file, written atomically) comes after the window.
+fn watch(
+    root: &HostRoot,
+    host: &HostSnapshot,
+    duration: std::time::Duration,
+    interval: std::time::Duration,
+) -> Result<osml_host::watch::Watch> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if interval.is_zero() || interval > duration {
+        return Err(crate::exit::Usage::new(format!(
+            "--interval {} must be above zero and at most --watch {}",
+            humantime::format_duration(interval),
+            humantime::format_duration(duration)
+        ))
+        .into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // Fails only when a handler is already set, which no other path of doctor does.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    output::say!(
+        "osml: watching for {} (every {}; Ctrl-C ends early)",
+        humantime::format_duration(duration),
+        humantime::format_duration(interval)
+    );
+    let spec = osml_host::watch::WatchSpec {
+        duration,
+        interval,
+        stop: &stop,
+    };
+    Ok(if root.is_live() {
+        osml_host::watch::watch(root, host, &spec, &osml_host::LiveProbes)
+    } else {
+        osml_host::watch::watch(root, host, &spec, &osml_host::ReplayedProbes::new(root))
+    })
 }
 
 fn run_compare(

@@ -20,6 +20,7 @@ fn area_name(area: &str) -> &str {
         "gpu" => "GPU",
         "rdma" => "RDMA",
         "pci" => "PCIe",
+        "watch" => "Over the --watch window",
         other => other,
     }
 }

@@ -5,7 +5,9 @@ mod cpu;
 mod devices;
 mod log;
 mod memory;
+mod p2p;
 mod system;
+mod watch;
 
 use osml_host::{Fact, HostSnapshot};
 use serde::Serialize;
@@ -187,7 +189,11 @@ pub static CHECKS: &[Check] = &[
     devices::RDMA_PORTS,
     devices::RDMA_PEERMEM,
     devices::PCI_LINK,
+    p2p::PCI_P2P,
     log::AER,
+    watch::LINK,
+    watch::KERNEL_LOG,
+    watch::PRESSURE,
 ];
 
 #[cfg(test)]

@@ -359,7 +359,8 @@ fn io_uring(cx: &Ctx<'_>) -> Verdict {
     let (now, persist) = sysctl_fix("kernel.io_uring_disabled", 0);
     match (probe, disabled) {
         (Fact::Known(true), _) => Verdict::new(Status::Pass, format!("{knob}; io_uring_setup works"), "usable"),
-        (Fact::Unknown { unknown, .. }, _) if cx.host.live => {
+        // A failed probe, live or replayed from a capture's probes.json.
+        (Fact::Unknown { unknown, kind }, _) if cx.host.live || *kind != ErrorKind::LiveOnly => {
             Verdict::new(Status::Warn, format!("{knob}; {unknown}"), "usable").fix(
                 if disabled.is_some_and(|d| d > 0) { now } else { "in a container: allow io_uring_setup, io_uring_enter and io_uring_register in its seccomp profile".to_owned() },
                 persist,

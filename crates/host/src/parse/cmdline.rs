@@ -18,6 +18,19 @@ pub struct KernelParams {
     pub numa_balancing: Option<String>,
     /// `iommu=` (GPUDirect RDMA wants `pt`).
     pub iommu: Option<String>,
+    /// `intel_iommu=` (`on`, `off`, `sm_on`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_iommu: Option<String>,
+    /// `amd_iommu=` (`off`, `pgtbl_v2`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd_iommu: Option<String>,
+    /// `iommu.passthrough=` (`1` is identity mapping, as `iommu=pt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_passthrough: Option<String>,
+    /// The devices of `pci=disable_acs_redir=dev[;dev…]`, whose ACS redirect bits the kernel
+    /// clears at boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disable_acs_redir: Vec<String>,
     /// `hugepages=` (a boot-time hugetlb pool).
     pub hugepages: Option<String>,
     /// `psi=` (0 turns pressure stall information off).
@@ -46,6 +59,19 @@ impl KernelParams {
                 "transparent_hugepage" => p.transparent_hugepage = Some(value.to_owned()),
                 "numa_balancing" => p.numa_balancing = Some(value.to_owned()),
                 "iommu" => p.iommu = Some(value.to_owned()),
+                "intel_iommu" => p.intel_iommu = Some(value.to_owned()),
+                "amd_iommu" => p.amd_iommu = Some(value.to_owned()),
+                "iommu.passthrough" => p.iommu_passthrough = Some(value.to_owned()),
+                // `pci=` takes comma-separated options; this one lists devices by `;`.
+                "pci" => {
+                    for option in value.split(',') {
+                        if let Some(list) = option.strip_prefix("disable_acs_redir=") {
+                            p.disable_acs_redir.extend(
+                                list.split(';').filter(|d| !d.is_empty()).map(str::to_owned),
+                            );
+                        }
+                    }
+                }
                 "hugepages" => p.hugepages = Some(value.to_owned()),
                 "psi" => p.psi = Some(value.to_owned()),
                 _ => {}
@@ -94,6 +120,19 @@ mod tests {
         assert_eq!(p.transparent_hugepage.as_deref(), Some("never"));
         assert_eq!(p.numa_balancing.as_deref(), Some("disable"));
         assert_eq!(p.iommu.as_deref(), Some("pt"));
+    }
+
+    #[test]
+    fn iommu_and_acs_parameters() {
+        let p = KernelParams::parse(
+            "intel_iommu=on iommu.passthrough=0 amd_iommu=off \
+             pci=noaer,disable_acs_redir=0000:52:00.0;0000:92:00.0,realloc",
+        );
+        assert_eq!(p.intel_iommu.as_deref(), Some("on"));
+        assert_eq!(p.amd_iommu.as_deref(), Some("off"));
+        assert_eq!(p.iommu_passthrough.as_deref(), Some("0"));
+        assert_eq!(p.iommu, None);
+        assert_eq!(p.disable_acs_redir, ["0000:52:00.0", "0000:92:00.0"]);
     }
 
     #[test]

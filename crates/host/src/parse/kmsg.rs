@@ -135,6 +135,9 @@ pub struct KernelLog {
     pub aer: Vec<(String, String, Seen)>,
     pub mce: Seen,
     pub hung_task: Seen,
+    /// The highest sequence number read, from which `osml doctor --watch` reads on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
 }
 
 /// `key=value` out of a comma-separated `oom-kill:` line.
@@ -192,11 +195,23 @@ fn aer(text: &str) -> Option<(&'static str, String)> {
 
 /// Classifies every record of `text` (see the module docs).
 pub fn summarise(text: &str) -> KernelLog {
+    summarise_after(text, None)
+}
+
+/// Classifies the records of `text` whose sequence number is above `after` (all when
+/// `None`): what was logged since an earlier read. `last_seq` is the highest number seen in
+/// the whole text, new or not.
+pub fn summarise_after(text: &str, after: Option<u64>) -> KernelLog {
     let mut log = KernelLog::default();
     let mut xids: BTreeMap<(u32, String), Seen> = BTreeMap::new();
     let mut aers: BTreeMap<(String, String), Seen> = BTreeMap::new();
     let mut pending_memcg: Option<String> = None;
+    let mut last_seq = after;
     log.malformed_lines = each_record(text, |r| {
+        last_seq = last_seq.max(Some(r.seq));
+        if after.is_some_and(|a| r.seq <= a) {
+            return;
+        }
         let t = r.usec as f64 / 1e6;
         if log.records == 0 {
             log.first_s = t;
@@ -242,6 +257,7 @@ pub fn summarise(text: &str) -> KernelLog {
     });
     log.xid = xids.into_iter().map(|((c, d), s)| (c, d, s)).collect();
     log.aer = aers.into_iter().map(|((v, d), s)| (v, d, s)).collect();
+    log.last_seq = last_seq;
     log
 }
 
@@ -319,6 +335,22 @@ mod tests {
 3,10,9700000,-;INFO: task python:99 blocked for more than 120 seconds.\n\
 0,11,9800000,-;mce: [Hardware Error]: Machine check events logged\n\
 \u{0}\u{1}garbage\n";
+
+    #[test]
+    fn records_after_a_sequence_number_only() {
+        let text = "4,7,1000000,-;Out of memory: Killed process 1 (a) anon-rss:4kB\n\
+                    4,8,2000000,-;NVRM: Xid (PCI:0000:3b:00): 79, pid=2, name=b, fallen off\n\
+                    6,9,3000000,-;eth0: link up\n";
+        let all = summarise(text);
+        assert_eq!((all.records, all.oom.count, all.last_seq), (3, 1, Some(9)));
+        let new = summarise_after(text, Some(7));
+        assert_eq!((new.records, new.oom.count, new.xid.len()), (2, 0, 1));
+        assert!((new.first_s - 2.0).abs() < 1e-9);
+        let none = summarise_after(text, Some(9));
+        assert_eq!((none.records, none.last_seq), (0, Some(9)));
+        // A log that was cleared or wrapped below the mark gives no new record, and keeps it.
+        assert_eq!(summarise_after("", Some(9)).last_seq, Some(9));
+    }
 
     #[test]
     fn records_and_their_dictionaries() {

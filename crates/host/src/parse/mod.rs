@@ -10,6 +10,7 @@ pub mod limits;
 pub mod meminfo;
 pub mod modules;
 pub mod mounts;
+pub mod pci_config;
 pub mod pressure;
 pub mod status;
 pub mod swaps;

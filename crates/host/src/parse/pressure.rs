@@ -11,6 +11,10 @@ pub struct PsiAverages {
     pub avg10: f64,
     pub avg60: f64,
     pub avg300: f64,
+    /// Microseconds stalled since boot (`total=`): the difference of two reads is the stall
+    /// over the time between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_us: Option<u64>,
 }
 
 /// `some`: at least one task stalled; `full`: all non-idle tasks stalled at once.
@@ -28,8 +32,13 @@ pub fn parse(text: &str) -> Result<Psi, ParseError> {
         let mut words = line.split_whitespace();
         let kind = words.next();
         let mut avg = [None; 3];
+        let mut total_us = None;
         for w in words {
             if let Some((k, v)) = w.split_once('=') {
+                if k == "total" {
+                    total_us = v.parse().ok();
+                    continue;
+                }
                 let i = match k {
                     "avg10" => 0,
                     "avg60" => 1,
@@ -44,6 +53,7 @@ pub fn parse(text: &str) -> Result<Psi, ParseError> {
                 avg10,
                 avg60,
                 avg300,
+                total_us,
             }),
             _ => None,
         };
@@ -69,6 +79,7 @@ mod tests {
         .unwrap();
         assert!((p.some.avg60 - 0.12).abs() < 1e-9);
         assert!((p.full.unwrap().avg10 - 3.25).abs() < 1e-9);
+        assert_eq!(p.some.total_us, Some(0));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use cpu::{Cpu, CpuFreqGroup, CpuTopology, Smt};
 pub use kernel::Kernel;
 pub use memory::{HugePool, Memory, Thp, VMSTAT_KEYS};
 pub use numa::NumaNode;
-pub use pci::{PciDevice, PciKind};
+pub use pci::{Iommu, IommuGroup, PciDevice, PciKind};
 pub use pressure::Pressure;
 pub use rdma::{Rdma, RdmaPort};
 pub use shm::Shm;
@@ -55,9 +55,13 @@ pub struct HostSnapshot {
     pub shm: Shm,
     pub block_devices: Fact<Vec<BlockDevice>>,
     pub pci_devices: Fact<Vec<PciDevice>>,
+    pub iommu: Iommu,
     pub rdma: Rdma,
     pub cgroup: Cgroup,
     pub pressure: Pressure,
+    /// What changed over an `osml doctor --watch` window, when one was watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::watch::Watch>,
 }
 
 /// The tunables osml reads: sysctl name and file.
@@ -182,12 +186,14 @@ impl HostSnapshot {
             shm: shm::gather_shm(probes, &mounts),
             block_devices: block::gather_block(root),
             pci_devices: pci::gather_pci(root),
+            iommu: pci::gather_iommu(root),
             rdma: Rdma {
                 ports: rdma::gather_rdma(root),
             },
             cgroup: cgroup::gather_cgroup(root, &mounts),
             pressure: pressure::gather_pressure(root),
             kernel,
+            watch: None,
         }
     }
 

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{basename, fact, read_with, trimmed};
+use crate::parse::pci_config::{self, PciConfig};
 use crate::parse::sysfs;
-use crate::{CpuList, Fact, HostRoot, ParseError};
+use crate::{CpuList, ErrorKind, Fact, HostError, HostRoot, ParseError};
 
 /// What a PCI device is, for placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,61 @@ pub struct PciDevice {
     pub bridges: Vec<String>,
     /// The host bridge (`pci0000:00`) the device hangs from.
     pub host_bridge: Option<String>,
+    /// What its configuration space says about peer-to-peer routing (ACS, ATS, port type):
+    /// read for GPUs, NICs and the bridges above them; absent for other devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Fact<PciConfig>>,
+    /// Its IOMMU group, for GPUs and NICs on a host with an IOMMU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_group: Option<IommuGroup>,
+}
+
+/// An IOMMU group (`/sys/kernel/iommu_groups/N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IommuGroup {
+    pub id: String,
+    /// How the group's DMA is mapped (`type`): `identity` (passthrough), `DMA` or `DMA-FQ`
+    /// (translated), `unmanaged` (assigned to a VM through VFIO), `blocked`.
+    pub domain: Fact<String>,
+}
+
+/// The IOMMU units the kernel registered (`/sys/class/iommu`: `dmar0`, `ivhd0`…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Iommu {
+    /// Empty when the kernel runs without an IOMMU.
+    pub units: Fact<Vec<String>>,
+}
+
+pub(super) fn gather_iommu(root: &HostRoot) -> Iommu {
+    Iommu {
+        units: match root.list("/sys/class/iommu") {
+            Ok(u) => Fact::Known(u),
+            // Kernels built without IOMMU support have no such class.
+            Err(HostError::NotFound { .. }) => Fact::Known(Vec::new()),
+            Err(e) => e.into(),
+        },
+    }
+}
+
+/// The configuration space of the device at `dir`, read by offset (a few dwords).
+fn read_config(root: &HostRoot, dir: &str) -> Fact<PciConfig> {
+    let path = format!("{dir}/config");
+    match root.open_random(&path) {
+        Ok(mut file) => match pci_config::parse(&mut file) {
+            Ok(c) => Fact::Known(c),
+            Err(e) => Fact::unknown(ErrorKind::Malformed, format!("{path}: {e}")),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+fn read_iommu_group(root: &HostRoot, dir: &str) -> Option<IommuGroup> {
+    let target = root.read_link(&format!("{dir}/iommu_group")).ok()?;
+    let id = basename(&target).to_owned();
+    Some(IommuGroup {
+        domain: trimmed(root, &format!("/sys/kernel/iommu_groups/{id}/type")),
+        id,
+    })
 }
 
 /// Whether a path component is a PCI address (`0000:3b:00.0`).
@@ -85,6 +141,7 @@ pub(super) fn gather_pci(root: &HostRoot) -> Fact<Vec<PciDevice>> {
             .map_err(|_| ParseError::new("pci id", t, "not hexadecimal"))
     };
     let mut out = Vec::new();
+    let mut dirs = Vec::new();
     for address in names {
         let link = format!("{base}/{address}");
         let dir = root.canonicalize(&link).unwrap_or_else(|_| link.clone());
@@ -125,7 +182,28 @@ pub(super) fn gather_pci(root: &HostRoot) -> Fact<Vec<PciDevice>> {
                 .find(|p| p.starts_with("pci") && p.contains(':'))
                 .map(|p| (*p).to_owned()),
             address,
+            config: None,
+            iommu_group: None,
         });
+        dirs.push(dir);
+    }
+    // Peer-to-peer routing concerns GPUs and NICs and the bridges above them only: each
+    // config read costs, so no other device's is read.
+    let mut wanted = std::collections::BTreeSet::new();
+    for d in out
+        .iter()
+        .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic))
+    {
+        wanted.insert(d.address.clone());
+        wanted.extend(d.bridges.iter().cloned());
+    }
+    for (d, dir) in out.iter_mut().zip(&dirs) {
+        if wanted.contains(&d.address) {
+            d.config = Some(read_config(root, dir));
+            if d.kind != PciKind::Bridge {
+                d.iommu_group = read_iommu_group(root, dir);
+            }
+        }
     }
     Fact::Known(out)
 }
