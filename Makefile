@@ -5,9 +5,9 @@
 
 test: test-rust test-loom test-python test-wheel
 
-# Tools the tests check output with (scripts/test-tools.sh: promtool, installed as root when
-# missing); then the tests that skipped here, and why (scripts/report-skips.sh), whether or not
-# all passed.
+# Tools the tests check output with (scripts/test-tools.sh: promtool and GNU time, installed
+# as root when missing); then the tests that skipped here, and why (scripts/report-skips.sh),
+# whether or not all passed.
 test-rust:
 	scripts/test-tools.sh
 	scripts/report-skips.sh --reset

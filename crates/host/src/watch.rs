@@ -55,7 +55,7 @@ pub struct Watch {
     pub interval_ms: u64,
     /// Reads made after the snapshot.
     pub samples: u64,
-    /// Ended early by SIGINT or SIGTERM.
+    /// Ended early by the stop flag (`osml doctor` sets it on SIGINT).
     pub interrupted: bool,
     /// The links watched (GPUs, NICs, NVMe drives and the bridges above them).
     pub links_watched: usize,
@@ -117,6 +117,9 @@ pub fn watch(
     let mut after = snap.kernel.log.known().and_then(|l| l.last_seq);
     let mut log: Fact<KernelLog> = Fact::Known(KernelLog::default());
     let mut log_failed = snap.kernel.log.known().is_none();
+    // Lines that are not records carry no sequence number: each re-read counts them all, so
+    // only an increase is new.
+    let mut malformed_before = snap.kernel.log.known().map_or(0, |l| l.malformed_lines);
     if let Some(reason) = snap.kernel.log.reason() {
         log = Fact::unknown(
             snap.kernel.log.unknown_kind().unwrap_or_default(),
@@ -162,8 +165,11 @@ pub fn watch(
         if !log_failed {
             match probes.kernel_log() {
                 Ok(text) => {
-                    let new = kmsg::summarise_after(&text, after);
+                    let mut new = kmsg::summarise_after(&text, after);
                     after = new.last_seq.or(after);
+                    let malformed = new.malformed_lines;
+                    new.malformed_lines = malformed.saturating_sub(malformed_before);
+                    malformed_before = malformed;
                     if let Fact::Known(acc) = &mut log {
                         merge(acc, new);
                     }
