@@ -110,9 +110,10 @@ fn main() {
 
 fn load() -> String {
     #[allow(clippy::disallowed_methods)] // the bench's own context, not a host fact
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".into(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// `osml doctor --only kernel.oom_kill,gpu.xid,pci.aer` on a root whose `dev/kmsg` holds
