@@ -6,12 +6,13 @@
 1. A CPU-bound job (a pure-Python loop, ~2 s) alone and under `osml trace` at the default
    200 ms interval: the sampling overhead.
 2. A syscall-heavy job (300,000 getppid calls from Python) alone, under
-   `osml trace --syscalls=perf` (kernel counters), `--syscalls=ptrace` and `strace -c -f`:
-   the cost of counting every call; and 3,000,000 calls alone and under the kernel counters.
+   `osml trace --syscalls=bpf` (BPF programs), `--syscalls=perf` (perf counters),
+   `--syscalls=ptrace` and `strace -c -f`: the cost of counting every call; and 3,000,000
+   calls alone and under both kernel modes.
 3. A DataLoader-like job: a parent and 2 forked workers (multiprocessing's fork start method)
    reading 64 KiB chunks of 1 MiB files from the page cache and summing a strided byte of
    each chunk in Python, 200 steps of 4 files each;
-   its step time alone and under the same three counters (and the kernel counters with
+   its step time alone and under the same counters (and the perf counters with
    `--syscall-names common` and `none`, fewer counters per thread).
 
 Runs are interleaved, the median of --reps wall times is kept, and each line prints the ratio
@@ -84,7 +85,8 @@ def main():
     have_strace = shutil.which("strace") is not None
 
     def under(job):
-        out = {"alone": job, "osml trace --syscalls=perf": [osml, "trace", "--syscalls=perf", "--", *job],
+        out = {"alone": job, "osml trace --syscalls=bpf": [osml, "trace", "--syscalls=bpf", "--", *job],
+               "osml trace --syscalls=perf": [osml, "trace", "--syscalls=perf", "--", *job],
                "osml trace --syscalls=ptrace": [osml, "trace", "--syscalls=ptrace", "--", *job]}
         if have_strace:
             out["strace -c -f"] = ["strace", "-c", "-f", "-o", "/dev/null", *job]
@@ -96,8 +98,9 @@ def main():
         cases[f"syscall job, {name}"] = (wall, cmd)
     # Ten times the calls, where osml's fixed start (tracepoint ids, ~360 counters) weighs less.
     cases["long syscall job, alone"] = (wall, [py, "-c", LONG_SYSCALL_JOB])
-    cases["long syscall job, osml trace --syscalls=perf"] = (
-        wall, [osml, "trace", "--syscalls=perf", "--", py, "-c", LONG_SYSCALL_JOB])
+    for mode in ("bpf", "perf"):
+        cases[f"long syscall job, osml trace --syscalls={mode}"] = (
+            wall, [osml, "trace", f"--syscalls={mode}", "--", py, "-c", LONG_SYSCALL_JOB])
     for name, cmd in under([py, "-c", LOADER_JOB, files]).items():
         cases[f"loader step, {name}"] = (step_time, cmd)
         if name.endswith("=perf"):

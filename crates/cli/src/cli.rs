@@ -94,10 +94,12 @@ pub struct TraceArgs {
     /// Also draw memory and CPU over time per process into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Count every system call of the tree, per system call and per process: `perf` in the
-    /// kernel (tracepoint counters; the job never stops), `ptrace` as strace -c -f does (two
-    /// stops per call: a syscall-heavy job runs 25-150× slower here; commands only), `auto` (the
-    /// default when the flag is given bare) perf where it can, else ptrace with a warning.
+    /// Count every system call of the tree, per system call and per process: `bpf` in the
+    /// kernel (two small BPF programs: every call by name, exact per process, the job never
+    /// stops), `perf` in the kernel (tracepoint counters on each task), `ptrace` as strace -c
+    /// -f does (two stops per call: a syscall-heavy job runs 25-150× slower here; commands
+    /// only), `auto` (the default when the flag is given bare) bpf where the kernel allows it,
+    /// else perf, else ptrace with a warning.
     #[arg(
         long,
         value_enum,
@@ -107,10 +109,11 @@ pub struct TraceArgs {
         default_missing_value = "auto"
     )]
     pub syscalls: Option<SyscallsArg>,
-    /// With kernel counting: which system calls to count by name. Each counter on a thread is
-    /// switched with it, so `all` slows a job that blocks and wakes often (2 fork workers:
-    /// 1.31× step time here), `common` (32: read, pread64, openat, mmap, futex, …, the rest
-    /// as `other`) 1.06×, `none` (totals per process only) ~1×.
+    /// With kernel counting: which system calls to count by name: `all`, `common` (32: read,
+    /// pread64, openat, mmap, futex, …, the rest as `other`) or `none` (totals per process
+    /// only). With perf counters each one on a thread is switched with it, so `all` slows a
+    /// job that blocks and wakes often (2 fork workers: 1.31× step time here), `common`
+    /// 1.06×, `none` ~1×; with BPF the set costs nothing.
     #[arg(long, value_enum, value_name = "SET", default_value = "all")]
     pub syscall_names: SyscallNamesArg,
     /// Watch this running process and its children instead of running a command (Ctrl-C ends).
@@ -142,6 +145,7 @@ pub enum SyscallNamesArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyscallsArg {
     Auto,
+    Bpf,
     Perf,
     Ptrace,
 }

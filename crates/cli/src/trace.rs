@@ -58,6 +58,7 @@ pub fn run(a: &TraceArgs) -> Result<ExitCode> {
         interval: a.interval,
         syscalls: a.syscalls.map(|m| match m {
             SyscallsArg::Auto => SyscallMode::Auto,
+            SyscallsArg::Bpf => SyscallMode::Bpf,
             SyscallsArg::Perf => SyscallMode::Perf,
             SyscallsArg::Ptrace => SyscallMode::Ptrace,
         }),
@@ -107,11 +108,16 @@ fn counting_note(c: &Counting) -> String {
     let Some(cov) = c
         .coverage
         .as_ref()
-        .filter(|_| c.mechanism == Mechanism::Perf)
+        .filter(|_| c.mechanism != Mechanism::Ptrace)
     else {
         return format!(", counted with ptrace ({})", c.reason);
     };
-    let mut parts = vec![format!(", counted in the kernel ({})", c.reason)];
+    let how = if c.mechanism == Mechanism::Bpf {
+        "with BPF"
+    } else {
+        "with perf counters"
+    };
+    let mut parts = vec![format!(", counted in the kernel {how} ({})", c.reason)];
     if cov.counted_by_name < cov.tracepoints {
         parts.push(format!(
             "{} of {} system calls by name, the rest as other",

@@ -139,6 +139,9 @@ fn syscalls_are_counted_exactly() {
     if kernel_counting("syscalls_are_counted_exactly") {
         modes.push("--syscalls=perf");
     }
+    if bpf_counting("syscalls_are_counted_exactly") {
+        modes.push("--syscalls=bpf");
+    }
     for mode in modes {
         // Python's start-up makes its own calls: the difference is exactly ours.
         let base = getppid_calls(&py, 0, mode);
@@ -172,6 +175,32 @@ fn kernel_counting(test: &str) -> bool {
         return false;
     }
     true
+}
+
+/// Whether BPF programs can be loaded here (root, and tracefs for the fork tracepoint); a
+/// visible skip of `test` when not.
+fn bpf_counting(test: &str) -> bool {
+    if !support::ensure_tracefs() {
+        skip(test, "no tracefs: BPF counting not tested");
+        return false;
+    }
+    if !support::is_root() {
+        skip(test, "not root: BPF counting not tested");
+        return false;
+    }
+    true
+}
+
+/// The kernel counting modes this machine can test, each one's skip said when it cannot.
+fn kernel_modes(test: &str) -> Vec<&'static str> {
+    let mut modes = Vec::new();
+    if kernel_counting(test) {
+        modes.push("perf");
+    }
+    if bpf_counting(test) {
+        modes.push("bpf");
+    }
+    modes
 }
 
 /// tests/trace/calls.c built into `dir`, or a visible skip of `test` without a C compiler.
@@ -219,15 +248,19 @@ fn count(r: &Value, name: &str) -> u64 {
 #[test]
 fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     const TEST: &str = "kernel_counts_are_exact_for_the_command_its_threads_and_children";
-    if !kernel_counting(TEST) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let Some(calls) = calls_program(TEST, dir.path()) else {
         return;
     };
+    for mode in kernel_modes(TEST) {
+        exact_counts(mode, &calls);
+    }
+}
+
+fn exact_counts(mode: &str, calls: &str) {
+    let flag = format!("--syscalls={mode}");
     let run_calls = |args: &[&str]| {
-        let mut all = vec!["--syscalls=perf", "--interval", "50ms", "--", &calls];
+        let mut all = vec![flag.as_str(), "--interval", "50ms", "--", calls];
         all.extend_from_slice(args);
         let (out, r) = traced(&all);
         assert!(
@@ -236,7 +269,7 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(
-            r["syscall_counting"]["mechanism"], "perf",
+            r["syscall_counting"]["mechanism"], mode,
             "{}",
             r["syscall_counting"]
         );
@@ -253,11 +286,11 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     // A thread's calls join its process's.
     // The common set: openat still exact, getppid (not in it) among `other`.
     let (out, r) = traced(&[
-        "--syscalls=perf",
+        &flag,
         "--syscall-names",
         "common",
         "--",
-        &calls,
+        calls,
         "openat",
         "1000",
     ]);
@@ -282,7 +315,7 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
     );
     // A forked child is counted apart from its parent.
     let r = run_calls(&["fork", "20000"]);
-    assert_eq!(count(&r, "getppid"), 20_000);
+    assert_eq!(count(&r, "getppid"), 20_000, "{mode}");
     let procs = r["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 2, "{procs:?}");
     let (parent, child) = if procs[1]["ppid"] == procs[0]["pid"] {
@@ -308,58 +341,84 @@ fn kernel_counts_are_exact_for_the_command_its_threads_and_children() {
 #[test]
 fn kernel_counts_of_a_running_process_are_exact() {
     const TEST: &str = "kernel_counts_of_a_running_process_are_exact";
-    if !kernel_counting(TEST) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let Some(calls) = calls_program(TEST, dir.path()) else {
         return;
     };
-    let go = dir.path().join("go");
-    let mut job = Command::new(&calls)
-        .args(["wait", go.to_str().unwrap(), "30000"])
-        .spawn()
-        .unwrap();
-    let json = dir.path().join("t.json");
-    let mut trace = support::osml_process()
-        .args(["trace", "--syscalls", "--interval", "50ms", "--json"])
-        .arg(&json)
-        .args(["--pid", &job.id().to_string()])
-        .spawn()
-        .unwrap();
-    // Attached once the tracer holds its counters: one descriptor per system call with a
-    // tracepoint, one for the total, one for the thread's own figure (opened last), beside its
-    // three standard streams.
-    let tracepoints = std::fs::read_dir("/sys/kernel/tracing/events/syscalls")
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("sys_enter_")
-        })
-        .count();
-    let fds = format!("/proc/{}/fd", trace.id());
+    for mode in kernel_modes(TEST) {
+        let go = dir.path().join(format!("go-{mode}"));
+        let mut job = Command::new(&calls)
+            .args(["wait", go.to_str().unwrap(), "30000"])
+            .spawn()
+            .unwrap();
+        let json = dir.path().join(format!("t-{mode}.json"));
+        let trace = support::osml_process()
+            .args([
+                "trace",
+                &format!("--syscalls={mode}"),
+                "--interval",
+                "50ms",
+                "--json",
+            ])
+            .arg(&json)
+            .args(["--pid", &job.id().to_string()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_attached(mode, trace.id());
+        std::fs::write(&go, "").unwrap();
+        assert!(job.wait().unwrap().success());
+        let out = trace.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["syscall_counting"]["mechanism"], mode);
+        assert_eq!(
+            r["syscall_counting"]["coverage"]["tasks"], 1,
+            "{} {}",
+            r["syscall_counting"], r["syscalls"]
+        );
+        assert_eq!(count(&r, "getppid"), 30_000, "{mode}: {}", r["syscalls"]);
+    }
+}
+
+/// Waits until the tracer `pid` counts in `mode`: for perf, once it holds its counters (one
+/// descriptor per system call with a tracepoint, one for the total, one for the thread's own
+/// figure, opened last, beside its three standard streams); for BPF, once it holds its maps,
+/// programs and their attachments (two maps, two programs, the raw tracepoint and the fork
+/// event: six descriptors), which it opens before it reads the tree.
+fn wait_attached(mode: &str, pid: u32) {
+    let wanted = if mode == "perf" {
+        std::fs::read_dir("/sys/kernel/tracing/events/syscalls")
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("sys_enter_")
+            })
+            .count()
+            + 5
+    } else {
+        3 + 6
+    };
+    let fds = format!("/proc/{pid}/fd");
     let t0 = std::time::Instant::now();
-    while std::fs::read_dir(&fds).map_or(0, Iterator::count) < tracepoints + 5 {
+    while std::fs::read_dir(&fds).map_or(0, Iterator::count) < wanted {
         assert!(
             t0.elapsed().as_secs() < 30,
             "the tracer never opened its counters"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::fs::write(&go, "").unwrap();
-    assert!(job.wait().unwrap().success());
-    assert!(trace.wait().unwrap().success());
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(r["syscall_counting"]["mechanism"], "perf");
-    assert_eq!(
-        r["syscall_counting"]["coverage"]["tasks"], 1,
-        "{} {}",
-        r["syscall_counting"], r["syscalls"]
-    );
-    assert_eq!(count(&r, "getppid"), 30_000, "{}", r["syscalls"]);
+    if mode == "bpf" {
+        // The processes are added right after: give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }
 
 /// Runs `osml trace` as `nobody` with `perf_event_paranoid` at 2 (restored after).

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod atomic;
+pub mod bpf;
 mod buffer;
 pub mod cleanup;
 pub mod file;

@@ -24,7 +24,7 @@ use osml_sys::{SysError, TracepointCounter};
 use crate::syscalls::{SyscallCounts, SyscallStat};
 
 /// Where tracefs is mounted (or, on older systems, under debugfs).
-const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(crate) const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The system calls counted by name with [`NameSet::Common`], or when the descriptor limit
 /// cannot hold one counter per system call for every task: those a data loader's and a
@@ -95,6 +95,8 @@ pub enum Unavailable {
     Refused(i32),
     /// Not enough file descriptors for even one counter per task.
     Descriptors { needed: u64, limit: u64 },
+    /// BPF counting cannot start here: what the kernel or tracefs said.
+    Bpf(String),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -120,6 +122,7 @@ impl std::fmt::Display for Unavailable {
                 f,
                 "{needed} perf counters needed, and the descriptor limit (RLIMIT_NOFILE) is {limit}"
             ),
+            Self::Bpf(why) => write!(f, "{why}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! workers, major faults, oversubscribed CPUs, migrations, syscall storms) and a timeline that
 //! [`plot::svg`] draws. [`mem::explain`] breaks one process's memory down by region.
 
+pub mod bpf;
 pub mod kernel;
 pub mod mem;
 pub mod plot;
@@ -56,8 +57,10 @@ pub enum TraceError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyscallMode {
-    /// Kernel counters where tracepoints and permissions allow, else ptrace (with a warning).
+    /// BPF where the kernel allows it, else perf counters, else ptrace (with a warning).
     Auto,
+    /// BPF only: an error where the programs cannot be loaded.
+    Bpf,
     /// Kernel counters only: an error where they cannot be opened.
     Perf,
     /// ptrace only (commands only).
@@ -68,6 +71,7 @@ pub enum SyscallMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mechanism {
+    Bpf,
     Perf,
     Ptrace,
 }
@@ -88,11 +92,17 @@ pub struct Counting {
 
 /// The mechanism chosen before anything runs.
 enum Choice {
+    /// Loaded and attached, counting nothing yet.
+    Bpf(Box<bpf::BpfCounter>, String),
     Perf(kernel::Tracepoints, String),
     Ptrace(String, bool),
 }
 
-fn choose(mode: SyscallMode, pid_target: bool) -> Result<Choice, TraceError> {
+fn choose(
+    mode: SyscallMode,
+    pid_target: bool,
+    names: kernel::NameSet,
+) -> Result<Choice, TraceError> {
     if mode == SyscallMode::Ptrace {
         if pid_target {
             return Err(TraceError::PtraceNeedsCommand);
@@ -100,16 +110,30 @@ fn choose(mode: SyscallMode, pid_target: bool) -> Result<Choice, TraceError> {
         return Ok(Choice::Ptrace("--syscalls=ptrace".into(), false));
     }
     kernel::mount_tracefs();
-    let ready = kernel::tracepoints(&osml_host::HostRoot::live())
-        .and_then(|tp| kernel::probe(&tp).map(|()| tp));
+    let host = osml_host::HostRoot::live();
+    let mut bpf_refused = None;
+    if matches!(mode, SyscallMode::Auto | SyscallMode::Bpf) {
+        match bpf::setup(&host).and_then(|s| bpf::BpfCounter::open(&s, names)) {
+            Ok(k) => {
+                let why = if mode == SyscallMode::Auto {
+                    "--syscalls=auto: BPF is allowed here"
+                } else {
+                    "--syscalls=bpf"
+                };
+                return Ok(Choice::Bpf(Box::new(k), why.into()));
+            }
+            Err(u) if mode == SyscallMode::Bpf => return Err(TraceError::Kernel(u)),
+            Err(u) => bpf_refused = Some(u),
+        }
+    }
+    let ready = kernel::tracepoints(&host).and_then(|tp| kernel::probe(&tp).map(|()| tp));
     match (ready, mode) {
         (Ok(tp), _) => {
-            let why = if mode == SyscallMode::Auto {
-                "--syscalls=auto: tracefs and perf permissions allow it"
-            } else {
-                "--syscalls=perf"
+            let why = match bpf_refused {
+                Some(u) => format!("--syscalls=auto: BPF unavailable ({u}); perf counters allowed"),
+                None => "--syscalls=perf".to_owned(),
             };
-            Ok(Choice::Perf(tp, why.into()))
+            Ok(Choice::Perf(tp, why))
         }
         (Err(u), SyscallMode::Auto) if !pid_target => Ok(Choice::Ptrace(
             format!("kernel counting unavailable ({u}); ptrace stops the job twice per system call, which slows a syscall-heavy job by one to two orders of magnitude"),
@@ -414,13 +438,12 @@ fn spawn_error(cmd: &[OsString], error: std::io::Error) -> TraceError {
     }
 }
 
-/// Starts `cmd` with kernel counters on it from its first instruction: the child stops for
-/// ptrace at exec, the counters are opened on it, and it is let go (no longer traced).
-fn spawn_counted(
+/// Starts `cmd` with kernel counting on it from its first instruction: the child stops for
+/// ptrace at exec, `start` begins counting it, and it is let go (no longer traced).
+fn spawn_counted<K>(
     cmd: &[OsString],
-    tp: &kernel::Tracepoints,
-    names: kernel::NameSet,
-) -> Result<(std::process::Child, kernel::KernelCounter), TraceError> {
+    start: impl FnOnce(i32) -> Result<K, kernel::Unavailable>,
+) -> Result<(std::process::Child, K), TraceError> {
     use nix::sys::wait::{waitpid, WaitStatus};
     let mut command = std::process::Command::new(&cmd[0]);
     command.args(&cmd[1..]);
@@ -436,7 +459,7 @@ fn spawn_counted(
             )))
         }
     }
-    let counter = match kernel::KernelCounter::open(tp, &[(pid, pid)], names) {
+    let counter = match start(pid) {
         Ok(k) => k,
         Err(u) => {
             let _ = child.kill();
@@ -482,9 +505,9 @@ fn sample_until_exit(
     }
 }
 
-fn perf_counting(reason: String, coverage: kernel::Coverage) -> Counting {
+fn kernel_counting(mechanism: Mechanism, reason: String, coverage: kernel::Coverage) -> Counting {
     Counting {
-        mechanism: Mechanism::Perf,
+        mechanism,
         reason,
         fell_back: false,
         times_measured: false,
@@ -492,49 +515,99 @@ fn perf_counting(reason: String, coverage: kernel::Coverage) -> Counting {
     }
 }
 
+/// Kernel counting of a tree: BPF or perf counters.
+enum Counter {
+    Bpf(Box<bpf::BpfCounter>),
+    Perf(kernel::KernelCounter),
+}
+
+impl Counter {
+    fn watch(&mut self, tasks: &[(i32, i32)]) {
+        match self {
+            Self::Bpf(k) => k.watch(tasks),
+            Self::Perf(k) => k.watch(tasks),
+        }
+    }
+
+    fn finish(self, execve_of: Option<i32>, reason: String) -> (SyscallCounts, Counting) {
+        let (mechanism, (counts, coverage)) = match self {
+            Self::Bpf(k) => (Mechanism::Bpf, k.finish(execve_of)),
+            Self::Perf(k) => (Mechanism::Perf, k.finish(execve_of)),
+        };
+        (counts, kernel_counting(mechanism, reason, coverage))
+    }
+}
+
+/// Samples a command started with kernel counting until it exits, and reports.
+fn run_counted(
+    mut c: Collector,
+    child: std::process::Child,
+    mut k: Counter,
+    reason: String,
+    text: String,
+    opts: &Options,
+) -> Result<Report, TraceError> {
+    let root = child.id().cast_signed();
+    let status = sample_until_exit(&mut c, child, opts.interval, |c| k.watch(&c.last_tasks))?;
+    let calls = k.finish(Some(root), reason);
+    Ok(c.report(text, opts, Some(status), Some(calls)))
+}
+
+/// Watches the running tree of `pid` until it exits, `stop` is set or the duration passes.
+fn trace_pid(
+    mut c: Collector,
+    pid: i32,
+    choice: Option<Choice>,
+    opts: &Options,
+    stop: &AtomicBool,
+) -> Result<Report, TraceError> {
+    if sample::process(&c.host, pid).is_none() {
+        return Err(TraceError::NoSuchProcess(pid));
+    }
+    let mut counter = match choice {
+        Some(Choice::Perf(tp, why)) => Some((
+            Counter::Perf(attach(&c.host, &tp, opts.syscall_names, pid)?),
+            why,
+        )),
+        Some(Choice::Bpf(mut k, why)) => {
+            k.add(&tree_tasks(&c.host, pid))
+                .map_err(TraceError::Kernel)?;
+            Some((Counter::Bpf(k), why))
+        }
+        _ => None,
+    };
+    let deadline = opts.duration.map(|d| Instant::now() + d);
+    let watch = ExitWatch::new(pid);
+    // A sample at each interval and one at the deadline; the wait ends early when the
+    // process exits or Ctrl-C sets `stop`.
+    while c.sample(pid)
+        && !stop.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        if let Some((k, _)) = &mut counter {
+            k.watch(&c.last_tasks);
+        }
+        let next = Instant::now() + opts.interval;
+        let until = deadline.map_or(next, |d| d.min(next));
+        if watch.wait(until, stop) {
+            break;
+        }
+    }
+    let cmd =
+        sample::process(&c.host, pid).map_or_else(|| format!("pid {pid}"), |p| sample::command(&p));
+    let calls = counter.map(|(k, why)| k.finish(None, why));
+    Ok(c.report(cmd, opts, None, calls))
+}
+
 /// Traces `target` until it exits (or `stop` is set, or the duration passes for a pid).
 pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Report, TraceError> {
     let choice = opts
         .syscalls
-        .map(|m| choose(m, matches!(target, Target::Pid(_))))
+        .map(|m| choose(m, matches!(target, Target::Pid(_)), opts.syscall_names))
         .transpose()?;
     let mut c = Collector::new();
     match target {
-        Target::Pid(pid) => {
-            if sample::process(&c.host, *pid).is_none() {
-                return Err(TraceError::NoSuchProcess(*pid));
-            }
-            let mut counter = match &choice {
-                Some(Choice::Perf(tp, why)) => {
-                    Some((attach(&c.host, tp, opts.syscall_names, *pid)?, why.clone()))
-                }
-                _ => None,
-            };
-            let deadline = opts.duration.map(|d| Instant::now() + d);
-            let watch = ExitWatch::new(*pid);
-            // A sample at each interval and one at the deadline; the wait ends early when the
-            // process exits or Ctrl-C sets `stop`.
-            while c.sample(*pid)
-                && !stop.load(Ordering::Relaxed)
-                && deadline.is_none_or(|d| Instant::now() < d)
-            {
-                if let Some((k, _)) = &mut counter {
-                    k.watch(&c.last_tasks);
-                }
-                let next = Instant::now() + opts.interval;
-                let until = deadline.map_or(next, |d| d.min(next));
-                if watch.wait(until, stop) {
-                    break;
-                }
-            }
-            let cmd = sample::process(&c.host, *pid)
-                .map_or_else(|| format!("pid {pid}"), |p| sample::command(&p));
-            let calls = counter.map(|(k, why)| {
-                let (counts, coverage) = k.finish(None);
-                (counts, perf_counting(why, coverage))
-            });
-            Ok(c.report(cmd, opts, None, calls))
-        }
+        Target::Pid(pid) => trace_pid(c, *pid, choice, opts, stop),
         Target::Command(cmd) => {
             let text = command_text(cmd);
             match choice {
@@ -573,14 +646,22 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                     Ok(c.report(text, opts, Some(status), Some((calls, counting))))
                 }
                 Some(Choice::Perf(tp, reason)) => {
-                    let (child, mut k) = spawn_counted(cmd, &tp, opts.syscall_names)?;
-                    let root = child.id().cast_signed();
-                    let status = sample_until_exit(&mut c, child, opts.interval, |c| {
-                        k.watch(&c.last_tasks);
+                    let names = opts.syscall_names;
+                    let (child, k) = spawn_counted(cmd, |pid| {
+                        kernel::KernelCounter::open(&tp, &[(pid, pid)], names)
                     })?;
-                    let (counts, coverage) = k.finish(Some(root));
-                    let calls = (counts, perf_counting(reason, coverage));
-                    Ok(c.report(text, opts, Some(status), Some(calls)))
+                    run_counted(c, child, Counter::Perf(k), reason, text, opts)
+                }
+                Some(Choice::Bpf(k, reason)) => {
+                    let mut k = Some(k);
+                    let (child, k) = spawn_counted(cmd, |pid| {
+                        let mut k = k.take().ok_or_else(|| {
+                            kernel::Unavailable::Bpf("the BPF counter was used twice".into())
+                        })?;
+                        k.add(&[(pid, pid)])?;
+                        Ok(k)
+                    })?;
+                    run_counted(c, child, Counter::Bpf(k), reason, text, opts)
                 }
                 None => {
                     let child = std::process::Command::new(&cmd[0])
