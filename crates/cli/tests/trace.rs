@@ -619,6 +619,14 @@ fn attaches_to_a_running_process() {
 fn mem_explains_a_process() {
     let mut child = Command::new("sleep").arg("5").spawn().unwrap();
     let pid = child.id().to_string();
+    // Read once `sleep` runs: right after the spawn it may still be the test's image or
+    // without its heap.
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("[heap]"))
+        && t0.elapsed().as_secs() < 5
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let out = run(&["mem", &pid, "--json"]);
     let human = run(&["mem", &pid]);
     child.kill().unwrap();

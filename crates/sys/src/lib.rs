@@ -56,7 +56,7 @@ pub use buffer::{
 pub use fork::fork_generation;
 pub use mempolicy::{get_mempolicy, set_mempolicy, MemPolicy};
 pub use mmap::{evict_from_page_cache, page_size, Access, BlockResidency, MappedFile};
-pub use perf::{close_in_background, SyscallCounter, TracepointCounter};
+pub use perf::{close_fds_in_background, close_in_background, SyscallCounter, TracepointCounter};
 pub use sigbus::EXIT_FILE_CHANGED;
 pub use syscall_stop::{syscall_stop, SyscallStop};
 pub use uring::UringReader;

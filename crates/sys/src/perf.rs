@@ -136,27 +136,38 @@ impl TracepointCounter {
 /// waited for: when this process exits it is reparented and reaped by init. Where fork fails,
 /// the counters are closed here.
 pub fn close_in_background(counters: Vec<TracepointCounter>) {
+    close_fds_in_background(
+        counters
+            .into_iter()
+            .map(|c| std::os::fd::OwnedFd::from(c.file))
+            .collect(),
+    );
+}
+
+/// [`close_in_background`] for any descriptors whose last close waits on the kernel (a BPF
+/// program attached to a tracepoint unregisters it on its last close, the same wait).
+pub fn close_fds_in_background(fds: Vec<std::os::fd::OwnedFd>) {
     use std::os::fd::AsRawFd;
-    if counters.is_empty() {
+    if fds.is_empty() {
         return;
     }
-    let fds: Vec<libc::c_int> = counters.iter().map(|c| c.file.as_raw_fd()).collect();
+    let raw: Vec<libc::c_int> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     // SAFETY: the child calls only close(2) and _exit(2), which are async-signal-safe, on
     // descriptors it inherited; it touches no memory the parent could have been changing.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: see above; `fds` was built before the fork and is only read.
+        // SAFETY: see above; `raw` was built before the fork and is only read.
         unsafe {
             for fd in 0..3 {
                 libc::close(fd);
             }
-            for &fd in &fds {
+            for &fd in &raw {
                 libc::close(fd);
             }
             libc::_exit(0);
         }
     }
-    drop(counters);
+    drop(fds);
 }
 
 #[cfg(test)]

@@ -439,9 +439,11 @@ fn spawn_error(cmd: &[OsString], error: std::io::Error) -> TraceError {
 }
 
 /// Starts `cmd` with kernel counting on it from its first instruction: the child stops for
-/// ptrace at exec, `start` begins counting it, and it is let go (no longer traced).
+/// ptrace at exec, `start` begins counting it, `c` takes its first sample (so a command that
+/// ends at once is still in the report), and it is let go (no longer traced).
 fn spawn_counted<K>(
     cmd: &[OsString],
+    c: &mut Collector,
     start: impl FnOnce(i32) -> Result<K, kernel::Unavailable>,
 ) -> Result<(std::process::Child, K), TraceError> {
     use nix::sys::wait::{waitpid, WaitStatus};
@@ -467,6 +469,7 @@ fn spawn_counted<K>(
             return Err(TraceError::Kernel(u));
         }
     };
+    c.sample(pid);
     nix::sys::ptrace::detach(nix_pid, None).map_err(ptrace_err)?;
     Ok((child, counter))
 }
@@ -647,14 +650,14 @@ pub fn trace(target: &Target, opts: &Options, stop: &AtomicBool) -> Result<Repor
                 }
                 Some(Choice::Perf(tp, reason)) => {
                     let names = opts.syscall_names;
-                    let (child, k) = spawn_counted(cmd, |pid| {
+                    let (child, k) = spawn_counted(cmd, &mut c, |pid| {
                         kernel::KernelCounter::open(&tp, &[(pid, pid)], names)
                     })?;
                     run_counted(c, child, Counter::Perf(k), reason, text, opts)
                 }
                 Some(Choice::Bpf(k, reason)) => {
                     let mut k = Some(k);
-                    let (child, k) = spawn_counted(cmd, |pid| {
+                    let (child, k) = spawn_counted(cmd, &mut c, |pid| {
                         let mut k = k.take().ok_or_else(|| {
                             kernel::Unavailable::Bpf("the BPF counter was used twice".into())
                         })?;
