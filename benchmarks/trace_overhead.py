@@ -18,6 +18,11 @@
 Runs are interleaved, the median of --reps wall times is kept, and each line prints the ratio
 to the job alone measured in the same run, with the load average before and after. --busy runs
 one CPU-bound process beside every case (a training host is never idle).
+
+Before each case the harness waits until no helper that an earlier trace forked to close its
+kernel counters is left (each last close of a tracepoint's counter or program waits an RCU
+grace period under a kernel mutex: 13 s for perf mode's ~360 counters here), so a case does not
+pay for the previous one's clean-up; the waits are counted and printed.
 """
 import os
 import shutil
@@ -53,6 +58,29 @@ if __name__ == "__main__":
             pass
         print((time.perf_counter() - t) / 200)
 """
+
+
+WAITS = []
+
+
+def wait_for_helpers(osml):
+    """Waits (up to 60 s) until no process runs the osml binary: the closing helpers."""
+    exe = os.path.realpath(osml)
+    t = time.perf_counter()
+    while time.perf_counter() - t < 60:
+        busy = False
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    busy = os.readlink(f"/proc/{pid}/exe") == exe
+                except OSError:
+                    continue
+                if busy:
+                    break
+        if not busy:
+            break
+        time.sleep(0.05)
+    WAITS.append(time.perf_counter() - t)
 
 
 def wall(cmd):
@@ -115,6 +143,7 @@ def main():
         times = {k: [] for k in cases}
         for _ in range(reps):
             for name, (measure, cmd) in cases.items():
+                wait_for_helpers(osml)
                 times[name].append(measure(cmd))
     finally:
         if hog:
@@ -124,6 +153,8 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{os.cpu_count()} CPUs; {'one CPU-bound process beside every case; ' if busy else ''}"
           f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; {reps} interleaved rounds")
+    print(f"waited for closing helpers before {sum(w > 0.1 for w in WAITS)} of {len(WAITS)} cases, "
+          f"{sum(WAITS):.1f} s in all")
     print(f"{'case':<70} {'median s':>10} {'ratio':>7}  (min-max s)")
     for name in cases:
         base = med["cpu job alone" if name.startswith("cpu") else name.split(",")[0] + ", alone"]

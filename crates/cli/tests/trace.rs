@@ -421,6 +421,26 @@ fn wait_attached(mode: &str, pid: u32) {
     }
 }
 
+#[test]
+fn auto_counts_with_bpf_where_it_can() {
+    const TEST: &str = "auto_counts_with_bpf_where_it_can";
+    if !bpf_counting(TEST) {
+        return;
+    }
+    let (out, r) = traced(&["--syscalls", "--", "sh", "-c", "/bin/true; exit 0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        r["syscall_counting"]["mechanism"], "bpf",
+        "{}",
+        r["syscall_counting"]
+    );
+    assert_eq!(r["syscall_counting"]["coverage"]["unattributed"], 0);
+    // sh and the /bin/true it starts, each exec counted once, each process apart.
+    assert_eq!(count(&r, "execve"), 2, "{}", r["syscalls"]);
+    assert!(err.contains("counted in the kernel with BPF"), "{err}");
+}
+
 /// Runs `osml trace` as `nobody` with `perf_event_paranoid` at 2 (restored after).
 fn as_nobody(args: &[&str], dir: &std::path::Path) -> (Output, Option<Value>) {
     let json = dir.join("t.json");

@@ -37,6 +37,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;
+const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
 
 const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
@@ -250,6 +251,36 @@ impl Map {
         Some(values.iter().sum())
     }
 
+    /// The sums over CPUs of keys `0..n` of an array map, in one call
+    /// (`BPF_MAP_LOOKUP_BATCH`, 5.6+; one lookup per key costs ~25 µs here, 26 ms for the
+    /// 1,024 slots), or key by key where the kernel has no batch lookup.
+    fn sums(&self, n: u32) -> Vec<u64> {
+        let count = n as usize;
+        let mut keys = vec![0u32; count];
+        let mut values = vec![0u64; count * self.cpus];
+        let mut out_batch = 0u32;
+        let mut a = [0u8; 128];
+        // in_batch (NULL: from the start), out_batch, keys, values, count, map_fd.
+        put_u64(&mut a, 8, std::ptr::from_mut(&mut out_batch) as u64);
+        put_u64(&mut a, 16, keys.as_mut_ptr() as u64);
+        put_u64(&mut a, 24, values.as_mut_ptr() as u64);
+        put_u32(&mut a, 32, n);
+        put_u32(&mut a, 36, self.fd.as_raw_fd().cast_unsigned());
+        let batched = bpf(BPF_MAP_LOOKUP_BATCH, &mut a, "bpf(BPF_MAP_LOOKUP_BATCH)");
+        // ENOENT with every element read is the batch's normal end.
+        let done = u32::from_ne_bytes([a[32], a[33], a[34], a[35]]) as usize;
+        if batched.is_ok() || done == count {
+            let mut out = vec![0u64; count];
+            for (i, key) in keys.iter().take(done.min(count)).enumerate() {
+                if let Some(slot) = out.get_mut(*key as usize) {
+                    *slot = values[i * self.cpus..(i + 1) * self.cpus].iter().sum();
+                }
+            }
+            return out;
+        }
+        (0..n).map(|k| self.sum(k).unwrap_or(0)).collect()
+    }
+
     /// Every key of a hash map (at most [`MAX_TASKS`]).
     fn keys(&self) -> Vec<u32> {
         let mut out = Vec::new();
@@ -405,7 +436,8 @@ impl SyscallTally {
     /// only.
     pub fn by_number(&self) -> Vec<(u32, u64)> {
         (0..SLOTS)
-            .filter_map(|nr| self.by_nr.sum(nr).filter(|&n| n > 0).map(|n| (nr, n)))
+            .zip(self.by_nr.sums(SLOTS))
+            .filter(|&(_, n)| n > 0)
             .collect()
     }
 
