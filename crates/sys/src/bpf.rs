@@ -201,14 +201,22 @@ fn put_u64(a: &mut [u8; 128], at: usize, v: u64) {
     a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
+/// How a per-CPU map's values come back: `stride` values per key (one per possible CPU), in
+/// buffers of `room` values per key (at least the stride, whatever the caller believed).
+#[derive(Clone, Copy)]
+struct PerCpu {
+    stride: usize,
+    room: usize,
+}
+
 /// A per-CPU map of u32 keys and u64 values.
 struct Map {
     fd: OwnedFd,
-    cpus: usize,
+    cpus: PerCpu,
 }
 
 impl Map {
-    fn create(kind: u32, entries: u32, cpus: usize) -> Result<Self, SysError> {
+    fn create(kind: u32, entries: u32, cpus: PerCpu) -> Result<Self, SysError> {
         let mut a = [0u8; 128];
         put_u32(&mut a, 0, kind);
         put_u32(&mut a, 4, 4);
@@ -238,14 +246,14 @@ impl Map {
 
     /// Sets `key`'s value to 0 on every CPU.
     fn insert_zero(&self, key: u32) -> Result<(), SysError> {
-        let mut values = vec![0u64; self.cpus];
+        let mut values = vec![0u64; self.cpus.room];
         let mut a = self.elem_attr(&key, values.as_mut_ptr().cast(), 0);
         bpf(BPF_MAP_UPDATE_ELEM, &mut a, "bpf(BPF_MAP_UPDATE_ELEM)").map(drop)
     }
 
     /// The sum over CPUs of `key`'s value; `None` when absent.
     fn sum(&self, key: u32) -> Option<u64> {
-        let mut values = vec![0u64; self.cpus];
+        let mut values = vec![0u64; self.cpus.room];
         let mut a = self.elem_attr(&key, values.as_mut_ptr().cast(), 0);
         bpf(BPF_MAP_LOOKUP_ELEM, &mut a, "bpf(BPF_MAP_LOOKUP_ELEM)").ok()?;
         Some(values.iter().sum())
@@ -257,7 +265,7 @@ impl Map {
     fn sums(&self, n: u32) -> Vec<u64> {
         let count = n as usize;
         let mut keys = vec![0u32; count];
-        let mut values = vec![0u64; count * self.cpus];
+        let mut values = vec![0u64; count * self.cpus.room];
         let mut out_batch = 0u32;
         let mut a = [0u8; 128];
         // in_batch (NULL: from the start), out_batch, keys, values, count, map_fd.
@@ -273,7 +281,8 @@ impl Map {
             let mut out = vec![0u64; count];
             for (i, key) in keys.iter().take(done.min(count)).enumerate() {
                 if let Some(slot) = out.get_mut(*key as usize) {
-                    *slot = values[i * self.cpus..(i + 1) * self.cpus].iter().sum();
+                    let at = i * self.cpus.stride;
+                    *slot = values[at..at + self.cpus.stride].iter().sum();
                 }
             }
             return out;
@@ -383,9 +392,13 @@ impl SyscallTally {
         // The kernel copies one value per possible CPU into a lookup's buffer: a buffer sized
         // for fewer would be written past its end. The live count is read here, whatever the
         // caller passed, and the larger of the two is used.
-        let cpus = cpus.max(possible_cpus()?);
-        let procs = Map::create(BPF_MAP_TYPE_PERCPU_HASH, MAX_TASKS, cpus)?;
-        let by_nr = Map::create(BPF_MAP_TYPE_PERCPU_ARRAY, SLOTS, cpus)?;
+        let (count, bound) = possible_cpus()?;
+        let layout = PerCpu {
+            stride: count,
+            room: cpus.max(bound).max(count),
+        };
+        let procs = Map::create(BPF_MAP_TYPE_PERCPU_HASH, MAX_TASKS, layout)?;
+        let by_nr = Map::create(BPF_MAP_TYPE_PERCPU_ARRAY, SLOTS, layout)?;
         let offset = i16::try_from(child_pid_offset).map_err(|_| BpfError::Refused {
             program: "fork",
             log: format!("child_pid offset {child_pid_offset} out of range"),
@@ -457,9 +470,10 @@ impl SyscallTally {
     }
 }
 
-/// One past the highest possible CPU (`/sys/devices/system/cpu/possible`, `0-N` or a list):
-/// at least the number of values a per-CPU map's lookup returns.
-fn possible_cpus() -> Result<usize, SysError> {
+/// The possible CPUs (`/sys/devices/system/cpu/possible`, `0-N` or a list): how many (the
+/// kernel's `num_possible_cpus()`, the number of values a per-CPU map's lookup returns per
+/// key), and one past the highest.
+fn possible_cpus() -> Result<(usize, usize), SysError> {
     let path = std::path::Path::new("/sys/devices/system/cpu/possible");
     let text = crate::file::read_bounded(path, 4096).map_err(|error| SysError::Call {
         call: "read",
@@ -467,16 +481,29 @@ fn possible_cpus() -> Result<usize, SysError> {
         error,
     })?;
     let text = String::from_utf8_lossy(&text);
-    text.trim()
-        .split([',', '-'])
-        .filter_map(|n| n.trim().parse::<usize>().ok())
-        .max()
-        .map(|m| m + 1)
-        .ok_or_else(|| SysError::Call {
-            call: "read",
-            path: Some(path.to_path_buf()),
-            error: std::io::Error::other(format!("{text:?} is not a CPU list")),
-        })
+    cpu_count(&text).ok_or_else(|| SysError::Call {
+        call: "read",
+        path: Some(path.to_path_buf()),
+        error: std::io::Error::other(format!("{text:?} is not a CPU list")),
+    })
+}
+
+/// (how many, one past the highest) of a CPU list such as `0-3,8-11`.
+fn cpu_count(text: &str) -> Option<(usize, usize)> {
+    let (mut count, mut bound) = (0usize, 0usize);
+    for range in text.trim().split(',') {
+        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+        let (lo, hi) = (
+            lo.trim().parse::<usize>().ok()?,
+            hi.trim().parse::<usize>().ok()?,
+        );
+        if hi < lo || hi >= 1 << 20 {
+            return None;
+        }
+        count += hi - lo + 1;
+        bound = bound.max(hi + 1);
+    }
+    (count > 0).then_some((count, bound))
 }
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
@@ -594,6 +621,16 @@ mod tests {
         }
         drop(wait_end);
         (pid, go_end)
+    }
+
+    #[test]
+    fn possible_cpu_lists() {
+        assert_eq!(cpu_count("0-1\n"), Some((2, 2)));
+        assert_eq!(cpu_count("0"), Some((1, 1)));
+        assert_eq!(cpu_count("0-3,8-11"), Some((8, 12)));
+        for junk in ["", "x", "3-1", "0-99999999", "1,,2"] {
+            assert_eq!(cpu_count(junk), None, "{junk:?}");
+        }
     }
 
     #[test]
