@@ -214,22 +214,8 @@ pub fn watch(
 /// The links `pci.link` judges (GPUs, NICs, NVMe drives and the bridges above them) that
 /// have link attributes, with their state in the snapshot.
 fn watched_links(snap: &HostSnapshot) -> Vec<(String, PciKind, LinkState)> {
-    let Some(devices) = snap.pci_devices.known() else {
-        return Vec::new();
-    };
-    let mut wanted: Vec<&str> = Vec::new();
-    for d in devices
-        .iter()
-        .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic | PciKind::Nvme))
-    {
-        wanted.extend(d.bridges.iter().map(String::as_str));
-        wanted.push(&d.address);
-    }
-    wanted.sort_unstable();
-    wanted.dedup();
-    wanted
+    snap.data_path_devices()
         .into_iter()
-        .filter_map(|address| devices.iter().find(|d| d.address == address))
         .map(|d| {
             let state = LinkState {
                 speed: d.link_speed.known().cloned(),

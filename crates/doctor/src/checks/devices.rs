@@ -228,22 +228,9 @@ fn links(cx: &Ctx<'_>) -> Vec<LinkState> {
     };
     let by_address: BTreeMap<&str, &osml_host::PciDevice> =
         devices.iter().map(|d| (d.address.as_str(), d)).collect();
-    // The GPUs, NICs and NVMe drives, and every bridge above one of them.
-    let mut wanted: Vec<&str> = Vec::new();
-    for d in devices
-        .iter()
-        .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic | PciKind::Nvme))
-    {
-        wanted.extend(d.bridges.iter().map(String::as_str));
-        wanted.push(&d.address);
-    }
-    wanted.sort_unstable();
-    wanted.dedup();
     let mut out = Vec::new();
-    for address in wanted {
-        let Some(d) = by_address.get(address) else {
-            continue;
-        };
+    for d in cx.host.data_path_devices() {
+        let address = d.address.as_str();
         // A device an odd number of bridges down (under a root port, or under a switch's
         // downstream port) reports the link above it; the ports in between report the link
         // below them, which is judged at the device there.

@@ -213,6 +213,28 @@ impl HostSnapshot {
             .unwrap_or_default()
     }
 
+    /// The GPUs, NICs and NVMe drives and every bridge above one of them, each once, in
+    /// address order: the links `pci.link` judges and `--watch` re-reads.
+    pub fn data_path_devices(&self) -> Vec<&PciDevice> {
+        let Some(devices) = self.pci_devices.known() else {
+            return Vec::new();
+        };
+        let mut wanted: Vec<&str> = Vec::new();
+        for d in devices
+            .iter()
+            .filter(|d| matches!(d.kind, PciKind::Gpu | PciKind::Nic | PciKind::Nvme))
+        {
+            wanted.extend(d.bridges.iter().map(String::as_str));
+            wanted.push(&d.address);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+            .into_iter()
+            .filter_map(|a| devices.iter().find(|d| d.address == a))
+            .collect()
+    }
+
     /// NUMA nodes that have CPUs.
     pub fn cpu_nodes(&self) -> Vec<&NumaNode> {
         self.numa
