@@ -14,7 +14,7 @@
 //! an RCU grace period apiece.
 //!
 //! Written over the `bpf(2)` system call rather than through a BPF crate: the two programs
-//! are 25 and 20 instructions, and a crate that compiles programs would need a BPF toolchain
+//! are 28 and 24 instructions, and a crate that compiles programs would need a BPF toolchain
 //! at build time. The instruction encoding and attribute layouts are the kernel's UAPI
 //! (`include/uapi/linux/bpf.h`); the tracepoint's record layout (`child_pid`'s offset) comes
 //! from its tracefs `format`, read by the caller.
@@ -621,6 +621,26 @@ mod tests {
         }
         drop(wait_end);
         (pid, go_end)
+    }
+
+    #[test]
+    fn every_jump_lands_on_an_instruction_of_its_program() {
+        for (program, len) in [(enter_program(3, 4), 28), (fork_program(3, 20), 24)] {
+            assert_eq!(program.len(), len);
+            for (i, insn) in program.iter().enumerate() {
+                if matches!(insn.code, JEQ_IMM | JLE_IMM) {
+                    let target = i64::try_from(i).unwrap() + 1 + i64::from(insn.off);
+                    let target = usize::try_from(target).unwrap();
+                    assert!(target < program.len(), "jump at {i} to {target}");
+                    // The second half of a 64-bit immediate is not an instruction.
+                    assert!(target == 0 || program[target - 1].code != 0x18, "{i}");
+                }
+            }
+            let last = program[program.len() - 1];
+            assert_eq!(last.code, EXIT);
+            // Every exit returns 0: the instruction before it sets r0.
+            assert_eq!(program[program.len() - 2].code, MOV64_IMM);
+        }
     }
 
     #[test]
