@@ -5,27 +5,12 @@
 // Helpers of an integration test panic on purpose; the fixture's files are written directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::path::Path;
 
 use serde_json::Value;
 
 mod support;
 
-use support::{copy_fixture, osml, skip};
-
-fn doctor_json(root: &Path) -> Value {
-    let out = osml()
-        .args(["doctor", "--json", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use support::{copy_fixture, doctor_json, osml, skip};
 
 fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["findings"]

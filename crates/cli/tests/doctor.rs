@@ -14,7 +14,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{repo, skip};
+use support::{doctor_json, repo, skip};
 
 fn hwloc(name: &str) -> String {
     let rel = format!("tests/fixtures/hwloc/{name}.tar.bz2");
@@ -28,19 +28,6 @@ fn osml() -> Command {
     let mut c = support::osml();
     c.env_remove("NO_COLOR");
     c
-}
-
-fn doctor_json(root: &str) -> Value {
-    let out = osml()
-        .args(["doctor", "--json", "--root", root])
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn statuses(report: &Value) -> BTreeMap<String, String> {
@@ -456,7 +443,7 @@ fn our_counts(r: &Value) -> BTreeMap<&'static str, usize> {
 }
 
 fn hwloc_case(name: &str) -> Value {
-    let r = doctor_json(&hwloc(name));
+    let r = doctor_json(hwloc(name));
     assert_eq!(
         our_counts(&r),
         oracle_counts(name),
@@ -1067,22 +1054,16 @@ fn the_live_kernel_log_is_read_as_root_and_refused_cleanly_as_another_user() {
         r["host"]["kernel"]["log"]
     );
     assert_ne!(r["findings"][0]["status"], "skip");
-    if StdCommand::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    let Some(mut nobody) = support::osml_as_nobody() else {
         return skip(
             TEST,
             "no setpriv (util-linux): the refusal as another user is not tested",
         );
-    }
+    };
     let path = "/proc/sys/kernel/dmesg_restrict";
     let before = std::fs::read_to_string(path).unwrap();
     std::fs::write(path, "1").unwrap();
-    let out = StdCommand::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(support::bin())
+    let out = nobody
         .args(["doctor", "--json", "--only", "kernel.oom_kill"])
         .output()
         .unwrap();

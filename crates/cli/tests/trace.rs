@@ -444,13 +444,13 @@ fn auto_counts_with_bpf_where_it_can() {
 /// Runs `osml trace` as `nobody` with `perf_event_paranoid` at 2 (restored after).
 fn as_nobody(args: &[&str], dir: &std::path::Path) -> (Output, Option<Value>) {
     let json = dir.join("t.json");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(support::bin())
+    let out = support::osml_as_nobody()
+        .expect("checked by the caller")
         .args(["trace", "--json"])
         .arg(&json)
-        .args(args);
-    let out = cmd.output().unwrap();
+        .args(args)
+        .output()
+        .unwrap();
     let report = std::fs::read_to_string(&json)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -463,7 +463,7 @@ fn auto_falls_back_to_ptrace_where_the_kernel_refuses_and_says_so() {
     if !support::is_root() {
         return skip(TEST, "needs root to run the tracer as another user");
     }
-    if Command::new("setpriv").arg("--version").output().is_err() {
+    if support::osml_as_nobody().is_none() {
         return skip(TEST, "no setpriv (util-linux)");
     }
     let path = "/proc/sys/kernel/perf_event_paranoid";

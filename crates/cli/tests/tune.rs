@@ -307,21 +307,14 @@ fn usage_errors_exit_2_and_touch_nothing() {
     assert_eq!(out.status.code(), Some(2), "clap refuses the pair");
     // Without root, the live host is refused before anything is read or written.
     if is_root() {
-        let Ok(setpriv) = Command::new("setpriv").arg("--version").output() else {
+        let Some(mut nobody) = support::osml_as_nobody() else {
             skip(
                 "usage_errors_exit_2_and_touch_nothing (the non-root case)",
                 "no setpriv to drop privileges",
             );
             return;
         };
-        assert!(setpriv.status.success());
-        let bin = support::bin();
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin)
-            .args(["tune", "--apply"])
-            .output()
-            .unwrap();
+        let out = nobody.args(["tune", "--apply"]).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
     } else {

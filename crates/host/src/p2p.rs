@@ -49,15 +49,15 @@ pub enum Acs {
     Unknown { kind: ErrorKind, reason: String },
 }
 
+/// How many bridges, from the host bridge down, two devices' paths share.
+pub(crate) fn shared_bridges(a: &[String], b: &[String]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// The route between `a` and `b`, looking up the diverging ports in `devices`.
 pub fn route(devices: &[PciDevice], a: &PciDevice, b: &PciDevice) -> Route {
     let same_host = a.host_bridge.is_some() && a.host_bridge == b.host_bridge;
-    let common = a
-        .bridges
-        .iter()
-        .zip(&b.bridges)
-        .take_while(|(x, y)| x == y)
-        .count();
+    let common = shared_bridges(&a.bridges, &b.bridges);
     if !same_host || common == 0 {
         return Route::HostBridge;
     }

@@ -169,12 +169,7 @@ pub fn link(a: &Device, b: &Device) -> Link {
     }
     let same_host = a.host_bridge.is_some() && a.host_bridge == b.host_bridge;
     if same_host {
-        let common = a
-            .bridges
-            .iter()
-            .zip(&b.bridges)
-            .take_while(|(x, y)| x == y)
-            .count();
+        let common = crate::p2p::shared_bridges(&a.bridges, &b.bridges);
         if common > 0 {
             let below = (a.bridges.len() - common).max(b.bridges.len() - common);
             return if below <= 1 { Link::Pix } else { Link::Pxb };

@@ -93,9 +93,10 @@ const JLE_IMM: u8 = 0xb5;
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 
-/// `sys_enter` (raw tracepoint: `ctx` is `u64 args[2]`, the registers and the call's
-/// number).
-fn enter_program(procs: RawFd, by_nr: RawFd) -> Vec<Insn> {
+/// The start of both programs: `r6` = the context, then the calling process (thread group)
+/// looked up in `procs`: `r0` is its per-CPU slot, or 0 when it is not traced; the key at
+/// `r10 - 4`.
+fn lookup_current_process(procs: RawFd) -> Vec<Insn> {
     let mut p = vec![
         op(MOV64_REG, 6, 1, 0, 0),                      // r6 = ctx
         op(CALL, 0, 0, 0, HELPER_GET_CURRENT_PID_TGID), // r0 = tgid << 32 | pid
@@ -105,8 +106,15 @@ fn enter_program(procs: RawFd, by_nr: RawFd) -> Vec<Insn> {
         op(ADD64_IMM, 2, 0, 0, -4),
     ];
     p.extend(ld_map(1, procs));
+    p.push(op(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM));
+    p
+}
+
+/// `sys_enter` (raw tracepoint: `ctx` is `u64 args[2]`, the registers and the call's
+/// number).
+fn enter_program(procs: RawFd, by_nr: RawFd) -> Vec<Insn> {
+    let mut p = lookup_current_process(procs);
     p.extend([
-        op(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
         op(JEQ_IMM, 0, 0, 16, 0), // not traced: exit
         op(LDX_DW, 1, 0, 0, 0),   // the process's count += 1
         op(ADD64_IMM, 1, 0, 0, 1),
@@ -133,17 +141,8 @@ fn enter_program(procs: RawFd, by_nr: RawFd) -> Vec<Insn> {
 
 /// `sched_process_fork` (tracepoint: `ctx` is the record; `child_pid` at `child_offset`).
 fn fork_program(procs: RawFd, child_offset: i16) -> Vec<Insn> {
-    let mut p = vec![
-        op(MOV64_REG, 6, 1, 0, 0),
-        op(CALL, 0, 0, 0, HELPER_GET_CURRENT_PID_TGID),
-        op(RSH64_IMM, 0, 0, 0, 32),
-        op(STX_W, 10, 0, -4, 0),
-        op(MOV64_REG, 2, 10, 0, 0),
-        op(ADD64_IMM, 2, 0, 0, -4),
-    ];
-    p.extend(ld_map(1, procs));
+    let mut p = lookup_current_process(procs);
     p.extend([
-        op(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
         op(JEQ_IMM, 0, 0, 12, 0), // the parent is not traced: exit
         op(LDX_W, 1, 6, child_offset, 0),
         op(STX_W, 10, 1, -8, 0), // key = child

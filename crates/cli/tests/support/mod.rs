@@ -80,6 +80,39 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
     osml_in(dir).args(args).output().unwrap()
 }
 
+/// `osml doctor --json --root ROOT`, which must finish with 0 or 1: the report.
+pub fn doctor_json(root: impl AsRef<std::ffi::OsStr>) -> Value {
+    let out = osml()
+        .args(["doctor", "--json", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `osml` as `nobody` (uid and gid 65534, no supplementary groups) through util-linux's
+/// `setpriv`, in the repository root; `None` when there is no `setpriv`.
+pub fn osml_as_nobody() -> Option<StdCommand> {
+    if !StdCommand::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return None;
+    }
+    let mut c = StdCommand::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .current_dir(repo());
+    Some(c)
+}
+
 /// Whether this process has root's effective uid, as `osml tune` judges it.
 pub fn is_root() -> bool {
     osml_tune::running_as_root()
