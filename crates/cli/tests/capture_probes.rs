@@ -5,7 +5,6 @@
 // Helpers of an integration test panic on purpose; the fixture's files are written directly.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-
 use serde_json::Value;
 
 mod support;

@@ -385,11 +385,11 @@ fn kernel_counts_of_a_running_process_are_exact() {
     }
 }
 
-/// Waits until the tracer `pid` counts in `mode`: for perf, once it holds its counters (one
-/// descriptor per system call with a tracepoint, one for the total, one for the thread's own
-/// figure, opened last, beside its three standard streams); for BPF, once it holds its maps,
-/// programs and their attachments (two maps, two programs, the raw tracepoint and the fork
-/// event: six descriptors), which it opens before it reads the tree.
+/// Waits until the tracer `pid` counts in `mode`: for perf, once it holds nearly all its
+/// counters (one descriptor per system call with a tracepoint, and the thread's own figure,
+/// beside its three standard streams); for BPF, once it holds its maps, programs and their
+/// attachments (two maps, two programs, the raw tracepoint and the fork event: six
+/// descriptors), which it opens before it reads the tree.
 fn wait_attached(mode: &str, pid: u32) {
     let wanted = if mode == "perf" {
         std::fs::read_dir("/sys/kernel/tracing/events/syscalls")
@@ -415,10 +415,10 @@ fn wait_attached(mode: &str, pid: u32) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    if mode == "bpf" {
-        // The processes are added right after: give it a moment.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    // The last descriptors (perf: the thread's own counter; BPF: the processes added to the
+    // set) come right after these: give it a moment, or the job may end before the tracer
+    // holds it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 #[test]
@@ -478,6 +478,8 @@ fn auto_falls_back_to_ptrace_where_the_kernel_refuses_and_says_so() {
     let auto = as_nobody(&["--syscalls", "--", "/bin/true"], dir.path());
     std::fs::remove_file(dir.path().join("t.json")).ok();
     let perf = as_nobody(&["--syscalls=perf", "--", "/bin/true"], dir.path());
+    std::fs::remove_file(dir.path().join("t.json")).ok();
+    let bpf = as_nobody(&["--syscalls=bpf", "--", "/bin/true"], dir.path());
     std::fs::write(path, before).unwrap();
     let (out, r) = auto;
     let err = String::from_utf8_lossy(&out.stderr);
@@ -501,6 +503,16 @@ fn auto_falls_back_to_ptrace_where_the_kernel_refuses_and_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot count system calls in the kernel"),
+        "{err}"
+    );
+    // BPF asked for and refused: the same error, naming what BPF needs.
+    let (out, r) = bpf;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(r.is_none(), "no report when counting is impossible");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot count system calls in the kernel")
+            && err.contains("BPF needs root, or CAP_BPF and CAP_PERFMON"),
         "{err}"
     );
 }

@@ -39,7 +39,13 @@ pub fn setup(host: &HostRoot) -> Result<Setup, Unavailable> {
         }
     }
     let Some((id, format)) = found else {
-        return Err(Unavailable::NoTracefs);
+        return Err(match crate::kernel::tracefs_unavailable(host) {
+            Unavailable::TracefsUnreadable => Unavailable::Bpf(
+                "tracefs (/sys/kernel/tracing) is not readable by this user (it is root's by default): BPF needs root, or CAP_BPF and CAP_PERFMON"
+                    .into(),
+            ),
+            other => other,
+        });
     };
     let offset = child_pid_offset(&format);
     let (Ok(fork_id), Some(child_pid_offset)) = (id.parse(), offset) else {

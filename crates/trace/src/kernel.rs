@@ -176,14 +176,21 @@ pub fn tracepoints(host: &HostRoot) -> Result<Tracepoints, Unavailable> {
         by_name.sort();
         return Ok(Tracepoints { raw, by_name });
     }
+    Err(tracefs_unavailable(host))
+}
+
+/// Why tracefs files could not be read: tracefs is mounted but not readable by this user, or
+/// not mounted.
+pub(crate) fn tracefs_unavailable(host: &HostRoot) -> Unavailable {
     let mounted = host.read("/proc/self/mounts").is_ok_and(|m| {
         m.lines()
             .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
     });
     if mounted {
-        return Err(Unavailable::TracefsUnreadable);
+        Unavailable::TracefsUnreadable
+    } else {
+        Unavailable::NoTracefs
     }
-    Err(Unavailable::NoTracefs)
 }
 
 /// Mounts tracefs at `/sys/kernel/tracing` when it is missing and this process is root (the
