@@ -15,7 +15,6 @@ use numpy::ndarray::{ArrayView1, ArrayView2};
 use numpy::{Element, PyArray1, PyArray2};
 use osml_data::loader::{
     Fault, Interleave, Loader as RustLoader, LoaderConfig, LoaderError, LoaderState, Output,
-    PositionIds,
 };
 use osml_data::mixture::{Mixture, Part, Split, Subset, Weights};
 use osml_data::sampler::Mode;
@@ -84,10 +83,7 @@ fn documents(
         .batch
         .documents()
         .ok_or_else(|| OsmlError::new_err("the loader was made without documents=True"))?;
-    let positions = match d.positions {
-        PositionIds::I64(p) => Batch::view_of(&this, p, rows, cols - 1)?,
-        PositionIds::I32(p) => Batch::view_of(&this, p, rows, cols - 1)?,
-    };
+    let positions = Batch::view_of(&this, d.positions, rows, cols - 1)?;
     let cu = Batch::view_of(&this, d.cu_seqlens, rows, cols)?;
     let sources = Batch::view1(&this, d.sources);
     let offsets = Batch::view1(&this, d.offsets);

@@ -25,6 +25,7 @@
 
 mod arrow;
 pub mod bench;
+mod block_index;
 mod dtype;
 mod error;
 mod flat;

@@ -36,6 +36,10 @@ pub struct MegatronDataset {
     doc_entries: usize,
     has_modes: bool,
     tokens: u64,
+    /// Entry `i` of the document index is `i`: each document is one sequence (what
+    /// Megatron's `preprocess_data.py` writes unless told to split sentences), so a
+    /// document's start is one read (its pointer) instead of two dependent ones.
+    one_sequence_each: bool,
 }
 
 /// `prefix.idx` and `prefix.bin` for a path given as the prefix, the `.idx` or the `.bin`.
@@ -120,9 +124,14 @@ impl MegatronDataset {
             doc_entries: d_us,
             has_modes,
             tokens: 0,
+            one_sequence_each: false,
         };
-        let tokens = ds.validate(&idx_path, &bin_path)?;
-        Ok(Self { tokens, ..ds })
+        let (tokens, one_sequence_each) = ds.validate(&idx_path, &bin_path)?;
+        Ok(Self {
+            tokens,
+            one_sequence_each,
+            ..ds
+        })
     }
 
     fn lengths(&self) -> &[u8] {
@@ -139,8 +148,9 @@ impl MegatronDataset {
         &self.idx.bytes()[start..start + 8 * self.doc_entries]
     }
 
-    /// Checks lengths, pointers and document boundaries; returns the token count.
-    fn validate(&self, idx_path: &Path, bin_path: &Path) -> Result<u64, DataError> {
+    /// Checks lengths, pointers and document boundaries; returns the token count and whether
+    /// each document is one sequence.
+    fn validate(&self, idx_path: &Path, bin_path: &Path) -> Result<(u64, bool), DataError> {
         let bad = |reason: String| DataError::invalid(idx_path, FORMAT, reason);
         let size = self.dtype.size() as u64;
         let (lengths, pointers) = (self.lengths(), self.pointers());
@@ -176,8 +186,10 @@ impl MegatronDataset {
         }
         let docs = self.doc_index();
         let mut prev = 0u64;
+        let mut identity = true;
         for i in 0..self.doc_entries {
             let v = le_u64(docs, i);
+            identity &= v == i as u64;
             if i == 0 && v != 0 {
                 return Err(bad(format!("document index starts at {v}, not 0")));
             }
@@ -194,7 +206,7 @@ impl MegatronDataset {
                 self.sequences
             )));
         }
-        Ok(expected / size)
+        Ok((expected / size, identity))
     }
 
     pub fn dtype(&self) -> DType {
@@ -246,7 +258,11 @@ impl MegatronDataset {
     /// First token of document `i` (the stream's end for an empty document past the last
     /// sequence): the start [`MegatronDataset::document_range`] gives, in two reads.
     pub fn document_start(&self, i: usize) -> u64 {
-        let first = usize::try_from(le_u64(self.doc_index(), i)).unwrap_or(usize::MAX);
+        let first = if self.one_sequence_each {
+            i
+        } else {
+            usize::try_from(le_u64(self.doc_index(), i)).unwrap_or(usize::MAX)
+        };
         if first < self.sequences {
             self.sequence_start(first)
         } else {

@@ -2,12 +2,12 @@
 //! format.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use osml_sys::MappedFile;
 
 use crate::arrow::ArrowTokens;
+use crate::block_index::{first_where, BlockIndex};
 use crate::flat::FlatTokens;
 use crate::megatron::MegatronDataset;
 use crate::{DType, Format};
@@ -16,22 +16,9 @@ use crate::{DType, Format};
 #[derive(Debug)]
 pub struct Shard {
     kind: Kind,
-    /// Where documents start, by block of `2^BLOCK_SHIFT` tokens, filled as windows ask.
-    starts: OnceLock<BlockStarts>,
+    /// Where documents start, by block of tokens, learnt as windows ask.
+    starts: OnceLock<Option<BlockIndex>>,
 }
-
-/// Tokens per block of [`BlockStarts`]: 8 bytes of index per 64 Ki tokens (1.2 MiB for 10 B
-/// tokens), and a block holds some tens to hundreds of documents of real corpora.
-const BLOCK_SHIFT: u32 = 16;
-
-/// Entry `b`: the first recorded document starting at or after token `b · 2^BLOCK_SHIFT`,
-/// `usize::MAX` until some window needs it. A window's boundaries are then a search among
-/// the documents of one block, whose index entries lie together, instead of a search over
-/// the whole index: on a corpus of millions of documents each step of that would miss the
-/// cache, twice (document index, then pointer). Filled lazily, so opening stays O(1);
-/// workers racing on an entry store the same value.
-#[derive(Debug)]
-struct BlockStarts(Box<[AtomicUsize]>);
 
 #[derive(Debug)]
 enum Kind {
@@ -113,49 +100,35 @@ impl Shard {
         }
     }
 
-    /// The first of documents `lo..hi` that starts after token `local`, given that those
-    /// before `lo` do not and those from `hi` on do (`hi` when none of them does).
-    fn first_start_after(&self, mut lo: usize, mut hi: usize, local: u64) -> usize {
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.document_start(mid) <= local {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
     /// The first recorded document that starts after token `local` of this shard's stream
     /// (the count of documents when none does). Document starts are non-decreasing.
     pub(crate) fn first_document_after(&self, local: u64) -> usize {
         let docs = self.recorded_documents().unwrap_or(1);
-        let blocks = self.starts.get_or_init(|| {
-            let n = usize::try_from(self.num_tokens() >> BLOCK_SHIFT).unwrap_or(0) + 2;
-            BlockStarts((0..n).map(|_| AtomicUsize::new(usize::MAX)).collect())
-        });
-        // The first document starting at or after block `b`'s first token.
-        let block = |b: usize| -> usize {
-            let Some(entry) = blocks.0.get(b) else {
-                return docs;
-            };
-            let known = entry.load(Ordering::Relaxed);
-            if known != usize::MAX {
-                return known;
-            }
-            let at = (b as u64) << BLOCK_SHIFT;
-            // Starting at or after `at` is starting after `at - 1` (block 0: every document).
-            let first = if at == 0 {
-                0
-            } else {
-                self.first_start_after(0, docs, at - 1)
-            };
-            entry.store(first, Ordering::Relaxed);
-            first
+        let start = |i: usize| self.document_start(i);
+        match self
+            .starts
+            .get_or_init(|| BlockIndex::new(self.num_tokens(), docs))
+        {
+            Some(index) => index.first_after(local, start),
+            None => first_where(0, docs, |i| start(i) > local),
+        }
+    }
+
+    /// Reads the starts of the documents at both ends of what a search for the starts in
+    /// `[from, to)` reads, where the block table knows them, and returns their sum (for
+    /// [`std::hint::black_box`]); see [`crate::TokenDataset::touch_documents`].
+    pub(crate) fn touch_documents(&self, from: u64, to: u64) -> u64 {
+        let docs = self.recorded_documents().unwrap_or(1);
+        let Some(Some(index)) = self.starts.get() else {
+            return 0;
         };
-        let b = usize::try_from(local >> BLOCK_SHIFT).unwrap_or(usize::MAX);
-        self.first_start_after(block(b), block(b.saturating_add(1)), local)
+        let (a, b) = index.known_span(from, to);
+        [a, b]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < docs)
+            .map(|i| self.document_start(i))
+            .fold(0, u64::wrapping_add)
     }
 
     /// Recorded documents `from..` with their starts, in order.

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use osml_data::loader::{Loader, LoaderConfig, LoaderState, PositionIds, WeightsRestored};
+use osml_data::loader::{Loader, LoaderConfig, LoaderState, WeightsRestored};
 use osml_data::mixture::{Mixture, Part, Split, Subset, Weights};
 use osml_data::sampler::Mode;
 use osml_data::write::{MegatronWriter, RawWriter};
@@ -251,13 +251,10 @@ fn check_documents(loader: &mut Loader, starts: &[Vec<u64>], t: usize, steps: us
             let (s, off) = b.origin(i).unwrap();
             assert_eq!((d.sources[i] as usize, d.offsets[i] as u64), (s, off));
             let (pos, cu) = reference_docs(&starts[s], off, t);
-            let got_pos: Vec<i64> = match d.positions {
-                PositionIds::I64(p) => p[i * t..(i + 1) * t].to_vec(),
-                PositionIds::I32(p) => p[i * t..(i + 1) * t]
-                    .iter()
-                    .map(|&x| i64::from(x))
-                    .collect(),
-            };
+            let got_pos: Vec<i64> = d.positions[i * t..(i + 1) * t]
+                .iter()
+                .map(|&x| i64::from(x))
+                .collect();
             assert_eq!(got_pos, pos, "row {i}, offset {off}");
             assert_eq!(&d.cu_seqlens[i * (t + 1)..(i + 1) * (t + 1)], &cu[..]);
             // No empty segment.

@@ -21,6 +21,7 @@
 //! - [`file::open_regular`] and [`file::read_bounded`]: regular files only, `O_NONBLOCK`, a cap;
 //! - [`cleanup`]: paths removed when a terminating signal arrives; [`atomic::TempBeside`]: a
 //!   temporary file renamed into place, created under the umask;
+//! - [`prefetch`]: cache lines asked for ahead of use (`_mm_prefetch`);
 //! - [`fork_exec_status`]: running a command with `fork(2)` and `execve(2)` rather than
 //!   `posix_spawn(3)`.
 //!
@@ -38,6 +39,7 @@ mod fork;
 mod mempolicy;
 mod mmap;
 mod perf;
+mod prefetch;
 mod sigbus;
 mod syscall_stop;
 mod uring;
@@ -57,6 +59,7 @@ pub use fork::fork_generation;
 pub use mempolicy::{get_mempolicy, set_mempolicy, MemPolicy};
 pub use mmap::{evict_from_page_cache, page_size, Access, BlockResidency, MappedFile};
 pub use perf::{close_fds_in_background, close_in_background, SyscallCounter, TracepointCounter};
+pub use prefetch::prefetch;
 pub use sigbus::EXIT_FILE_CHANGED;
 pub use syscall_stop::{syscall_stop, SyscallStop};
 pub use uring::UringReader;

@@ -204,15 +204,17 @@ impl LoaderState {
 /// Where a batch's document fields lie in its buffer (byte offsets, each 64-byte aligned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DocLayout {
-    /// `position_ids`: B × T elements of `position_elem` bytes.
+    /// `position_ids`: B × T int32.
     pub positions: usize,
-    pub position_elem: usize,
     /// `cu_seqlens`: B × (T + 1) int32.
     pub cu_seqlens: usize,
     /// The source of each row: B int32.
     pub sources: usize,
     /// The first token of each row's window in its source's stream: B int64.
     pub offsets: usize,
+    /// Not shown to users: B uint32, how many entries at the end of each row's
+    /// `cu_seqlens` hold `-1` (see the `documents` module).
+    pub padded: usize,
 }
 
 /// Sizes of the pool, all checked.
@@ -498,27 +500,35 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
     let mut need = tokens;
     let mut docs = None;
     if cfg.documents {
-        // Positions count up to T - 1: int32 when the tokens are int32, else int64.
-        let position_elem = if cfg.output == Output::I32 { 4 } else { 8 };
+        // Positions count up to T - 1 < 2^31 (checked below): int32, whatever the tokens.
         let positions = align64(need);
-        let cu_seqlens = align64(positions + b * t * position_elem as u128);
+        let cu_seqlens = align64(positions + b * t * 4);
         let sources = align64(cu_seqlens + b * (t + 1) * 4);
         let offsets = align64(sources + b * 4);
-        need = offsets + b * 8;
+        let padded = align64(offsets + b * 8);
+        need = padded + b * 4;
         let at = |x: u128| usize::try_from(x).ok();
         if t > u128::from(i32::MAX as u32) {
             return Err(too_large(
                 "cu_seqlens are int32, and the sequence length passes 2^31".into(),
             ));
         }
-        docs = match (at(positions), at(cu_seqlens), at(sources), at(offsets)) {
-            (Some(positions), Some(cu_seqlens), Some(sources), Some(offsets)) => Some(DocLayout {
-                positions,
-                position_elem,
-                cu_seqlens,
-                sources,
-                offsets,
-            }),
+        docs = match (
+            at(positions),
+            at(cu_seqlens),
+            at(sources),
+            at(offsets),
+            at(padded),
+        ) {
+            (Some(positions), Some(cu_seqlens), Some(sources), Some(offsets), Some(padded)) => {
+                Some(DocLayout {
+                    positions,
+                    cu_seqlens,
+                    sources,
+                    offsets,
+                    padded,
+                })
+            }
             _ => None,
         };
     }

@@ -2,10 +2,13 @@
 //!
 //! Layout per batch of B rows of T inputs (each field 64-byte aligned, see `DocLayout`):
 //!
-//! - `position_ids` `[B, T]` (int64, or int32 with int32 tokens): the position of each input
-//!   token within its document, restarting at 0 wherever a document starts inside the
-//!   window (the window's first token is position 0 whatever its place in its document: a
-//!   model attends within the window only).
+//! - `position_ids` `[B, T]` int32: the position of each input token within its document,
+//!   restarting at 0 wherever a document starts inside the window (the window's first token
+//!   is position 0 whatever its place in its document: a model attends within the window
+//!   only). Int32 whatever the tokens: positions are below T < 2^31, torch indexes and
+//!   embeds with int32 as with int64, and half the bytes is most of what the fields cost
+//!   (measured: int64 positions took the fields' throughput from 0.85 to 0.71 of one source
+//!   without them, `cargo bench -p osml-data --bench mixtures`).
 //! - `cu_seqlens` `[B, T + 1]` int32: per row, the boundaries `FlashAttention`'s varlen
 //!   functions take, `0 = b₀ < b₁ < … < bₘ = T` (every segment non-empty), then `-1` in the
 //!   slots past `bₘ`. The shape is fixed, whatever the documents; the segments of row `r`
@@ -13,6 +16,14 @@
 //! - `sources` `[B]` int32: the mixture source of each row.
 //! - `offsets` `[B]` int64: the first token of each row's window in its source's stream
 //!   (with `sources`, what identifies a sample).
+//!
+//! The `-1` padding is most of `cu_seqlens`, and rewriting it for every batch cost more
+//! than the positions (4 bytes per token through memory: the pool is larger than the
+//! caches). A buffer keeps its padding from one use to the next, so only the slots that
+//! held boundaries last time are reset: a hidden field (`DocLayout::padded`) counts, per
+//! row, the trailing slots known to hold `-1`. A caller who wrote into the padding (the
+//! arrays are writable) is caught by the row's last slot, which every such write
+//! (`cu += k`, `cu[cu < 0] = T`) changes: the whole padding is then written again.
 
 // Positions and boundaries are below T, checked below 2^31 in `config::layout`; offsets lie in
 // a mapping (below 2^63); sources are fewer than `MAX_SOURCES`.
@@ -26,36 +37,26 @@
 use super::config::DocLayout;
 use crate::TokenDataset;
 
-/// `0, 1, …, T - 1` in both dtypes of `position_ids` (12 bytes per position; empty without
-/// document fields): each document's positions are a prefix of it, copied (a `memcpy`, with
-/// the widest stores the CPU has) rather than counted out.
-pub(crate) struct Ramp {
-    i64: Box<[i64]>,
-    i32: Box<[i32]>,
-}
+/// `0, 1, …, T - 1` (empty without document fields): each document's positions are a
+/// prefix of it, copied (a `memcpy`, with the widest stores the CPU has) rather than counted
+/// out.
+pub(crate) struct Ramp(Box<[i32]>);
 
 impl Ramp {
     pub fn new(layout: Option<DocLayout>, t: usize) -> Self {
         let t = if layout.is_some() { t } else { 0 };
-        Self {
-            i64: (0..t).map(|k| k as i64).collect(),
-            i32: (0..t).map(|k| k as i32).collect(),
-        }
+        Self((0..t).map(|k| k as i32).collect())
     }
 }
 
 /// The document fields of one buffer, as typed slices.
 pub(crate) struct DocFields<'a> {
-    positions: Positions<'a>,
+    positions: &'a mut [i32],
     ramp: &'a Ramp,
     cu_seqlens: &'a mut [i32],
     sources: &'a mut [i32],
     offsets: &'a mut [i64],
-}
-
-enum Positions<'a> {
-    I64(&'a mut [i64]),
-    I32(&'a mut [i32]),
+    padded: &'a mut [u32],
 }
 
 impl<'a> DocFields<'a> {
@@ -71,19 +72,22 @@ impl<'a> DocFields<'a> {
         let (_, rest) = rest.split_at_mut(layout.positions - base);
         let (positions, rest) = rest.split_at_mut(layout.cu_seqlens - layout.positions);
         let (cu, rest) = rest.split_at_mut(layout.sources - layout.cu_seqlens);
-        let (sources, offsets) = rest.split_at_mut(layout.offsets - layout.sources);
-        let positions = if layout.position_elem == 4 {
-            Positions::I32(bytemuck::cast_slice_mut(positions))
-        } else {
-            Positions::I64(bytemuck::cast_slice_mut(positions))
-        };
+        let (sources, rest) = rest.split_at_mut(layout.offsets - layout.sources);
+        let (offsets, padded) = rest.split_at_mut(layout.padded - layout.offsets);
         Self {
-            positions,
+            positions: bytemuck::cast_slice_mut(positions),
             ramp,
             cu_seqlens: bytemuck::cast_slice_mut(cu),
             sources: bytemuck::cast_slice_mut(&mut sources[..rows * 4]),
             offsets: bytemuck::cast_slice_mut(&mut offsets[..rows * 8]),
+            padded: bytemuck::cast_slice_mut(&mut padded[..rows * 4]),
         }
+    }
+
+    /// The last slot of row `j`'s `cu_seqlens` (for a prefetch: `write_row` reads it).
+    pub fn last_slot(&self, j: usize, t: usize) -> &[i32] {
+        let at = (j + 1) * (t + 1) - 1;
+        &self.cu_seqlens[at..=at]
     }
 
     /// Row `j`: `t` inputs from token `start` of `dataset`, source `source`.
@@ -96,6 +100,14 @@ impl<'a> DocFields<'a> {
         dataset: &TokenDataset,
     ) {
         let cu_row = &mut self.cu_seqlens[j * (t + 1)..(j + 1) * (t + 1)];
+        // Trailing slots known to hold -1; none if the caller wrote into the padding (the
+        // last slot changed: see the module documentation). The count is cleared before the
+        // row is written, so a row left half-written is padded whole the next time.
+        let mut padded = (self.padded[j] as usize).min(t);
+        if cu_row[t] != -1 {
+            padded = 0;
+        }
+        self.padded[j] = 0;
         cu_row[0] = 0;
         let mut m = 1;
         // Documents starting inside the inputs; the one starting at `start` is b₀.
@@ -105,23 +117,13 @@ impl<'a> DocFields<'a> {
             m += 1;
         });
         cu_row[m] = t as i32;
-        cu_row[m + 1..].fill(-1);
-        let segments = cu_row[..=m].windows(2);
-        match &mut self.positions {
-            Positions::I64(p) => {
-                let row = &mut p[j * t..(j + 1) * t];
-                for w in segments {
-                    let (a, b) = (w[0] as usize, w[1] as usize);
-                    row[a..b].copy_from_slice(&self.ramp.i64[..b - a]);
-                }
-            }
-            Positions::I32(p) => {
-                let row = &mut p[j * t..(j + 1) * t];
-                for w in segments {
-                    let (a, b) = (w[0] as usize, w[1] as usize);
-                    row[a..b].copy_from_slice(&self.ramp.i32[..b - a]);
-                }
-            }
+        // Slots m + 1 ..= t must hold -1; those from t + 1 - padded on already do.
+        cu_row[m + 1..(t + 1 - padded).max(m + 1)].fill(-1);
+        self.padded[j] = (t - m) as u32;
+        let row = &mut self.positions[j * t..(j + 1) * t];
+        for w in cu_row[..=m].windows(2) {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            row[a..b].copy_from_slice(&self.ramp.0[..b - a]);
         }
         // At most MAX_SOURCES sources; offsets lie in a mapping (below 2^63).
         self.sources[j] = source as i32;

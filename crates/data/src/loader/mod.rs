@@ -136,6 +136,13 @@ struct Shared {
     ramp: documents::Ramp,
 }
 
+/// Rows between the one written and the one whose data is asked for; see `Shared::prefetch`.
+const AHEAD: usize = 4;
+
+/// Cache lines of a window asked for ahead (16 KiB): the stream prefetcher takes over a
+/// sequential read after its first misses.
+const PREFETCH_LINES: usize = 256;
+
 impl Shared {
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
@@ -187,10 +194,28 @@ impl Shared {
                 &self.ramp,
             )
         });
+        // Row `j + AHEAD`'s window is found, and its tokens (and document entries) asked
+        // for, while row `j` is written: see `Shared::prefetch`.
+        let rows = self.batch_size;
+        let window = |j: usize| {
+            self.window(step, j)
+                .ok_or(LoaderError::SampleOverflow { step })
+        };
+        let mut ahead = [(0usize, 0u64); AHEAD];
+        for (j, w) in ahead.iter_mut().enumerate().take(rows) {
+            *w = window(j)?;
+            self.prefetch(*w, docs.is_some());
+        }
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
-            let (source, start) = self
-                .window(step, j)
-                .ok_or(LoaderError::SampleOverflow { step })?;
+            let (source, start) = ahead[j % AHEAD];
+            if j + AHEAD < rows {
+                let next = window(j + AHEAD)?;
+                self.prefetch(next, docs.is_some());
+                if let Some(d) = &docs {
+                    osml_sys::prefetch(d.last_slot(j + AHEAD, t1 - 1), 1);
+                }
+                ahead[j % AHEAD] = next;
+            }
             let dataset = self.dataset(source);
             let tokens = dataset.window(start, t1).ok_or_else(|| {
                 DataError::Usage(format!(
@@ -212,6 +237,23 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Asks for the tokens of a window (and, with document fields, reads the ends of its
+    /// document search) a few rows before they are written. Rows start at random places in
+    /// data far larger than the caches, so each row's first lines miss to memory; asked
+    /// for ahead, those misses overlap with the writing of the rows before.
+    fn prefetch(&self, (source, start): (usize, u64), documents: bool) {
+        let dataset = self.dataset(source);
+        if let Some(w) = dataset.window(start, self.layout.row) {
+            for piece in w.pieces() {
+                osml_sys::prefetch(piece.bytes(), PREFETCH_LINES);
+            }
+        }
+        if documents {
+            let end = start + self.layout.row as u64;
+            std::hint::black_box(dataset.touch_documents(start, end));
+        }
     }
 
     fn worker(&self, index: usize, cpus: &[usize]) {
@@ -337,21 +379,14 @@ pub struct Loader {
 /// A batch's document fields, views of its buffer (layout: the `documents` module).
 #[derive(Debug, Clone, Copy)]
 pub struct Documents<'a> {
-    /// `[B, T]`: each input's position within its document.
-    pub positions: PositionIds<'a>,
+    /// `[B, T]` int32: each input's position within its document.
+    pub positions: &'a [i32],
     /// `[B, T + 1]` int32: each row's boundaries `0 … T`, then `-1`.
     pub cu_seqlens: &'a [i32],
     /// `[B]`: each row's source.
     pub sources: &'a [i32],
     /// `[B]`: each row's first token in its source's stream.
     pub offsets: &'a [i64],
-}
-
-/// `position_ids` in the element type the loader chose.
-#[derive(Debug, Clone, Copy)]
-pub enum PositionIds<'a> {
-    I64(&'a [i64]),
-    I32(&'a [i32]),
 }
 
 /// One batch: `[B, T + 1]` tokens in one buffer, lent until dropped.
@@ -400,13 +435,8 @@ impl Batch {
         let d = self.shared.layout.docs?;
         let buf = self.buffer.as_ref()?.as_slice();
         let (b, t) = (self.rows(), self.row_len() - 1);
-        let positions = &buf[d.positions..d.positions + b * t * d.position_elem];
         Some(Documents {
-            positions: if d.position_elem == 4 {
-                PositionIds::I32(bytemuck::cast_slice(positions))
-            } else {
-                PositionIds::I64(bytemuck::cast_slice(positions))
-            },
+            positions: bytemuck::cast_slice(&buf[d.positions..d.positions + b * t * 4]),
             cu_seqlens: bytemuck::cast_slice(&buf[d.cu_seqlens..d.cu_seqlens + b * (t + 1) * 4]),
             sources: bytemuck::cast_slice(&buf[d.sources..d.sources + b * 4]),
             offsets: bytemuck::cast_slice(&buf[d.offsets..d.offsets + b * 8]),
