@@ -128,7 +128,7 @@ def test_document_fields_equal_megatron_cores_boundaries(sources):
     on_boundary = 0
     for _ in range(100):
         b = next(loader)
-        assert b.position_ids.dtype == np.int64 and b.cu_seqlens.dtype == np.int32
+        assert b.position_ids.dtype == np.int32 and b.cu_seqlens.dtype == np.int32
         for r in range(6):
             s, off = int(b.sources[r]), int(b.offsets[r])
             pos, cu = reference_fields(starts[s], off)
@@ -138,6 +138,30 @@ def test_document_fields_equal_megatron_cores_boundaries(sources):
         packed = b.packed_cu_seqlens()
         assert packed[0] == 0 and packed[-1] == 6 * T and np.all(np.diff(packed) > 0)
     assert on_boundary > 0
+
+
+def test_cu_seqlens_stay_right_after_callers_write_into_them(sources):
+    """The loader keeps each buffer's -1 padding from one use to the next and resets only
+    the slots that held boundaries. A caller who writes into a batch's cu_seqlens in place
+    (flattening, or padding with T) must not see that in later batches from the same buffer:
+    over many more steps than the pool has buffers, every batch equals the reference."""
+    starts = []
+    for prefix in sources:
+        ds = IndexedDataset(prefix)  # its lengths view its mapping: keep it while copying them
+        lengths = ds.sequence_lengths.astype(np.int64)
+        starts.append(np.concatenate([[0], np.cumsum(lengths)[:-1]]))
+    loader = TokenLoader({p: 1 for p in sources}, 6, T, documents=True, seed=5, prefetch=2)
+    for step in range(300):
+        b = next(loader)
+        for r in range(6):
+            pos, cu = reference_fields(starts[int(b.sources[r])], int(b.offsets[r]))
+            np.testing.assert_array_equal(b.cu_seqlens[r], cu, err_msg=f"step {step} row {r}")
+            np.testing.assert_array_equal(b.position_ids[r], pos)
+        if step % 3 == 0:
+            b.cu_seqlens += np.arange(6, dtype=np.int32)[:, None] * T
+        elif step % 3 == 1:
+            b.cu_seqlens[b.cu_seqlens < 0] = T
+        del b
 
 
 def test_document_fields_from_an_eod_token(tmp_path):

@@ -70,6 +70,21 @@ impl BlockIndex {
         (entry(from, 0), entry(to, 1))
     }
 
+    /// Asks for the cache lines of the entries [`BlockIndex::known_span`] reads.
+    pub fn prefetch_span(&self, from: u64, to: u64) {
+        let (Ok(a), Ok(b)) = (
+            usize::try_from(from >> FINE_SHIFT),
+            usize::try_from(to >> FINE_SHIFT),
+        ) else {
+            return;
+        };
+        for i in [a, b.saturating_add(1)] {
+            if let Some(entry) = self.fine.get(i..=i) {
+                osml_sys::prefetch(entry, 1);
+            }
+        }
+    }
+
     /// The first document starting at or after the first token of fine block `b`.
     fn fine(&self, b: usize, start: &impl Fn(usize) -> u64) -> usize {
         let Some(entry) = self.fine.get(b) else {

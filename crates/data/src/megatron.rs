@@ -270,6 +270,36 @@ impl MegatronDataset {
         }
     }
 
+    /// The starts of documents `first..` as one slice of little-endian byte offsets and the
+    /// shift that makes them tokens, when each document is one sequence (its pointer): a
+    /// search can then walk them in a tight loop rather than call
+    /// [`MegatronDataset::document_start`] for each.
+    pub(crate) fn pointer_starts(&self, first: usize) -> Option<(&[u8], u32)> {
+        let pointers = self.pointers();
+        (self.one_sequence_each && first <= self.sequences)
+            .then(|| (&pointers[first * 8..], self.dtype.size().trailing_zeros()))
+    }
+
+    /// Asks for the cache lines that [`MegatronDataset::document_start`] reads for documents
+    /// `first..=last`: their pointers when each document is one sequence, else their entries
+    /// of the document index (the pointers they lead to are not known yet).
+    pub(crate) fn prefetch_documents(&self, first: usize, last: usize) {
+        let lines = |bytes: &[u8], from: usize, to: usize| {
+            if let Some(b) = bytes.get(from * 8..(to + 1) * 8) {
+                osml_sys::prefetch(b, 4);
+            }
+        };
+        if self.one_sequence_each {
+            lines(
+                self.pointers(),
+                first,
+                last.min(self.sequences.saturating_sub(1)),
+            );
+        } else {
+            lines(self.doc_index(), first, last);
+        }
+    }
+
     /// Token range `[start, end)` of document `i` in the stream.
     pub fn document_range(&self, i: usize) -> (u64, u64) {
         let (first, last) = self.document_sequences(i);

@@ -12,6 +12,15 @@ use crate::flat::FlatTokens;
 use crate::megatron::MegatronDataset;
 use crate::{DType, Format};
 
+/// The two steps of preparing a document search ahead of it: the table entries that
+/// narrow it are asked for first, and the documents they name some rows later, once the
+/// entries are in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrefetchStage {
+    Table,
+    Documents,
+}
+
 /// One shard of a source: its own stream of tokens, and the documents it records.
 #[derive(Debug)]
 pub struct Shard {
@@ -114,21 +123,56 @@ impl Shard {
         }
     }
 
-    /// Reads the starts of the documents at both ends of what a search for the starts in
-    /// `[from, to)` reads, where the block table knows them, and returns their sum (for
-    /// [`std::hint::black_box`]); see [`crate::TokenDataset::touch_documents`].
-    pub(crate) fn touch_documents(&self, from: u64, to: u64) -> u64 {
-        let docs = self.recorded_documents().unwrap_or(1);
+    /// Prepares the search for the document starts in `[from, to)` of this shard's stream,
+    /// some rows before it runs (see [`crate::TokenDataset::prefetch_documents`]).
+    pub(crate) fn prefetch_documents(&self, from: u64, to: u64, stage: PrefetchStage) {
         let Some(Some(index)) = self.starts.get() else {
-            return 0;
+            return;
         };
-        let (a, b) = index.known_span(from, to);
-        [a, b]
-            .into_iter()
-            .flatten()
-            .filter(|&i| i < docs)
-            .map(|i| self.document_start(i))
-            .fold(0, u64::wrapping_add)
+        match stage {
+            PrefetchStage::Table => index.prefetch_span(from, to),
+            PrefetchStage::Documents => {
+                let docs = self.recorded_documents().unwrap_or(1);
+                let (Some(a), Some(b)) = index.known_span(from, to) else {
+                    return;
+                };
+                let b = b.min(docs.saturating_sub(1));
+                match &self.kind {
+                    Kind::Megatron(m) => m.prefetch_documents(a, b),
+                    // Arrow offsets are read through its own reader: read the two ends.
+                    _ => {
+                        let ends = [a, b].into_iter().filter(|&i| i < docs);
+                        std::hint::black_box(ends.map(|i| self.document_start(i)).sum::<u64>());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with the start of each recorded document that starts in `(local, to)` of
+    /// this shard's stream, in order (repeats included: the caller drops them).
+    pub(crate) fn document_starts_between(&self, local: u64, to: u64, mut f: impl FnMut(u64)) {
+        let first = self.first_document_after(local);
+        if let Kind::Megatron(m) = &self.kind {
+            if let Some((pointers, shift)) = m.pointer_starts(first) {
+                for p in pointers.chunks_exact(8) {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(p);
+                    let s = u64::from_le_bytes(a) >> shift;
+                    if s >= to {
+                        return;
+                    }
+                    f(s);
+                }
+                return;
+            }
+        }
+        for s in self.document_starts_from(first) {
+            if s >= to {
+                return;
+            }
+            f(s);
+        }
     }
 
     /// Recorded documents `from..` with their starts, in order.

@@ -60,6 +60,7 @@ pub use config::{
 pub use error::LoaderError;
 
 use crate::mixture::Mixture;
+use crate::shard::PrefetchStage as Stage;
 use crate::{DType, DataError, TokenDataset, TokenSource};
 use config::{Layout, Plan};
 use documents::DocFields;
@@ -136,12 +137,15 @@ struct Shared {
     ramp: documents::Ramp,
 }
 
-/// Rows between the one written and the one whose data is asked for; see `Shared::prefetch`.
+/// Rows between the one written and the one whose data is asked for; see `Shared::prepare`.
 const AHEAD: usize = 4;
 
-/// Cache lines of a window asked for ahead (16 KiB): the stream prefetcher takes over a
-/// sequential read after its first misses.
-const PREFETCH_LINES: usize = 256;
+/// Cache lines of a window asked for ahead (512 bytes): the stream prefetcher takes over a
+/// sequential read after its first misses, and a prefetch that finds every fill buffer busy
+/// waits like a load (measured with `perf annotate` on the `mixtures` bench: asking for a
+/// whole 2 KiB window spent most of the worker's time on the prefetches; 8 lines gave the
+/// most tokens/s of 4, 8, 16 and 256).
+const PREFETCH_LINES: usize = 8;
 
 impl Shared {
     fn stopping(&self) -> bool {
@@ -194,27 +198,38 @@ impl Shared {
                 &self.ramp,
             )
         });
-        // Row `j + AHEAD`'s window is found, and its tokens (and document entries) asked
-        // for, while row `j` is written: see `Shared::prefetch`.
+        // Rows are prepared ahead of their writing (`Shared::prepare`): row `j + 2·AHEAD`'s
+        // window is found while row `j` is written, and its data asked for in two stages.
         let rows = self.batch_size;
         let window = |j: usize| {
             self.window(step, j)
                 .ok_or(LoaderError::SampleOverflow { step })
         };
-        let mut ahead = [(0usize, 0u64); AHEAD];
+        let documents = docs.is_some();
+        let mut ahead = [(0usize, 0u64); 2 * AHEAD];
         for (j, w) in ahead.iter_mut().enumerate().take(rows) {
             *w = window(j)?;
-            self.prefetch(*w, docs.is_some());
+            self.prepare(*w, Stage::Table, documents);
+        }
+        for w in ahead.iter().take(rows.min(AHEAD)) {
+            self.prepare(*w, Stage::Documents, documents);
         }
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
-            let (source, start) = ahead[j % AHEAD];
+            let (source, start) = ahead[j % (2 * AHEAD)];
+            if j + 2 * AHEAD < rows {
+                let next = window(j + 2 * AHEAD)?;
+                self.prepare(next, Stage::Table, documents);
+                ahead[j % (2 * AHEAD)] = next;
+            }
             if j + AHEAD < rows {
-                let next = window(j + AHEAD)?;
-                self.prefetch(next, docs.is_some());
+                self.prepare(
+                    ahead[(j + AHEAD) % (2 * AHEAD)],
+                    Stage::Documents,
+                    documents,
+                );
                 if let Some(d) = &docs {
                     osml_sys::prefetch(d.last_slot(j + AHEAD, t1 - 1), 1);
                 }
-                ahead[j % AHEAD] = next;
             }
             let dataset = self.dataset(source);
             let tokens = dataset.window(start, t1).ok_or_else(|| {
@@ -239,20 +254,31 @@ impl Shared {
         Ok(())
     }
 
-    /// Asks for the tokens of a window (and, with document fields, reads the ends of its
-    /// document search) a few rows before they are written. Rows start at random places in
-    /// data far larger than the caches, so each row's first lines miss to memory; asked
-    /// for ahead, those misses overlap with the writing of the rows before.
-    fn prefetch(&self, (source, start): (usize, u64), documents: bool) {
+    /// Asks for what writing a window will read, some rows before: rows start at random
+    /// places in data far larger than the caches, so each row's first lines miss to memory,
+    /// and each document search is a chain of dependent misses (block table, then document
+    /// entries). Asked for ahead, those misses overlap with the writing of the rows before.
+    /// `Stage::Table` (2·AHEAD rows ahead) asks for the block-table entries; `Stage::Documents`
+    /// (AHEAD rows ahead) for the tokens and the document entries the table names.
+    fn prepare(&self, (source, start): (usize, u64), stage: Stage, documents: bool) {
         let dataset = self.dataset(source);
-        if let Some(w) = dataset.window(start, self.layout.row) {
-            for piece in w.pieces() {
-                osml_sys::prefetch(piece.bytes(), PREFETCH_LINES);
+        let end = start + self.layout.row as u64;
+        match stage {
+            Stage::Table => {
+                if documents {
+                    dataset.prefetch_documents(start, end, Stage::Table);
+                }
             }
-        }
-        if documents {
-            let end = start + self.layout.row as u64;
-            std::hint::black_box(dataset.touch_documents(start, end));
+            Stage::Documents => {
+                if let Some(w) = dataset.window(start, self.layout.row) {
+                    for piece in w.pieces() {
+                        osml_sys::prefetch(piece.bytes(), PREFETCH_LINES);
+                    }
+                }
+                if documents {
+                    dataset.prefetch_documents(start, end, Stage::Documents);
+                }
+            }
         }
     }
 
