@@ -156,8 +156,8 @@ class Documents:
     """A batch with its document boundaries (``documents=True``), all views of one buffer.
 
     - ``x``, ``y``: ``[B, T]`` inputs and targets, as without documents.
-    - ``position_ids``: ``[B, T]``, each input's position in its document, restarting at 0
-      where a document starts inside the window (the window's first token is position 0).
+    - ``position_ids``: ``[B, T]`` int32, each input's position in its document, restarting
+      at 0 where a document starts inside the window (the window's first token is position 0).
     - ``cu_seqlens``: ``[B, T + 1]`` int32, per row the boundaries ``0 < … < T`` of its
       documents (no empty segment), then ``-1`` padding: row ``r``'s segments are
       ``cu_seqlens[r, :k + 1]`` with ``k + 1 = (cu_seqlens[r] >= 0).sum()``. The shape never
