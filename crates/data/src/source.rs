@@ -342,7 +342,7 @@ impl TokenDataset {
     /// Calls `f` with each document start in `(from, to)`, in order, once each (documents
     /// without tokens start where the next one does, and are not repeated). Binary search,
     /// then a walk: O(log documents) plus the starts found, the search narrowed to a block
-    /// of tokens by a [`BlockIndex`].
+    /// of tokens by a block table (`block_index.rs`).
     pub fn document_starts_in(&self, from: u64, to: u64, mut f: impl FnMut(u64)) {
         if from >= to {
             return;
