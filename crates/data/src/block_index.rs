@@ -51,11 +51,19 @@ impl BlockIndex {
         let Ok(b) = usize::try_from(local >> FINE_SHIFT) else {
             return first_where(0, self.documents, |i| start(i) > local);
         };
-        // Documents before `fine(b)` start before the block, so not after `local`; those
-        // from `fine(b + 1)` on start after the block, so after `local`.
-        let lo = self.fine(b, &start);
-        let hi = self.fine(b.saturating_add(1), &start);
+        let (lo, hi) = self.block_span(b, &start);
         first_where(lo, hi, |i| start(i) > local)
+    }
+
+    /// The documents that may start in fine block `b`, `fine(b)..fine(b + 1)`: those
+    /// before start before the block, those from the end start after it.
+    pub fn block_span(&self, b: usize, start: &impl Fn(usize) -> u64) -> (usize, usize) {
+        (self.fine(b, start), self.fine(b.saturating_add(1), start))
+    }
+
+    /// The fine block of token `local`.
+    pub fn block_of(local: u64) -> Option<usize> {
+        usize::try_from(local >> FINE_SHIFT).ok()
     }
 
     /// The documents that a search for the starts in `[from, to)` reads, as far as the

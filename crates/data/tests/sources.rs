@@ -438,3 +438,93 @@ fn document_starts_match_the_index_across_blocks_and_shards() {
         }
     }
 }
+
+/// A Megatron pair written field by field: documents of `docs[d]` sequences, sequence `i`
+/// of `lengths[i]` uint16 tokens (the writer makes one sequence per document only).
+fn write_raw_megatron(prefix: &Path, lengths: &[u32], docs: &[usize]) {
+    let mut idx = b"MMIDIDX\x00\x00".to_vec();
+    idx.extend(1u64.to_le_bytes());
+    idx.push(8); // uint16
+    idx.extend((lengths.len() as u64).to_le_bytes());
+    idx.extend((docs.len() as u64 + 1).to_le_bytes());
+    for &n in lengths {
+        idx.extend(n.to_le_bytes());
+    }
+    let mut at = 0u64;
+    for &n in lengths {
+        idx.extend(at.to_le_bytes());
+        at += 2 * u64::from(n);
+    }
+    let mut seq = 0u64;
+    idx.extend(seq.to_le_bytes());
+    for &d in docs {
+        seq += d as u64;
+        idx.extend(seq.to_le_bytes());
+    }
+    std::fs::write(prefix.with_extension("idx"), idx).unwrap();
+    std::fs::write(prefix.with_extension("bin"), vec![0u8; at as usize]).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// `document_starts_in` against the starts computed from the index, on corpora the
+    /// search takes different paths through: documents of one sequence each (the pointers
+    /// are walked) or of several (each start through the document index); tiny documents,
+    /// so a 4 Ki-token block holds more than the search counts one by one, and long ones,
+    /// so blocks hold none; empty sequences.
+    #[test]
+    fn document_starts_match_the_index_for_any_layout(
+        lengths in proptest::collection::vec(
+            prop_oneof![3 => 0u32..4, 3 => 1u32..600, 1 => 3_000u32..20_000], 50..1500),
+        per_doc in proptest::collection::vec(1usize..4, 1..1500),
+        one_each in any::<bool>(),
+        tiny in any::<bool>(),
+        probes in proptest::collection::vec(any::<u64>(), 50),
+    ) {
+        // Tiny: hundreds of documents in every block, which the search bisects.
+        let lengths: Vec<u32> = if tiny {
+            lengths.iter().map(|n| n % 8).collect()
+        } else {
+            lengths
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("m");
+        // Group the sequences into documents (one each, or 1-3 each), covering all of them.
+        let mut docs = Vec::new();
+        let mut left = lengths.len();
+        for &k in per_doc.iter().cycle() {
+            if left == 0 {
+                break;
+            }
+            let k = if one_each { 1 } else { k.min(left) };
+            docs.push(k);
+            left -= k;
+        }
+        write_raw_megatron(&prefix, &lengths, &docs);
+        let ds = open(&prefix.with_extension("idx")).unwrap();
+        let total = ds.num_tokens();
+        prop_assume!(total > 0);
+        let mut starts = Vec::new();
+        let (mut seq, mut at) = (0usize, 0u64);
+        for &k in &docs {
+            starts.push(at);
+            for _ in 0..k {
+                at += u64::from(lengths[seq]);
+                seq += 1;
+            }
+        }
+        for p in probes {
+            let from = p % total;
+            for t in [1u64, 100, 1024, 9_000] {
+                let to = (from + t).min(total);
+                let mut want: Vec<u64> =
+                    starts.iter().copied().filter(|&s| s > from && s < to).collect();
+                want.dedup();
+                let mut got = Vec::new();
+                ds.document_starts_in(from, to, |s| got.push(s));
+                prop_assert_eq!(&got, &want, "window [{}, {})", from, to);
+            }
+        }
+    }
+}

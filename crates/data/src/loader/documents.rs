@@ -90,15 +90,17 @@ impl<'a> DocFields<'a> {
         &self.cu_seqlens[at..=at]
     }
 
-    /// Row `j`: `t` inputs from token `start` of `dataset`, source `source`.
-    pub fn write_row(
+    /// The boundaries, source and offset of row `j`: `t` inputs from token `start` of
+    /// `dataset`, source `source`. Returns the row's segment count `m` for
+    /// [`DocFields::write_positions`].
+    pub fn write_boundaries(
         &mut self,
         j: usize,
         t: usize,
         source: usize,
         start: u64,
         dataset: &TokenDataset,
-    ) {
+    ) -> usize {
         let cu_row = &mut self.cu_seqlens[j * (t + 1)..(j + 1) * (t + 1)];
         // Trailing slots known to hold -1; none if the caller wrote into the padding (the
         // last slot changed: see the module documentation). The count is cleared before the
@@ -120,13 +122,20 @@ impl<'a> DocFields<'a> {
         // Slots m + 1 ..= t must hold -1; those from t + 1 - padded on already do.
         cu_row[m + 1..(t + 1 - padded).max(m + 1)].fill(-1);
         self.padded[j] = (t - m) as u32;
-        let row = &mut self.positions[j * t..(j + 1) * t];
-        for w in cu_row[..=m].windows(2) {
-            let (a, b) = (w[0] as usize, w[1] as usize);
-            row[a..b].copy_from_slice(&self.ramp.0[..b - a]);
-        }
         // At most MAX_SOURCES sources; offsets lie in a mapping (below 2^63).
         self.sources[j] = source as i32;
         self.offsets[j] = start as i64;
+        m
+    }
+
+    /// The positions of row `j`, whose boundaries [`DocFields::write_boundaries`] wrote (`m`
+    /// segments).
+    pub fn write_positions(&mut self, j: usize, t: usize, m: usize) {
+        let cu_row = &self.cu_seqlens[j * (t + 1)..=j * (t + 1) + m];
+        let row = &mut self.positions[j * t..(j + 1) * t];
+        for w in cu_row.windows(2) {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            row[a..b].copy_from_slice(&self.ramp.0[..b - a]);
+        }
     }
 }

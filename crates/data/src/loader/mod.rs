@@ -214,6 +214,7 @@ impl Shared {
         for w in ahead.iter().take(rows.min(AHEAD)) {
             self.prepare(*w, Stage::Documents, documents);
         }
+        let (mut segments, mut next_segments) = (0, 0);
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
             let (source, start) = ahead[j % (2 * AHEAD)];
             if j + 2 * AHEAD < rows {
@@ -242,13 +243,27 @@ impl Shared {
                     return Err(unfit_token(dataset, start + i as u64, value, max));
                 }
             }
+            // The boundaries of the next row first: their search is a chain of dependent
+            // reads, which the stores of this row's tokens after it overlap; this row's
+            // positions last.
+            if let Some(d) = docs.as_mut() {
+                if j == 0 {
+                    segments = d.write_boundaries(0, t1 - 1, source, start, dataset);
+                }
+                if j + 1 < rows {
+                    let (s1, start1) = ahead[(j + 1) % (2 * AHEAD)];
+                    next_segments = d.write_boundaries(j + 1, t1 - 1, s1, start1, self.dataset(s1));
+                }
+            }
+            let m = segments;
+            segments = next_segments;
             match self.output {
                 Output::I64 => tokens.write_i64(bytemuck::cast_slice_mut(row)),
                 Output::I32 => tokens.write_i32(bytemuck::cast_slice_mut(row)),
                 Output::Source => tokens.copy_bytes(row),
             }
             if let Some(d) = docs.as_mut() {
-                d.write_row(j, t1 - 1, source, start, dataset);
+                d.write_positions(j, t1 - 1, m);
             }
         }
         Ok(())
