@@ -64,3 +64,4 @@ bench-loaders:
 	  $$py benchmarks/loaders.py && $$py benchmarks/loaders.py --mixture && $$py benchmarks/loaders.py --resume-check
 	.venv/bin/python benchmarks/first_batch.py
 	.venv/bin/python benchmarks/blend_open.py
+	.venv/bin/python benchmarks/documents.py

@@ -311,6 +311,13 @@ def test_torch_loader_delivers_document_fields_as_tensors(sources):
     assert packed[0].item() == 0 and packed[-1].item() == 4 * T
     x, y = next(loader)  # a Documents unpacks as (x, y)
     assert torch.equal(x[:, 1:], y[:, :-1])
+    # Every field equals the numpy loader's, batch for batch.
+    tensors = TorchTokenLoader({p: 1 for p in sources}, 4, T, documents=True, seed=3)
+    arrays = TokenLoader({p: 1 for p in sources}, 4, T, documents=True, seed=3)
+    for _ in range(20):
+        t, a = next(tensors), next(arrays)
+        for name in ("x", "y", "position_ids", "cu_seqlens", "sources", "offsets"):
+            np.testing.assert_array_equal(getattr(t, name).numpy(), getattr(a, name), err_msg=name)
 
 
 @pytest.mark.parametrize(

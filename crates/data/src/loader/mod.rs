@@ -140,6 +140,12 @@ struct Shared {
 /// Rows between the one written and the one whose data is asked for; see `Shared::prepare`.
 const AHEAD: usize = 4;
 
+/// Rows between the one written and the one whose document boundaries are found; see
+/// `Shared::fill` (1, 2 and 3 measured alike on the `mixtures` bench).
+const SEARCH_AHEAD: usize = 1;
+/// Rows whose segment counts are kept: those from the row written to the one searched.
+const SEGMENTS: usize = SEARCH_AHEAD + 1;
+
 /// Cache lines of a window asked for ahead (512 bytes): the stream prefetcher takes over a
 /// sequential read after its first misses, and a prefetch that finds every fill buffer busy
 /// waits like a load (measured with `perf annotate` on the `mixtures` bench: asking for a
@@ -214,7 +220,7 @@ impl Shared {
         for w in ahead.iter().take(rows.min(AHEAD)) {
             self.prepare(*w, Stage::Documents, documents);
         }
-        let (mut segments, mut next_segments) = (0, 0);
+        let mut segments = [0usize; SEGMENTS];
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
             let (source, start) = ahead[j % (2 * AHEAD)];
             if j + 2 * AHEAD < rows {
@@ -243,20 +249,17 @@ impl Shared {
                     return Err(unfit_token(dataset, start + i as u64, value, max));
                 }
             }
-            // The boundaries of the next row first: their search is a chain of dependent
-            // reads, which the stores of this row's tokens after it overlap; this row's
-            // positions last.
+            // The boundaries of row `j + SEARCH_AHEAD` first: their search is a chain of
+            // dependent reads, which the stores of this row's tokens after it overlap; this
+            // row's positions last.
             if let Some(d) = docs.as_mut() {
-                if j == 0 {
-                    segments = d.write_boundaries(0, t1 - 1, source, start, dataset);
-                }
-                if j + 1 < rows {
-                    let (s1, start1) = ahead[(j + 1) % (2 * AHEAD)];
-                    next_segments = d.write_boundaries(j + 1, t1 - 1, s1, start1, self.dataset(s1));
+                let from = if j == 0 { 0 } else { j + SEARCH_AHEAD };
+                for r in from..(j + SEARCH_AHEAD + 1).min(rows) {
+                    let (s, at) = ahead[r % (2 * AHEAD)];
+                    segments[r % SEGMENTS] = d.write_boundaries(r, t1 - 1, s, at, self.dataset(s));
                 }
             }
-            let m = segments;
-            segments = next_segments;
+            let m = segments[j % SEGMENTS];
             match self.output {
                 Output::I64 => tokens.write_i64(bytemuck::cast_slice_mut(row)),
                 Output::I32 => tokens.write_i32(bytemuck::cast_slice_mut(row)),
