@@ -150,18 +150,28 @@ def test_cu_seqlens_stay_right_after_callers_write_into_them(sources):
         ds = IndexedDataset(prefix)  # its lengths view its mapping: keep it while copying them
         lengths = ds.sequence_lengths.astype(np.int64)
         starts.append(np.concatenate([[0], np.cumsum(lengths)[:-1]]))
-    loader = TokenLoader({p: 1 for p in sources}, 6, T, documents=True, seed=5, prefetch=2)
+    rows = 10  # more than the loader prepares ahead of the row it writes
+    loader = TokenLoader({p: 1 for p in sources}, rows, T, documents=True, seed=5, prefetch=2)
+    appended = 0
     for step in range(300):
         b = next(loader)
-        for r in range(6):
+        for r in range(rows):
             pos, cu = reference_fields(starts[int(b.sources[r])], int(b.offsets[r]))
             np.testing.assert_array_equal(b.cu_seqlens[r], cu, err_msg=f"step {step} row {r}")
             np.testing.assert_array_equal(b.position_ids[r], pos)
-        if step % 3 == 0:
-            b.cu_seqlens += np.arange(6, dtype=np.int32)[:, None] * T
-        elif step % 3 == 1:
+        if step % 4 == 0:
+            b.cu_seqlens += np.arange(rows, dtype=np.int32)[:, None] * T
+        elif step % 4 == 1:
             b.cu_seqlens[b.cu_seqlens < 0] = T
+        elif step % 4 == 2:
+            # A boundary appended in the first padding slot, the last one left at -1.
+            for r in range(rows):
+                k = int((b.cu_seqlens[r] >= 0).sum())
+                if k + 1 < T + 1:
+                    b.cu_seqlens[r, k] = T
+                    appended += 1
         del b
+    assert appended > 0
 
 
 def test_document_fields_from_an_eod_token(tmp_path):

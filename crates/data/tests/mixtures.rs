@@ -276,11 +276,13 @@ fn document_fields_equal_the_idx_boundaries() {
     let parts = vec![Part::whole("a", open(&pa)), Part::whole("b", open(&pb))];
     let mix = Mixture::new(parts, weights(&["1", "2"])).unwrap();
     let t = 32;
-    for output in [
-        osml_data::loader::Output::I64,
-        osml_data::loader::Output::I32,
+    // Batches of more rows than the loader prepares ahead (17 > 2·4) as well as fewer.
+    for (b, output) in [
+        (5, osml_data::loader::Output::I64),
+        (17, osml_data::loader::Output::I64),
+        (17, osml_data::loader::Output::I32),
     ] {
-        let mut c = cfg(5, t, Mode::Random);
+        let mut c = cfg(b, t, Mode::Random);
         c.documents = true;
         c.output = output;
         let mut l = Loader::with_mixture(mix.clone(), &c, None).unwrap();

@@ -22,8 +22,11 @@
 //! caches). A buffer keeps its padding from one use to the next, so only the slots that
 //! held boundaries last time are reset: a hidden field (`DocLayout::padded`) counts, per
 //! row, the trailing slots known to hold `-1`. A caller who wrote into the padding (the
-//! arrays are writable) is caught by the row's last slot, which every such write
-//! (`cu += k`, `cu[cu < 0] = T`) changes: the whole padding is then written again.
+//! arrays are writable) is caught by the padding's first or last slot, which the usual
+//! writes change (`cu += k`, `cu[cu < 0] = T`, `cu[r, m + 1:] = T`, appending a boundary
+//! at `cu[r, m + 1]`): the row's whole padding is then written again. A write that leaves
+//! both at `-1` and changes a slot between them is not caught, and stays in later batches
+//! of that buffer: write into a copy for that.
 
 // Positions and boundaries are below T, checked below 2^31 in `config::layout`; offsets lie in
 // a mapping (below 2^63); sources are fewer than `MAX_SOURCES`.
@@ -84,7 +87,7 @@ impl<'a> DocFields<'a> {
         }
     }
 
-    /// The last slot of row `j`'s `cu_seqlens` (for a prefetch: `write_row` reads it).
+    /// The last slot of row `j`'s `cu_seqlens` (for a prefetch: `write_boundaries` reads it).
     pub fn last_slot(&self, j: usize, t: usize) -> &[i32] {
         let at = (j + 1) * (t + 1) - 1;
         &self.cu_seqlens[at..=at]
@@ -102,11 +105,11 @@ impl<'a> DocFields<'a> {
         dataset: &TokenDataset,
     ) -> usize {
         let cu_row = &mut self.cu_seqlens[j * (t + 1)..(j + 1) * (t + 1)];
-        // Trailing slots known to hold -1; none if the caller wrote into the padding (the
-        // last slot changed: see the module documentation). The count is cleared before the
+        // Trailing slots known to hold -1; none if the caller wrote into the padding (its
+        // first or last slot changed: see the module documentation). The count is cleared before the
         // row is written, so a row left half-written is padded whole the next time.
         let mut padded = (self.padded[j] as usize).min(t);
-        if cu_row[t] != -1 {
+        if cu_row[t] != -1 || (padded > 0 && cu_row[t + 1 - padded] != -1) {
             padded = 0;
         }
         self.padded[j] = 0;

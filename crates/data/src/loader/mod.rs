@@ -145,6 +145,8 @@ const AHEAD: usize = 4;
 const SEARCH_AHEAD: usize = 1;
 /// Rows whose segment counts are kept: those from the row written to the one searched.
 const SEGMENTS: usize = SEARCH_AHEAD + 1;
+// A row's window must still be in `ahead` when its boundaries are found (`Shared::fill`).
+const _: () = assert!(SEARCH_AHEAD >= 1 && SEARCH_AHEAD < 2 * AHEAD);
 
 /// Cache lines of a window asked for ahead (512 bytes): the stream prefetcher takes over a
 /// sequential read after its first misses, and a prefetch that finds every fill buffer busy
@@ -220,7 +222,14 @@ impl Shared {
         for w in ahead.iter().take(rows.min(AHEAD)) {
             self.prepare(*w, Stage::Documents, documents);
         }
+        // Rows `0..SEARCH_AHEAD` have their boundaries found before the loop, which finds
+        // row `j + SEARCH_AHEAD`'s at row `j`, before `ahead` takes its later windows.
         let mut segments = [0usize; SEGMENTS];
+        if let Some(d) = docs.as_mut() {
+            for (r, &(s, at)) in ahead.iter().enumerate().take(SEARCH_AHEAD.min(rows)) {
+                segments[r % SEGMENTS] = d.write_boundaries(r, t1 - 1, s, at, self.dataset(s));
+            }
+        }
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
             let (source, start) = ahead[j % (2 * AHEAD)];
             if j + 2 * AHEAD < rows {
@@ -252,9 +261,11 @@ impl Shared {
             // The boundaries of row `j + SEARCH_AHEAD` first: their search is a chain of
             // dependent reads, which the stores of this row's tokens after it overlap; this
             // row's positions last.
+            // `ahead` holds row `r`'s window until the loop reaches row `r` (which replaces
+            // it with row `r + 2·AHEAD`'s), so it is still there at row `j < r`.
             if let Some(d) = docs.as_mut() {
-                let from = if j == 0 { 0 } else { j + SEARCH_AHEAD };
-                for r in from..(j + SEARCH_AHEAD + 1).min(rows) {
+                let r = j + SEARCH_AHEAD;
+                if r < rows {
                     let (s, at) = ahead[r % (2 * AHEAD)];
                     segments[r % SEGMENTS] = d.write_boundaries(r, t1 - 1, s, at, self.dataset(s));
                 }
