@@ -16,6 +16,7 @@ buffer of shape ``[B, T+1]``: no copy, no worker processes, no ``/dev/shm``. Wit
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import sys
 import warnings
@@ -76,10 +77,15 @@ def _source_paths(source: Source) -> List[str]:
 
 def _weight_text(weight: Any, where: str) -> str:
     """A weight as the exact decimal it was written as: a float's shortest repr (``0.7``, not
-    the double nearest it), an int, or a string such as ``"1e-3"``."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, str)):
+    the double nearest it), an int, or a string such as ``"1e-3"``. Other real numbers
+    (numpy's scalars, ``Fraction``) are taken as the int or float they convert to."""
+    if isinstance(weight, str):
+        return weight
+    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
         raise TypeError(f"{where}: a weight is a number, not {type(weight).__name__}")
-    return weight if isinstance(weight, str) else repr(weight)
+    if isinstance(weight, numbers.Integral):
+        return repr(int(weight))
+    return repr(float(weight))
 
 
 def _weight_texts(names: List[str], weights: Any) -> List[str]:

@@ -107,15 +107,24 @@ class TorchTokenLoader(TokenLoader):
             self._drain()
             self._unpin()
 
-    def load_state_dict(self, state: Any) -> None:
+    def _renew(self, make: Any) -> None:
+        """Runs ``make``, which replaces the loader (and so its pool), with the old pool's
+        copies waited for and unpinned first and the new one pinned after."""
         was_pinned = self.pinned
         self._drain()
         if was_pinned:
             torch.cuda.synchronize()
             self._unpin()
-        super().load_state_dict(state)
-        if was_pinned:  # a restored loader has a new pool
+        make()
+        if was_pinned:
             self._pin()
+
+    def load_state_dict(self, state: Any) -> None:
+        self._renew(lambda: super(TorchTokenLoader, self).load_state_dict(state))
+
+    def set_weights(self, weights: Any) -> None:
+        # A reweighted loader has a new pool, as a restored one.
+        self._renew(lambda: super(TorchTokenLoader, self).set_weights(weights))
 
     def __next__(self) -> Any:  # type: ignore[override]
         if self._in_flight:

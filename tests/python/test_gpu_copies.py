@@ -31,3 +31,31 @@ def test_async_copies_deliver_the_reference_batches_behind_slow_kernels(tmp_path
         expected = reference.next_batch()[:, :-1]
         np.testing.assert_array_equal(x.cpu().numpy(), expected, err_msg=f"step {step}")
     loader.close()
+
+
+def test_set_weights_keeps_the_new_pool_pinned(tmp_path):
+    """set_weights replaces the loader and its pool, as load_state_dict does: the old pool is
+    unpinned once its copies are done, and the new one is pinned whole."""
+    from osml.torch import TorchTokenLoader
+
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"s{i}.bin"
+        np.random.default_rng(i).integers(0, 50_000, size=1 << 20, dtype=np.uint16).tofile(p)
+        paths.append(str(p))
+    loader = TorchTokenLoader({p: 1 for p in paths}, 4, 256, seed=2, pin_memory=True, device="cuda")
+    reference = osml.TokenLoader({p: 1 for p in paths}, 4, 256, seed=2)
+    got, want = [], []
+    for step in range(40):
+        if step == 20:
+            loader.set_weights([1, 3])
+            reference.set_weights([1, 3])
+        x, _ = next(loader)
+        got.append(x.clone())
+        want.append(reference.next_batch()[:, :-1])
+    assert loader.pinned
+    assert loader._registered == [address for address, _ in loader.buffers()]
+    torch.cuda.synchronize()
+    for step, (x, expected) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(x.cpu().numpy(), expected, err_msg=f"step {step}")
+    loader.close()

@@ -346,6 +346,21 @@ def test_bad_weights_are_value_errors_naming_the_source(sources, weights, want):
         assert "source " + sources[0] in str(e.value)
 
 
+def test_numpy_weights_are_their_values(sources):
+    """Weights computed with numpy (``counts / counts.sum()``) are numpy scalars."""
+    counts = np.array([3, 2, 1], dtype=np.int64)
+    def drawn(weights, steps):
+        loader = TokenLoader(Mixture(list(zip(sources, weights))), 6, T, seed=1, documents=True)
+        return [tuple(next(loader).sources) for _ in range(steps)]
+
+    want = drawn([3, 2, 1], 5)
+    assert drawn(list(counts), 5) == want
+    assert drawn(list(counts.astype(np.float32)), 5) == want
+    # 1/3 and 1/6 as doubles: shares rounded to the longest period, still within 1 sample.
+    rows = np.array(drawn(list(counts / counts.sum()), 100)).ravel()
+    assert np.all(np.abs(np.bincount(rows, minlength=3) - np.array([300, 200, 100])) <= 1)
+
+
 def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         TokenLoader({sources[0]: 1, str(tmp_path / "missing"): 1}, 2, T)
@@ -361,6 +376,10 @@ def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):
         TokenLoader(str(bad), 2, T)
     with pytest.raises(TypeError):
         Mixture([(sources[0], True)])
+    with pytest.raises(TypeError):
+        Mixture([(sources[0], np.True_)])
+    with pytest.raises(ValueError, match="given twice"):
+        TokenLoader(Mixture([(sources[0], 1), (sources[0], 1)]), 2, T)
     loader = TokenLoader({p: 1 for p in sources}, 2, T)
     with pytest.raises(ValueError, match="no source named 'nope'"):
         loader.set_weights({"nope": 1})

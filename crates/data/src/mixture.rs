@@ -83,17 +83,27 @@ fn parse_decimal(text: &str) -> Result<Decimal, String> {
     }
     let digits = format!("{int}{frac}");
     let digits = digits.trim_start_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    let too_precise = || format!("weight {text:?} has more digits than osml keeps (38)");
+    if digits.is_empty() {
+        // Zero, whatever its exponent.
+        return Ok(Decimal {
+            mantissa: 0,
+            scale: 0,
+        });
+    }
+    let too_precise =
+        || format!("weight {text:?} needs more than the 38 digits osml keeps of a weight");
     let mut mantissa: u128 = digits.parse().map_err(|_| too_precise())?;
     let mut scale = i64::try_from(frac.len()).unwrap_or(i64::MAX) - i64::from(exp);
     while scale < 0 {
         mantissa = mantissa.checked_mul(10).ok_or_else(too_precise)?;
         scale += 1;
     }
-    let scale = u32::try_from(scale).map_err(|_| too_precise())?;
+    let too_small = || {
+        format!("weight {text:?} has digits past the 38th decimal place, which osml does not keep")
+    };
+    let scale = u32::try_from(scale).map_err(|_| too_small())?;
     if scale > 38 {
-        return Err(too_precise());
+        return Err(too_small());
     }
     Ok(Decimal { mantissa, scale })
 }
@@ -714,6 +724,20 @@ impl Mixture {
                 weights.shares.len()
             )));
         }
+        if parts.len() > MAX_SOURCES {
+            return Err(DataError::Usage(format!(
+                "a mixture holds at most {MAX_SOURCES} sources, not {}",
+                parts.len()
+            )));
+        }
+        // Names are how schedules, `set_weights` and `stats` refer to sources.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(p) = parts.iter().find(|p| !seen.insert(p.name.as_str())) {
+            return Err(DataError::Usage(format!(
+                "source {:?} is given twice: give each source once (with the sum of its weights)",
+                p.name
+            )));
+        }
         Ok(Self {
             parts,
             weights,
@@ -850,6 +874,16 @@ mod tests {
             ),
             (["x", "1"], "is not a number"),
             (["0", "0.0"], "are all zero"),
+            // A zero with a huge exponent is zero at once (not 2^31 multiplications).
+            (["0e2147483647", "0"], "are all zero"),
+            (
+                ["1e-40", "1"],
+                "source web: weight \"1e-40\" has digits past the 38th decimal place",
+            ),
+            (
+                ["1234567890123456789012345678901234567890", "1"],
+                "more than the 38 digits",
+            ),
         ] {
             let texts: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
             let e = Weights::parse(&names, &texts).unwrap_err().to_string();

@@ -225,6 +225,65 @@ fn resuming_is_exact_across_a_weight_change() {
     assert!(Loader::with_mixture(single, &c, Some(&state)).is_err());
 }
 
+#[test]
+fn a_source_named_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = megatron(dir.path(), "a", 1, 3000);
+    let parts = vec![Part::whole("web", open(&p)), Part::whole("web", open(&p))];
+    let e = Mixture::new(parts, weights(&["0.5", "0.5"]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("source \"web\" is given twice"), "{e}");
+}
+
+/// A mixture file's schedule resumed under another global batch: the record holds only
+/// the weights up to the cursor, a stage it reached is not gone back to, and the later
+/// steps start at step boundaries of the new global batch.
+#[test]
+fn a_schedule_resumed_with_another_global_batch_keeps_its_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mix = three(dir.path());
+    mix.change_at_step(10, weights(&["1", "0", "0"])).unwrap();
+    mix.change_at_step(15, weights(&["0", "0", "1"])).unwrap();
+    let c4 = cfg(4, 16, Mode::Random);
+    let mut a = Loader::with_mixture(mix.clone(), &c4, None).unwrap();
+    origins(&mut a, 12);
+    let at_12 = a.state();
+    // Cursor 48: the change at step 10 (sample 40) is past, the one at step 15 is not.
+    let history: Vec<u64> = at_12
+        .mixture
+        .as_ref()
+        .unwrap()
+        .weights
+        .iter()
+        .map(|c| c.start)
+        .collect();
+    assert_eq!((at_12.cursor, history), (48, vec![0, 40]));
+    origins(&mut a, 8);
+    let at_20 = a.state();
+    assert_eq!(at_20.cursor, 80);
+    // Twice the global batch from step 20: the configured steps 10 and 15 would be samples
+    // 80 and 120, but source 2 alone (step 15's weights) has been drawn since sample 60.
+    let c8 = cfg(8, 16, Mode::Random);
+    let mut b = Loader::with_mixture(mix.clone(), &c8, Some(&at_20)).unwrap();
+    let rows = origins(&mut b, 10);
+    assert!(rows.iter().all(|(s, _)| *s == 2), "{rows:?}");
+    // A global batch of 10 from sample 48: step 15 would start at sample 150, inside the
+    // batch [148, 158); it starts at 158, so no batch mixes the two stages.
+    let c10 = cfg(10, 16, Mode::Random);
+    let mut b = Loader::with_mixture(mix.clone(), &c10, Some(&at_12)).unwrap();
+    for k in 0..20u64 {
+        let batch = origins(&mut b, 1);
+        let want = if 48 + 10 * k < 158 { 0 } else { 2 };
+        assert!(
+            batch.iter().all(|(s, _)| *s == want),
+            "batch {k} from sample {}: {batch:?}",
+            48 + 10 * k
+        );
+    }
+}
+
 /// `position_ids` and `cu_seqlens` of a window from document starts known independently.
 fn reference_docs(starts: &[u64], off: u64, t: usize) -> (Vec<i64>, Vec<i32>) {
     let mut cu = vec![0i32];

@@ -428,10 +428,26 @@ pub(crate) fn check(
                     if m.sources != here {
                         return mismatch("mixture (its sources' token counts differ)");
                     }
-                    // The record is the past; the configured schedule adds what lies past it.
+                    // The record is the past; the configured schedule adds what lies past it
+                    // (and past the cursor: a stage the record has reached is not gone back
+                    // to), each change moved to the next step boundary from the cursor, which
+                    // the configured steps miss when the global batch changed.
                     let configured = shares_in_force(&changes, s.cursor);
                     let last = m.weights.last().map_or(0, |c| c.start);
-                    changes.retain(|c| c.start > last);
+                    let after = last.max(s.cursor);
+                    changes.retain(|c| c.start > after);
+                    for c in &mut changes {
+                        let steps = (c.start - s.cursor).div_ceil(global_batch);
+                        c.start = steps
+                            .checked_mul(global_batch)
+                            .and_then(|d| d.checked_add(s.cursor))
+                            .ok_or_else(|| {
+                                DataError::Usage(format!(
+                                    "a scheduled change at sample {} passes 2^64 from the state's cursor {}",
+                                    c.start, s.cursor
+                                ))
+                            })?;
+                    }
                     changes.splice(0..0, m.weights.iter().cloned());
                     let restored = shares_in_force(&changes, s.cursor);
                     if configured != restored {

@@ -842,9 +842,17 @@ impl Loader {
             .map_or(u64::MAX, |i| i - s.rank_offset);
         let parts = s.mixture.parts();
         let first = s.plan.samplers[0];
+        // The weights up to the cursor: the schedule's later changes are the configuration's,
+        // placed by the global batch of the run that restores (see `config::check`).
         let mixture = (!s.mixture.is_single()).then(|| MixtureState {
             sources: parts.iter().map(crate::mixture::Part::num_tokens).collect(),
-            weights: s.plan.blend.changes(),
+            weights: s
+                .plan
+                .blend
+                .changes()
+                .into_iter()
+                .filter(|c| c.start <= cursor)
+                .collect(),
         });
         let epoch = if mixture.is_some() {
             first.epoch_of(s.plan.blend.counts(cursor)[0])
