@@ -46,6 +46,7 @@ __all__ = [
     "PoolExhaustedError",
     "ForkedLoaderError",
     "RestoredWeightsWarning",
+    "RoundedWeightsWarning",
     "doctor",
     "DEFAULT_MAX_BUFFERS",
     "__version__",
@@ -113,6 +114,25 @@ class RestoredWeightsWarning(UserWarning):
     """``load_state_dict`` restored a mixture state whose recorded weights at its cursor are
     not the ones this loader was configured with: the record is followed, so the resumed run
     draws what the interrupted one would have."""
+
+
+class RoundedWeightsWarning(UserWarning):
+    """The weights' exact shares would need a schedule longer than 2^18 samples (weights such
+    as ``1/3`` written as ``0.3333333333333333``, or ``1e-9`` beside ``1``): they were rounded
+    to shares of 2^18, each positive weight keeping at least one. Every source's count stays
+    within 1 sample of the rounded weights, not of the given ones; weights written with fewer
+    digits (``1``, ``2``; ``0.7``, ``0.3``) are kept exactly."""
+
+
+def _warn_if_rounded(loader: Any) -> None:
+    if loader.weights_rounded():
+        warnings.warn(
+            "the mixture's weights need a schedule period above 2^18 samples and were rounded "
+            "to shares of 2^18 (each positive weight keeps at least one); give them with "
+            "fewer digits to keep them exact (see osml.RoundedWeightsWarning)",
+            RoundedWeightsWarning,
+            stacklevel=3,
+        )
 
 
 class Mixture:
@@ -346,6 +366,7 @@ class TokenLoader:
         )
         self._source_paths = self.paths if self.mixture is None else []
         self._loader = _Loader(self._source_paths, batch_size, seq_len, state_json=None, **self._args)
+        _warn_if_rounded(self._loader)
         self.names: List[str] = self._loader.source_names()
 
     def __iter__(self) -> Iterator[Any]:
@@ -399,6 +420,7 @@ class TokenLoader:
         state = self._loader.state_json()
         args = dict(self._args, reweight=texts)
         self._loader = _Loader(self._source_paths, self.batch_size, self.seq_len, state_json=state, **args)
+        _warn_if_rounded(self._loader)
 
     def plan(self, tokens: int) -> List[Dict[str, Any]]:
         """What a run of ``tokens`` input tokens (from the start) reads of each source, with

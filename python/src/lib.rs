@@ -127,6 +127,9 @@ fn tokens<'py>(this: &Bound<'py, Batch>) -> PyResult<Bound<'py, PyAny>> {
 #[pyclass(module = "osml._osml", frozen)]
 struct Loader {
     loader: Mutex<RustLoader>,
+    /// Whether some weights (configured, scheduled or `set_weights`') were rounded to a
+    /// period of `MAX_PERIOD` samples (`Weights::exact`).
+    rounded: bool,
 }
 
 /// How long one wait for a batch lasts before signals are checked again: Ctrl-C raises
@@ -325,19 +328,24 @@ impl Loader {
             .detach(move || {
                 let mixture =
                     open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
+                let mut rounded = !mixture.weights().exact()
+                    || mixture.scheduled().iter().any(|(_, w)| !w.exact());
                 let state = match (state, reweight) {
                     (Some(st), Some(texts)) => {
                         let names: Vec<String> =
                             mixture.parts().iter().map(|p| p.name.clone()).collect();
-                        Some(st.reweighted(&Weights::parse(&names, &texts)?)?)
+                        let weights = Weights::parse(&names, &texts)?;
+                        rounded = !weights.exact();
+                        Some(st.reweighted(&weights)?)
                     }
                     (state, _) => state,
                 };
-                RustLoader::with_mixture(mixture, &cfg, state.as_ref())
+                RustLoader::with_mixture(mixture, &cfg, state.as_ref()).map(|l| (l, rounded))
             })
             .map_err(data_err)?;
         Ok(Self {
-            loader: Mutex::new(loader),
+            loader: Mutex::new(loader.0),
+            rounded: loader.1,
         })
     }
 
@@ -352,6 +360,12 @@ impl Loader {
     /// offsets)`, numpy arrays viewing one pool buffer.
     fn next_documents<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
         documents(py, self.wait(py)?)
+    }
+
+    /// Whether weights given to this loader were rounded: their exact shares would need a
+    /// schedule period above `MAX_PERIOD` samples (`set_weights`: the new weights only).
+    fn weights_rounded(&self) -> bool {
+        self.rounded
     }
 
     /// What the first `samples` global samples read of each source, as JSON.

@@ -356,9 +356,24 @@ def test_numpy_weights_are_their_values(sources):
     want = drawn([3, 2, 1], 5)
     assert drawn(list(counts), 5) == want
     assert drawn(list(counts.astype(np.float32)), 5) == want
-    # 1/3 and 1/6 as doubles: shares rounded to the longest period, still within 1 sample.
-    rows = np.array(drawn(list(counts / counts.sum()), 100)).ravel()
+    # 1/3 and 1/6 as doubles: shares rounded to the longest period (and said), still within
+    # 1 sample.
+    with pytest.warns(osml.RoundedWeightsWarning):
+        rows = np.array(drawn(list(counts / counts.sum()), 100)).ravel()
     assert np.all(np.abs(np.bincount(rows, minlength=3) - np.array([300, 200, 100])) <= 1)
+
+
+def test_rounded_weights_are_said_and_exact_ones_are_not(sources):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader = TokenLoader({sources[0]: 0.7, sources[1]: 0.2, sources[2]: 0.1}, 2, T)
+        loader.set_weights([1, 2, 3])
+    with pytest.warns(osml.RoundedWeightsWarning, match="rounded"):
+        loader.set_weights([1, 1e-9, 1])
+    with pytest.warns(osml.RoundedWeightsWarning):
+        TokenLoader({sources[0]: 1, sources[1]: 1e-9}, 2, T)
 
 
 def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):
