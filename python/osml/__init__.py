@@ -93,6 +93,8 @@ def _weight_texts(names: List[str], weights: Any) -> List[str]:
     """``weights`` for the sources ``names`` (a list in their order, or a dict by name) as
     exact decimals."""
     if isinstance(weights, dict):
+        # Keys as the sources were given: a name, or a path (``pathlib.Path`` too).
+        weights = {k if isinstance(k, str) else _source_name(k): w for k, w in weights.items()}
         unknown = [k for k in weights if k not in names]
         if unknown:
             raise ValueError(f"no source named {unknown[0]!r} (sources: {', '.join(names)})")
@@ -388,7 +390,8 @@ class TokenLoader:
         return {"osml_loader": json.loads(self._loader.state_json())}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Continue exactly after the batches that ``state`` had seen."""
+        """Continue exactly after the batches that ``state`` had seen. It replaces the loader:
+        call it between steps, not while another thread is in ``next()``."""
         if "osml_loader" not in state:
             raise ValueError("not an osml.TokenLoader state_dict (no 'osml_loader' key)")
         self._loader = _Loader(
@@ -412,8 +415,10 @@ class TokenLoader:
 
     def set_weights(self, weights: Any) -> None:
         """New weights from the next step on: a list in source order, or a dict by name
-        (``self.names``). Batches already prepared under the old weights are dropped and
-        prepared again; the change is recorded in ``state_dict()``."""
+        (``self.names``, or the paths as given). Batches already prepared under the old
+        weights are dropped and prepared again; the change is recorded in ``state_dict()``.
+        Like ``load_state_dict``, it replaces the loader: call it between steps, not while
+        another thread is in ``next()``."""
         if len(self.names) < 2:
             raise ValueError("one source has no weights to change: give the loader a mixture")
         texts = _weight_texts(self.names, weights)

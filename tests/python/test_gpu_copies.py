@@ -59,3 +59,32 @@ def test_set_weights_keeps_the_new_pool_pinned(tmp_path):
     for step, (x, expected) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(x.cpu().numpy(), expected, err_msg=f"step {step}")
     loader.close()
+
+
+def test_async_document_copies_deliver_the_reference_fields(tmp_path):
+    """documents=True batches copied from the pinned pool behind slow kernels: every field
+    on the GPU equals the numpy loader's."""
+    from osml.torch import TorchTokenLoader
+
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"d{i}.bin"
+        stream = np.random.default_rng(i).integers(1, 50_000, size=1 << 20, dtype=np.uint16)
+        stream[::97] = 0  # an end-of-document token every 97 tokens
+        stream.tofile(p)
+        paths.append(str(p))
+    args = dict(seed=3, documents=True, eod_token=0)
+    loader = TorchTokenLoader({p: 1 for p in paths}, 8, 256, pin_memory=True, device="cuda", prefetch=4, **args)
+    reference = osml.TokenLoader({p: 1 for p in paths}, 8, 256, **args)
+    names = ("x", "y", "position_ids", "cu_seqlens", "sources", "offsets")
+    on_gpu = []
+    for _ in range(100):
+        torch.cuda._sleep(1_000_000)
+        b = next(loader)
+        on_gpu.append([getattr(b, n).clone() for n in names])
+    torch.cuda.synchronize()
+    for step, fields in enumerate(on_gpu):
+        want = next(reference)
+        for name, got in zip(names, fields):
+            np.testing.assert_array_equal(got.cpu().numpy(), getattr(want, name), err_msg=f"step {step} {name}")
+    loader.close()

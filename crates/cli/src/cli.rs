@@ -490,37 +490,108 @@ pub struct InspectArgs {
     /// Tokens per sample of that run.
     #[arg(long, default_value_t = 1024, value_name = "T")]
     pub seq_len: u64,
-    /// Samples per global step of that run (its schedule's steps are counted in these).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub global_batch: u64,
+    /// Samples per global step of that run (batch size × world size): a mixture file's
+    /// schedule is in steps of these, so a mixture with a schedule needs it.
+    #[arg(long, value_name = "N")]
+    pub global_batch: Option<u64>,
 }
 
-/// `1T`, `500B`, `20M`, `8K` or a plain number, as a token count.
+/// `1T`, `500B`, `4.1T`, `1.5e12`, `8K` or a plain number, as a token count: read as the
+/// decimal it is written as (a float would make `4.1T` one token short), and whole.
 fn parse_token_count(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let (digits, scale) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let scale: u64 = match c.to_ascii_uppercase() {
-                'K' => 1_000,
-                'M' => 1_000_000,
-                'B' | 'G' => 1_000_000_000,
-                'T' => 1_000_000_000_000,
-                _ => return Err(format!("{text:?}: the suffix is K, M, B (or G) or T")),
-            };
-            (&t[..i], scale)
-        }
+    let bad = || {
+        format!(
+            "{text:?} is not a token count such as 1T, 500B or 1.5e12 (suffixes K, M, B or G, T)"
+        )
+    };
+    let too_big = || format!("{text:?} is not a token count between 1 and 2^64");
+    let scale_of = |c: char| match c.to_ascii_uppercase() {
+        'K' => Some(1_000u128),
+        'M' => Some(1_000_000),
+        'B' | 'G' => Some(1_000_000_000),
+        'T' => Some(1_000_000_000_000),
+        _ => None,
+    };
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, c)) if scale_of(c).is_some() => (&t[..i], scale_of(c).unwrap_or(1)),
         _ => (t, 1),
     };
-    let n: f64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a token count such as 1T or 500B"))?;
-    let v = n * scale as f64;
-    if !(1.0..1.8e19).contains(&v) {
-        return Err(format!("{text:?} is not a token count between 1 and 2^64"));
+    let (mantissa, exp) = match number.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().map_err(|_| bad())?),
+        None => (number, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
     }
-    // In range, checked above.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Ok(v as u64)
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let mut v: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| too_big())?
+    };
+    v = v.checked_mul(scale).ok_or_else(too_big)?;
+    // The value is v · 10^shift.
+    let shift = exp.saturating_sub(i64::try_from(frac.len()).unwrap_or(i64::MAX));
+    if v != 0 && shift > 0 {
+        let f = u32::try_from(shift)
+            .ok()
+            .and_then(|s| 10u128.checked_pow(s));
+        v = f.and_then(|f| v.checked_mul(f)).ok_or_else(too_big)?;
+    } else if v != 0 && shift < 0 {
+        let f = u32::try_from(-shift)
+            .ok()
+            .and_then(|s| 10u128.checked_pow(s));
+        match f {
+            Some(f) if v.is_multiple_of(f) => v /= f,
+            _ => return Err(format!("{text:?} is not a whole number of tokens")),
+        }
+    }
+    match u64::try_from(v) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(too_big()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_counts_are_read_as_written() {
+        for (text, want) in [
+            ("1T", 1_000_000_000_000u64),
+            ("4.1T", 4_100_000_000_000),
+            ("2.01B", 2_010_000_000),
+            ("16.4B", 16_400_000_000),
+            ("1.001K", 1_001),
+            ("500b", 500_000_000_000),
+            ("1.5e12", 1_500_000_000_000),
+            ("2.5E3", 2_500),
+            ("9007199254740993", 9_007_199_254_740_993),
+            ("18446744073709551615", u64::MAX),
+            (" 8K ", 8_000),
+        ] {
+            assert_eq!(super::parse_token_count(text), Ok(want), "{text}");
+        }
+        for (text, why) in [
+            ("0", "between 1 and 2^64"),
+            ("18446744073709551616", "between 1 and 2^64"),
+            ("1e40", "between 1 and 2^64"),
+            ("1.0001K", "whole number"),
+            ("1e-400", "whole number"),
+            ("inf", "not a token count"),
+            ("nan", "not a token count"),
+            ("-5", "not a token count"),
+            ("1X", "suffixes K, M"),
+            ("", "not a token count"),
+        ] {
+            let e = super::parse_token_count(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -144,6 +144,60 @@ fn bad_sources_exit_1_naming_the_shard() {
         .code(3);
 }
 
+/// `inspect --tokens` of a mixture with a schedule: the count read exactly, the schedule
+/// placed by `--global-batch` (which it needs), and a source too short for a window refused.
+#[test]
+fn a_planned_run_reads_its_count_exactly_and_needs_the_global_batch_of_a_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shards(d);
+    // A schedule is in steps: placing it needs the global batch.
+    std::fs::write(
+        d.join("curriculum.toml"),
+        "[[sources]]\npath = \"train_000000.bin\"\nweight = 1\nname = \"a\"\n\
+         [[sources]]\npath = \"train_000001.bin\"\nweight = 1\nname = \"b\"\n\
+         [[schedule]]\nstep = 10\nweights = { a = 1, b = 0 }\n",
+    )
+    .unwrap();
+    let inspect = [
+        "data",
+        "inspect",
+        "curriculum.toml",
+        "--tokens",
+        "4.1K",
+        "--seq-len",
+        "4",
+    ];
+    osml(d)
+        .args(inspect)
+        .assert()
+        .code(2)
+        .stderr(contains("give --global-batch"));
+    let mut with_batch = inspect.to_vec();
+    with_batch.extend(["--global-batch", "8", "--json"]);
+    let v = json(d, &with_batch);
+    // 4.1K tokens read exactly (not 4099): 1025 samples; from step 10 (sample 80) on, a alone.
+    assert_eq!(v["run"]["tokens"], 4100);
+    assert_eq!(v["run"]["samples"], 1025);
+    assert_eq!(v["run"]["sources"][1]["samples"], 40);
+    // A source shorter than one window is refused as a loader refuses it.
+    osml(d)
+        .args([
+            "data",
+            "inspect",
+            "curriculum.toml",
+            "--tokens",
+            "1K",
+            "--seq-len",
+            "100000",
+            "--global-batch",
+            "8",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("fewer than one window"));
+}
+
 #[test]
 fn mixtures_are_described_and_their_bad_inputs_have_exit_codes() {
     let dir = tempfile::tempdir().unwrap();

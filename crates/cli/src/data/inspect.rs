@@ -102,19 +102,40 @@ fn run_mixture(args: &InspectArgs, spec: Option<MixtureSpec>) -> Result<ExitCode
     let run = match args.tokens {
         None => None,
         Some(tokens) => {
-            if args.seq_len == 0 || args.global_batch == 0 {
-                return Err(osml_data::DataError::Usage(
-                    "--seq-len and --global-batch must be at least 1".into(),
-                )
-                .into());
+            let usage = |m: String| Err(osml_data::DataError::Usage(m).into());
+            let global_batch = match args.global_batch {
+                Some(g) => g,
+                None if !mixture.scheduled().is_empty() => {
+                    return usage(
+                        "the mixture changes weights at steps: give --global-batch N (samples per step, batch size × world size) to place them".into(),
+                    );
+                }
+                None => 1,
+            };
+            if args.seq_len == 0 || global_batch == 0 {
+                return usage("--seq-len and --global-batch must be at least 1".into());
+            }
+            // A loader refuses a source without one window; so does the plan of a run.
+            if let Some(p) = mixture
+                .parts()
+                .iter()
+                .find(|p| p.num_tokens() <= args.seq_len)
+            {
+                return usage(format!(
+                    "source {} has {} tokens, fewer than one window of {} (--seq-len {} and its target): a run cannot read it",
+                    p.name,
+                    p.num_tokens(),
+                    args.seq_len + 1,
+                    args.seq_len
+                ));
             }
             let samples = tokens / args.seq_len;
             Some(RunReport {
                 tokens,
                 seq_len: args.seq_len,
                 samples,
-                global_batch: args.global_batch,
-                sources: mixture.plan(args.seq_len, samples, args.global_batch)?,
+                global_batch,
+                sources: mixture.plan(args.seq_len, samples, global_batch)?,
             })
         }
     };

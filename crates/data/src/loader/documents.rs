@@ -106,8 +106,8 @@ impl<'a> DocFields<'a> {
     ) -> usize {
         let cu_row = &mut self.cu_seqlens[j * (t + 1)..(j + 1) * (t + 1)];
         // Trailing slots known to hold -1; none if the caller wrote into the padding (its
-        // first or last slot changed: see the module documentation). The count is cleared before the
-        // row is written, so a row left half-written is padded whole the next time.
+        // first or last slot changed: see the module documentation). The count is cleared
+        // before the row is written, so a row left half-written is padded whole the next time.
         let mut padded = (self.padded[j] as usize).min(t);
         if cu_row[t] != -1 || (padded > 0 && cu_row[t + 1 - padded] != -1) {
             padded = 0;
