@@ -169,7 +169,13 @@ class Mixture:
             label = name if name is not None else _source_name(src)
             self.sources.append((label, _source_paths(src), _weight_text(w, f"source {label}")))
         self.names = [n for n, _, _ in self.sources]
-        self.schedule = [(int(step), self.weight_texts(w)) for step, w in schedule]
+        self.schedule = []
+        for step, w in schedule:
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
+                raise ValueError(f"a schedule's steps are integers from 1 on (the weights hold from step 0), not {step!r}")
+            if self.schedule and step <= self.schedule[-1][0]:
+                raise ValueError(f"a schedule's steps must increase: step {step} follows step {self.schedule[-1][0]}")
+            self.schedule.append((int(step), self.weight_texts(w)))
 
     def weight_texts(self, weights: Any) -> List[str]:
         """``weights`` (a list in source order, or a dict by name) as exact decimals."""
@@ -431,6 +437,8 @@ class TokenLoader:
         """What a run of ``tokens`` input tokens (from the start) reads of each source, with
         this loader's weights and schedule: per source its tokens, windows, weight, samples
         and ``epochs`` (above 1, the source repeats)."""
+        if int(tokens) < 0:
+            raise ValueError(f"a run reads 0 or more tokens, not {tokens}")
         samples = int(tokens) // self.seq_len
         return json.loads(self._loader.plan_json(samples))
 

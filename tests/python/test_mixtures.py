@@ -398,6 +398,18 @@ def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):
         Mixture([(sources[0], True)])
     with pytest.raises(TypeError):
         Mixture([(sources[0], np.True_)])
+    for bad_schedule, why in [([(-1, [1, 1])], "from 1 on"), ([(0, [1, 1])], "from 1 on"), ([(5, [1, 1]), (5, [1, 2])], "must increase")]:
+        with pytest.raises(ValueError, match=why):
+            Mixture([(sources[0], 1), (sources[1], 1)], schedule=bad_schedule)
+    with pytest.raises(ValueError, match="0 or more tokens"):
+        TokenLoader({p: 1 for p in sources}, 2, T).plan(-5)
+    unordered = tmp_path / "unordered.toml"
+    unordered.write_text(
+        "".join(f'[[sources]]\npath = "{p}"\nweight = 1\n' for p in sources)
+        + "[[schedule]]\nstep = 9\nweights = [1, 1, 1]\n[[schedule]]\nstep = 3\nweights = [1, 2, 1]\n"
+    )
+    with pytest.raises(osml.InvalidDatasetError, match="unordered.toml.*step 3 follows step 9"):
+        TokenLoader(str(unordered), 2, T)
     with pytest.raises(ValueError, match="given twice"):
         TokenLoader(Mixture([(sources[0], 1), (sources[0], 1)]), 2, T)
     loader = TokenLoader({p: 1 for p in sources}, 2, T)

@@ -163,6 +163,18 @@ impl MixtureSpec {
         }
         let mut schedule = Vec::with_capacity(file.schedule.len());
         for c in file.schedule {
+            if let Some(&(before, _)) = schedule.last().filter(|(s, _)| *s >= c.step) {
+                return Err(bad(format!(
+                    "the schedule's steps must increase: step {} follows step {before}",
+                    c.step
+                )));
+            }
+            if c.step == 0 {
+                return Err(bad(
+                    "the schedule's steps start after 0 (the sources' weights hold from step 0)"
+                        .into(),
+                ));
+            }
             let weights = match c.weights {
                 FileWeights::List(v) => v.iter().map(Number::text).collect(),
                 FileWeights::ByName(mut by) => {
@@ -368,6 +380,16 @@ mod tests {
                 "e.json",
                 r#"{"sources": [{"path": "x", "weight": 1}], "schedule": [{"step": 5, "weights": {"y": 1}}]}"#,
                 "no weight for source \"x\"",
+            ),
+            (
+                "f.json",
+                r#"{"sources": [{"path": "x", "weight": 1}], "schedule": [{"step": 9, "weights": [1]}, {"step": 3, "weights": [2]}]}"#,
+                "step 3 follows step 9",
+            ),
+            (
+                "g.json",
+                r#"{"sources": [{"path": "x", "weight": 1}], "schedule": [{"step": 0, "weights": [1]}]}"#,
+                "start after 0",
             ),
         ] {
             let p = dir.path().join(name);
