@@ -790,6 +790,15 @@ impl Mixture {
         samples: u64,
         global_batch: u64,
     ) -> Result<Vec<SourceUse>, DataError> {
+        // A loader refuses a source without one window; so does the plan of a run.
+        if let Some(p) = self.parts.iter().find(|p| p.num_tokens() <= seq_len) {
+            return Err(DataError::Usage(format!(
+                "source {} has {} tokens, fewer than one window of {} (--seq-len {seq_len} and its target): a run cannot read it",
+                p.name,
+                p.num_tokens(),
+                seq_len + 1,
+            )));
+        }
         let blend = Blend::new(&self.changes(global_batch)?, self.parts.len())?;
         Ok(self.uses(&blend, seq_len, samples))
     }

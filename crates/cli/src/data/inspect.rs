@@ -115,20 +115,6 @@ fn run_mixture(args: &InspectArgs, spec: Option<MixtureSpec>) -> Result<ExitCode
             if args.seq_len == 0 || global_batch == 0 {
                 return usage("--seq-len and --global-batch must be at least 1".into());
             }
-            // A loader refuses a source without one window; so does the plan of a run.
-            if let Some(p) = mixture
-                .parts()
-                .iter()
-                .find(|p| p.num_tokens() <= args.seq_len)
-            {
-                return usage(format!(
-                    "source {} has {} tokens, fewer than one window of {} (--seq-len {} and its target): a run cannot read it",
-                    p.name,
-                    p.num_tokens(),
-                    args.seq_len + 1,
-                    args.seq_len
-                ));
-            }
             let samples = tokens / args.seq_len;
             Some(RunReport {
                 tokens,
