@@ -499,13 +499,15 @@ pub struct InspectArgs {
 /// `1T`, `500B`, `4.1T`, `1.5e12`, `8K` or a plain number, as a token count: read as the
 /// decimal it is written as (a float would make `4.1T` one token short), and whole.
 fn parse_token_count(text: &str) -> Result<u64, String> {
-    let t = text.trim();
+    use osml_data::decimal::{Decimal, DecimalError};
     let bad = || {
         format!(
             "{text:?} is not a token count such as 1T, 500B or 1.5e12 (suffixes K, M, B or G, T)"
         )
     };
     let too_big = || format!("{text:?} is not a token count between 1 and 2^64");
+    let fractional = || format!("{text:?} is not a whole number of tokens");
+    let t = text.trim();
     let scale_of = |c: char| match c.to_ascii_uppercase() {
         'K' => Some(1_000u128),
         'M' => Some(1_000_000),
@@ -514,44 +516,26 @@ fn parse_token_count(text: &str) -> Result<u64, String> {
         _ => None,
     };
     let (number, scale) = match t.char_indices().last() {
-        Some((i, c)) if scale_of(c).is_some() => (&t[..i], scale_of(c).unwrap_or(1)),
-        _ => (t, 1),
+        Some((i, c)) => scale_of(c).map_or((t, 1), |s| (&t[..i], s)),
+        None => (t, 1),
     };
-    let (mantissa, exp) = match number.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i64>().map_err(|_| bad())?),
-        None => (number, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    let mut v: u128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| too_big())?
-    };
-    v = v.checked_mul(scale).ok_or_else(too_big)?;
-    // The value is v · 10^shift.
-    let shift = exp.saturating_sub(i64::try_from(frac.len()).unwrap_or(i64::MAX));
-    if v != 0 && shift > 0 {
-        let f = u32::try_from(shift)
-            .ok()
-            .and_then(|s| 10u128.checked_pow(s));
-        v = f.and_then(|f| v.checked_mul(f)).ok_or_else(too_big)?;
-    } else if v != 0 && shift < 0 {
-        let f = u32::try_from(-shift)
-            .ok()
-            .and_then(|s| 10u128.checked_pow(s));
-        match f {
-            Some(f) if v.is_multiple_of(f) => v /= f,
-            _ => return Err(format!("{text:?} is not a whole number of tokens")),
+    let d = Decimal::parse(number).map_err(|e| match e {
+        DecimalError::TooManyDigits => too_big(),
+        DecimalError::TooManyPlaces => fractional(),
+        DecimalError::Negative
+        | DecimalError::NotFinite
+        | DecimalError::BadExponent
+        | DecimalError::NotANumber => bad(),
+    })?;
+    let whole = d.whole_times(scale).ok_or_else(|| {
+        // Past u128 is too big; otherwise it has a fractional part.
+        if d.mantissa.checked_mul(scale).is_none() {
+            too_big()
+        } else {
+            fractional()
         }
-    }
-    match u64::try_from(v) {
+    })?;
+    match u64::try_from(whole) {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(too_big()),
     }

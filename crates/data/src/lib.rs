@@ -26,6 +26,7 @@
 mod arrow;
 pub mod bench;
 mod block_index;
+pub mod decimal;
 mod dtype;
 mod error;
 mod flat;

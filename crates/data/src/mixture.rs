@@ -41,6 +41,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::decimal::{Decimal, DecimalError, MAX_DIGITS};
 use crate::{DataError, TokenDataset, TokenSource};
 
 /// Most sources one mixture may hold.
@@ -49,63 +50,21 @@ pub const MAX_SOURCES: usize = 4096;
 /// most) and is built in one pass when the loader starts.
 pub const MAX_PERIOD: u64 = 1 << 18;
 
-/// A weight as written: `mantissa / 10^scale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Decimal {
-    mantissa: u128,
-    scale: u32,
-}
-
-/// Parses a non-negative decimal (`0.7`, `3`, `1e-3`, `2.5E2`) exactly.
-fn parse_decimal(text: &str) -> Result<Decimal, String> {
-    let t = text.trim();
-    let bad = |why: &str| Err(format!("weight {text:?} {why}"));
-    if t.starts_with('-') {
-        return bad("is negative: weights are relative shares, 0 or more");
-    }
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let lower = t.to_ascii_lowercase();
-    if lower.contains("nan") || lower.contains("inf") {
-        return bad("is not a finite number");
-    }
-    let (num, exp) = match lower.split_once('e') {
-        Some((n, e)) => match e.parse::<i32>() {
-            Ok(e) => (n, e),
-            Err(_) => return bad("has an exponent that is not an integer"),
-        },
-        None => (lower.as_str(), 0),
+/// The refusal of weight `text`, worded for a weight.
+fn weight_error(text: &str, e: DecimalError) -> String {
+    let why = match e {
+        DecimalError::Negative => "is negative: weights are relative shares, 0 or more".into(),
+        DecimalError::NotFinite | DecimalError::BadExponent | DecimalError::NotANumber => {
+            e.to_string()
+        }
+        DecimalError::TooManyDigits => {
+            format!("needs more than the {MAX_DIGITS} digits osml keeps of a weight")
+        }
+        DecimalError::TooManyPlaces => {
+            format!("has digits past the {MAX_DIGITS}th decimal place, which osml does not keep")
+        }
     };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return bad("is not a number");
-    }
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    if digits.is_empty() {
-        // Zero, whatever its exponent.
-        return Ok(Decimal {
-            mantissa: 0,
-            scale: 0,
-        });
-    }
-    let too_precise =
-        || format!("weight {text:?} needs more than the 38 digits osml keeps of a weight");
-    let mut mantissa: u128 = digits.parse().map_err(|_| too_precise())?;
-    let mut scale = i64::try_from(frac.len()).unwrap_or(i64::MAX) - i64::from(exp);
-    while scale < 0 {
-        mantissa = mantissa.checked_mul(10).ok_or_else(too_precise)?;
-        scale += 1;
-    }
-    let too_small = || {
-        format!("weight {text:?} has digits past the 38th decimal place, which osml does not keep")
-    };
-    let scale = u32::try_from(scale).map_err(|_| too_small())?;
-    if scale > 38 {
-        return Err(too_small());
-    }
-    Ok(Decimal { mantissa, scale })
+    format!("weight {text:?} {why}")
 }
 
 fn gcd(mut a: u128, mut b: u128) -> u128 {
@@ -142,7 +101,9 @@ impl Weights {
         for (i, t) in texts.iter().enumerate() {
             let name = names.get(i).map_or_else(|| format!("#{i}"), Clone::clone);
             decimals.push(
-                parse_decimal(t).map_err(|e| DataError::Usage(format!("source {name}: {e}")))?,
+                Decimal::parse(t).map_err(|e| {
+                    DataError::Usage(format!("source {name}: {}", weight_error(t, e)))
+                })?,
             );
         }
         if decimals.iter().all(|d| d.mantissa == 0) {
