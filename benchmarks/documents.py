@@ -69,7 +69,9 @@ def main() -> None:
             p = os.path.join(work, f"part{i}")
             write_megatron(p, tokens[start : int(ends[hi - 1])], lengths[lo:hi])
             parts.append(p)
-        weights = {p: 0.05 + 0.01 * i for i, p in enumerate(parts)}
+        # Two decimals, as a user writes them: exact shares (a float sum such as
+        # 0.05 + 0.01 is 0.060000000000000005, whose shares would be rounded, with a warning).
+        weights = {p: round(0.05 + 0.01 * i, 2) for i, p in enumerate(parts)}
         load0 = os.getloadavg()
         single, mixed = [], []
         for r in range(args.rounds):
