@@ -6,7 +6,7 @@
 # scripts/test-all.sh: test-rust, test-loom, test-python, test-wheel, with the Python
 # environment made in the background while the Rust tests run.
 test:
-	scripts/test-all.sh
+	MAKE="$(MAKE)" scripts/test-all.sh
 
 # Tools the tests check output with (scripts/test-tools.sh: promtool and GNU time, installed
 # as root when missing); then the tests that skipped here, and why (scripts/report-skips.sh),
