@@ -195,7 +195,9 @@ fn a_planned_run_reads_its_count_exactly_and_needs_the_global_batch_of_a_schedul
         ])
         .assert()
         .code(2)
-        .stderr(contains("fewer than one window"));
+        .stderr(contains(
+            "source a: the dataset has 11 tokens; a window of sequence length 100000 needs 100001",
+        ));
 }
 
 #[test]

@@ -67,6 +67,21 @@ fn weight_error(text: &str, e: DecimalError) -> String {
     format!("weight {text:?} {why}")
 }
 
+/// Why a weight change at `step` cannot follow the last one so far (at `previous`), if it
+/// cannot: changes come at increasing steps from 1 on (the first weights hold from step 0).
+/// Mixture files check it as they are read, [`Mixture::change_at_step`] as changes are added
+/// (so also for the Python package, whose `Mixture` checks the same first, in the same words).
+pub(crate) fn schedule_step_error(previous: Option<u64>, step: u64) -> Option<String> {
+    if step == 0 {
+        return Some(
+            "the schedule's steps start after 0 (the sources' weights hold from step 0)".into(),
+        );
+    }
+    previous.filter(|&before| before >= step).map(|before| {
+        format!("the schedule's steps must increase: step {step} follows step {before}")
+    })
+}
+
 fn gcd(mut a: u128, mut b: u128) -> u128 {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -715,10 +730,8 @@ impl Mixture {
                 self.parts.len()
             )));
         }
-        if step == 0 || self.schedule.last().is_some_and(|(s, _)| *s >= step) {
-            return Err(DataError::Usage(format!(
-                "weight changes come at increasing steps after 0; step {step} does not"
-            )));
+        if let Some(why) = schedule_step_error(self.schedule.last().map(|(s, _)| *s), step) {
+            return Err(DataError::Usage(why));
         }
         self.schedule.push((step, weights));
         Ok(())
@@ -751,14 +764,11 @@ impl Mixture {
         samples: u64,
         global_batch: u64,
     ) -> Result<Vec<SourceUse>, DataError> {
-        // A loader refuses a source without one window; so does the plan of a run.
-        if let Some(p) = self.parts.iter().find(|p| p.num_tokens() <= seq_len) {
-            return Err(DataError::Usage(format!(
-                "source {} has {} tokens, fewer than one window of {} (--seq-len {seq_len} and its target): a run cannot read it",
-                p.name,
-                p.num_tokens(),
-                seq_len + 1,
-            )));
+        // A source without one window is refused by the rule, and in the words, a loader's
+        // sampler refuses it with.
+        for p in &self.parts {
+            crate::sampler::Sampler::new(crate::sampler::Mode::Random, 0, seq_len, p.num_tokens())
+                .map_err(|e| DataError::Usage(format!("source {}: {e}", p.name)))?;
         }
         let blend = Blend::new(&self.changes(global_batch)?, self.parts.len())?;
         Ok(self.uses(&blend, seq_len, samples))

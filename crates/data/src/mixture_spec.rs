@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::mixture::{Mixture, Part, Split, Subset, Weights};
+use crate::mixture::{schedule_step_error, Mixture, Part, Split, Subset, Weights};
 use crate::{DataError, FileFormat, OpenOptions, TokenDataset};
 
 /// Largest mixture file read (its sources are paths and weights: a few KiB in practice).
@@ -163,17 +163,9 @@ impl MixtureSpec {
         }
         let mut schedule = Vec::with_capacity(file.schedule.len());
         for c in file.schedule {
-            if let Some(&(before, _)) = schedule.last().filter(|(s, _)| *s >= c.step) {
-                return Err(bad(format!(
-                    "the schedule's steps must increase: step {} follows step {before}",
-                    c.step
-                )));
-            }
-            if c.step == 0 {
-                return Err(bad(
-                    "the schedule's steps start after 0 (the sources' weights hold from step 0)"
-                        .into(),
-                ));
+            // Checked here too, before any dataset is opened, to name the file.
+            if let Some(why) = schedule_step_error(schedule.last().map(|(s, _)| *s), c.step) {
+                return Err(bad(why));
             }
             let weights = match c.weights {
                 FileWeights::List(v) => v.iter().map(Number::text).collect(),

@@ -237,6 +237,28 @@ fn a_source_named_twice_is_refused() {
     assert!(e.contains("source \"web\" is given twice"), "{e}");
 }
 
+/// Weight changes come at increasing steps from 1 on, the rule a mixture file's schedule
+/// is read by too.
+#[test]
+fn weight_changes_come_at_increasing_steps_after_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mix = three(dir.path());
+    let e = mix
+        .change_at_step(0, weights(&["1", "0", "0"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("start after 0"), "{e}");
+    mix.change_at_step(10, weights(&["1", "0", "0"])).unwrap();
+    for step in [10, 9] {
+        let e = mix
+            .change_at_step(step, weights(&["0", "1", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("step {step} follows step 10")), "{e}");
+    }
+    mix.change_at_step(11, weights(&["0", "1", "0"])).unwrap();
+}
+
 /// A mixture file's schedule resumed under another global batch: the record holds only
 /// the weights up to the cursor, a stage it reached is not gone back to, and the later
 /// steps start at step boundaries of the new global batch.
