@@ -47,6 +47,7 @@ __all__ = [
     "ForkedLoaderError",
     "RestoredWeightsWarning",
     "RoundedWeightsWarning",
+    "ROUNDING_TOLERANCE",
     "doctor",
     "DEFAULT_MAX_BUFFERS",
     "__version__",
@@ -119,19 +120,29 @@ class RestoredWeightsWarning(UserWarning):
 
 
 class RoundedWeightsWarning(UserWarning):
-    """The weights' exact shares would need a schedule longer than 2^18 samples (weights such
-    as ``1/3`` written as ``0.3333333333333333``, or ``1e-9`` beside ``1``): they were rounded
-    to shares of 2^18, each positive weight keeping at least one. Every source's count stays
-    within 1 sample of the rounded weights, not of the given ones; weights written with fewer
-    digits (``1``, ``2``; ``0.7``, ``0.3``) are kept exactly."""
+    """The weights' exact shares would need a schedule longer than 2^18 samples, so they were
+    rounded to shares of 2^18 (each positive weight keeping at least one), and that moved some
+    source's share by more than ``ROUNDING_TOLERANCE`` (0.1%) of itself: a weight of ``1e-9``
+    beside ``1`` is given one share of 2^18, about 3,800 times its weight. Every source's
+    count stays within 1 sample of the rounded weights, not of the given ones. Rounding that
+    moves no share that far (``1/3`` as ``0.3333333333333333``: about 10^-5 of itself, or
+    weights proportional to token counts) passes without a warning; ``osml data inspect``
+    prints the change for any mixture."""
+
+
+ROUNDING_TOLERANCE = 1e-3
+"""How far rounding may move a source's share, relative to it, before
+``RoundedWeightsWarning`` is raised."""
 
 
 def _warn_if_rounded(loader: Any) -> None:
-    if loader.weights_rounded():
+    change = loader.weights_rounding()
+    if change is not None and change > ROUNDING_TOLERANCE:
         warnings.warn(
             "the mixture's weights need a schedule period above 2^18 samples and were rounded "
-            "to shares of 2^18 (each positive weight keeps at least one); give them with "
-            "fewer digits to keep them exact (see osml.RoundedWeightsWarning)",
+            "to shares of 2^18 (each positive weight keeps at least one), which moved a "
+            f"source's share by up to {change:.2%} of itself (a schedule of 2^18 samples "
+            "cannot give a source less than one of them; see osml.RoundedWeightsWarning)",
             RoundedWeightsWarning,
             stacklevel=3,
         )

@@ -127,9 +127,10 @@ fn tokens<'py>(this: &Bound<'py, Batch>) -> PyResult<Bound<'py, PyAny>> {
 #[pyclass(module = "osml._osml", frozen)]
 struct Loader {
     loader: Mutex<RustLoader>,
-    /// Whether some weights (configured, scheduled or `set_weights`') were rounded to a
-    /// period of `MAX_PERIOD` samples (`Weights::exact`).
-    rounded: bool,
+    /// How far rounding to a period of `MAX_PERIOD` samples moved the shares of the weights
+    /// given (configured and scheduled, or `set_weights`'): `Weights::largest_change`, the
+    /// largest of them; `None` when all are exact.
+    rounding: Option<f64>,
 }
 
 /// How long one wait for a batch lasts before signals are checked again: Ctrl-C raises
@@ -159,6 +160,16 @@ impl Loader {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The largest change that rounding made to any of `weights` (`Weights::largest_change`);
+/// `None` when all of them are exact.
+fn rounding_of<'a>(weights: impl IntoIterator<Item = &'a Weights>) -> Option<f64> {
+    weights
+        .into_iter()
+        .filter(|w| !w.exact())
+        .map(Weights::largest_change)
+        .reduce(f64::max)
 }
 
 fn parse_output(dtype: &str) -> PyResult<Output> {
@@ -328,24 +339,26 @@ impl Loader {
             .detach(move || {
                 let mixture =
                     open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
-                let mut rounded = !mixture.weights().exact()
-                    || mixture.scheduled().iter().any(|(_, w)| !w.exact());
+                let mut rounding = rounding_of(
+                    std::iter::once(mixture.weights())
+                        .chain(mixture.scheduled().iter().map(|(_, w)| w)),
+                );
                 let state = match (state, reweight) {
                     (Some(st), Some(texts)) => {
                         let names: Vec<String> =
                             mixture.parts().iter().map(|p| p.name.clone()).collect();
                         let weights = Weights::parse(&names, &texts)?;
-                        rounded = !weights.exact();
+                        rounding = rounding_of([&weights]);
                         Some(st.reweighted(&weights)?)
                     }
                     (state, _) => state,
                 };
-                RustLoader::with_mixture(mixture, &cfg, state.as_ref()).map(|l| (l, rounded))
+                RustLoader::with_mixture(mixture, &cfg, state.as_ref()).map(|l| (l, rounding))
             })
             .map_err(data_err)?;
         Ok(Self {
             loader: Mutex::new(loader.0),
-            rounded: loader.1,
+            rounding: loader.1,
         })
     }
 
@@ -362,10 +375,11 @@ impl Loader {
         documents(py, self.wait(py)?)
     }
 
-    /// Whether weights given to this loader were rounded: their exact shares would need a
-    /// schedule period above `MAX_PERIOD` samples (`set_weights`: the new weights only).
-    fn weights_rounded(&self) -> bool {
-        self.rounded
+    /// How far rounding moved the shares of the weights given to this loader (`set_weights`:
+    /// the new weights only), as the largest `|rounded / given - 1|` of a source's share;
+    /// `None` when their exact shares fit a schedule period of `MAX_PERIOD` samples.
+    fn weights_rounding(&self) -> Option<f64> {
+        self.rounding
     }
 
     /// What the first `samples` global samples read of each source, as JSON.

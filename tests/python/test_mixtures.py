@@ -8,6 +8,7 @@ wrong; bad weights, sources, subsets and mixture files are clear errors."""
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -361,24 +362,30 @@ def test_numpy_weights_are_their_values(sources):
     want = drawn([3, 2, 1], 5)
     assert drawn(list(counts), 5) == want
     assert drawn(list(counts.astype(np.float32)), 5) == want
-    # 1/3 and 1/6 as doubles: shares rounded to the longest period (and said), still within
-    # 1 sample.
-    with pytest.warns(osml.RoundedWeightsWarning):
+    # 1/2, 1/3 and 1/6 as doubles: shares rounded to the longest period, each moved by about
+    # 10^-5 of itself (no warning), still within 1 sample.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         rows = np.array(drawn(list(counts / counts.sum()), 100)).ravel()
     assert np.all(np.abs(np.bincount(rows, minlength=3) - np.array([300, 200, 100])) <= 1)
 
 
 def test_rounded_weights_are_said_and_exact_ones_are_not(sources):
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loader = TokenLoader({sources[0]: 0.7, sources[1]: 0.2, sources[2]: 0.1}, 2, T)
         loader.set_weights([1, 2, 3])
-    with pytest.warns(osml.RoundedWeightsWarning, match="rounded"):
+        # Rounded, but by far less than the tolerance: token counts as weights.
+        loader.set_weights([123_456_789, 987_654_321, 55_555_555])
+        assert 0 < loader._loader.weights_rounding() < osml.ROUNDING_TOLERANCE
+    # 1e-9 beside 1 keeps one share of 2^18: 2^18·10^-9 was asked for.
+    with pytest.warns(osml.RoundedWeightsWarning, match=r"by up to 7628\d\d\.\d\d% of itself"):
         loader.set_weights([1, 1e-9, 1])
-    with pytest.warns(osml.RoundedWeightsWarning):
+    with pytest.warns(osml.RoundedWeightsWarning, match="rounded"):
         TokenLoader({sources[0]: 1, sources[1]: 1e-9}, 2, T)
+    # A third off: 1.5 shares of 2^18 asked for, 1 given (the tie of halves goes to the first).
+    with pytest.warns(osml.RoundedWeightsWarning, match="by up to 33.33%"):
+        TokenLoader({sources[0]: 2**18 - 1.5, sources[1]: 1.5}, 2, T)
 
 
 def test_bad_sources_subsets_and_files_are_clear_errors(sources, tmp_path):

@@ -234,6 +234,25 @@ fn mixtures_are_described_and_their_bad_inputs_have_exit_codes() {
         .map(|s| s["samples"].as_u64().unwrap())
         .sum();
     assert_eq!(samples, 250);
+    assert_eq!(v["exact_weights"], true);
+    assert_eq!(v["largest_share_change"], 0.0);
+    // Weights that need rounding say how far it moved a share: 1e-9 beside 1 keeps one
+    // share of 2^18, about 3,815 times what was asked for.
+    let tiny = "1 train_000000.bin 1e-9 train_000001.bin";
+    let v = json(d, &["data", "inspect", tiny, "--json"]);
+    assert_eq!(v["exact_weights"], false);
+    let change = v["largest_share_change"].as_f64().unwrap();
+    assert!(
+        (change - (1.0 / (262_144.0 * 1e-9) - 1.0)).abs() < 1e-3,
+        "{change}"
+    );
+    osml(d)
+        .args(["data", "inspect", tiny])
+        .assert()
+        .success()
+        .stdout(contains(
+            "(weights rounded to shares of 2^18, moving a source's share by up to 381370%)",
+        ));
     // A mixture file that does not parse: invalid input, exit 1, naming the file.
     std::fs::write(d.join("bad.json"), "{\"sources\": [").unwrap();
     osml(d)

@@ -94,6 +94,9 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 pub struct Weights {
     shares: Vec<u64>,
     exact: bool,
+    /// The most that rounding moved a source's share, relative to the share it was given,
+    /// in billionths (rounded up; 0 when exact): an integer, so that weights compare exactly.
+    change_ppb: u64,
 }
 
 impl Weights {
@@ -169,6 +172,7 @@ impl Weights {
                     // Each is at most MAX_PERIOD.
                     shares: ints.iter().map(|&v| v as u64).collect(),
                     exact: true,
+                    change_ppb: 0,
                 };
             }
         }
@@ -176,9 +180,19 @@ impl Weights {
             .iter()
             .map(|d| d.mantissa as f64 / 10f64.powi(i32::try_from(d.scale).unwrap_or(38)))
             .collect();
+        let shares = quantize(&values, MAX_PERIOD);
+        let given: f64 = values.iter().sum();
+        // |rounded share / given share - 1| of each source that has a weight.
+        let change = shares
+            .iter()
+            .zip(&values)
+            .filter(|&(_, &v)| v > 0.0)
+            .map(|(&s, &v)| (s as f64 * given / (MAX_PERIOD as f64 * v) - 1.0).abs())
+            .fold(0.0, f64::max);
         Self {
-            shares: quantize(&values, MAX_PERIOD),
+            shares,
             exact: false,
+            change_ppb: (change * 1e9).ceil() as u64,
         }
     }
 
@@ -191,6 +205,13 @@ impl Weights {
     /// [`MAX_PERIOD`]).
     pub fn exact(&self) -> bool {
         self.exact
+    }
+
+    /// How far rounding moved the shares: the largest `|rounded / given - 1|` of a source's
+    /// share (0 when exact). Weights like `1/3` as a double move by about 10^-5, a weight of
+    /// `1e-9` beside `1` (kept at one share of 2^18) by thousands.
+    pub fn largest_change(&self) -> f64 {
+        self.change_ppb as f64 / 1e9
     }
 
     /// The normalised weights the schedule follows.
@@ -681,6 +702,7 @@ impl Mixture {
             weights: Weights {
                 shares: vec![1],
                 exact: true,
+                change_ppb: 0,
             },
             schedule: Vec::new(),
         }
@@ -840,6 +862,29 @@ mod tests {
         let odd = w(&["0.30000000000000004", "0.7"]);
         assert!(!odd.exact());
         assert_eq!(odd.shares().iter().sum::<u64>(), MAX_PERIOD);
+        assert!(odd.largest_change() < 1e-5, "{}", odd.largest_change());
+        assert_eq!(w(&["0.7", "0.3"]).largest_change().to_bits(), 0.0f64.to_bits());
+    }
+
+    #[test]
+    fn rounding_says_how_far_it_moved_the_shares() {
+        // 1/3, 1/6 and 1/2 as Python prints the doubles: 87,381, 43,691 and 131,072 of 2^18,
+        // the 1/6 most moved, by 1/3 of a share in 43,690.67.
+        let sixths = w(&["0.3333333333333333", "0.16666666666666666", "0.5"]);
+        assert_eq!(sixths.shares(), [87_381, 43_691, 131_072]);
+        let c = sixths.largest_change();
+        assert!(
+            (c - (1.0 / 3.0) / (MAX_PERIOD as f64 / 6.0)).abs() < 1e-8,
+            "{c}"
+        );
+        // 1e-9 beside 1 keeps one share: 2^18·10^-9 of it was asked for.
+        let tiny = w(&["1", "1e-9"]);
+        assert_eq!(tiny.shares(), [MAX_PERIOD - 1, 1]);
+        let c = tiny.largest_change();
+        assert!(
+            (c - (1.0 / (MAX_PERIOD as f64 * 1e-9) - 1.0)).abs() < 1.0,
+            "{c}"
+        );
     }
 
     #[test]

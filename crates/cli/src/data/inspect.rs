@@ -39,6 +39,9 @@ struct MixtureReport {
     subset: &'static str,
     /// Whether the weights' shares are exact (else rounded to a period of 2^18 samples).
     exact_weights: bool,
+    /// The most that rounding moved a source's share, relative to its given share (0 when
+    /// exact): `Weights::largest_change`.
+    largest_share_change: f64,
     sources: Vec<SourceReport>,
     /// With --tokens: the run described.
     run: Option<RunReport>,
@@ -130,6 +133,7 @@ fn run_mixture(args: &InspectArgs, spec: Option<MixtureSpec>) -> Result<ExitCode
         split: args.split.clone().or(spec.split.clone()),
         subset: subset.name(),
         exact_weights: mixture.weights().exact(),
+        largest_share_change: mixture.weights().largest_change(),
         sources,
         run,
     };
@@ -154,9 +158,12 @@ fn write_mixture(out: &mut impl Write, r: &MixtureReport) -> std::io::Result<()>
         r.sources.len(),
         if r.sources.len() == 1 { "" } else { "s" },
         if r.exact_weights {
-            ""
+            String::new()
         } else {
-            " (weights rounded to shares of 2^18)"
+            format!(
+                " (weights rounded to shares of 2^18, moving a source's share by up to {})",
+                percent(r.largest_share_change)
+            )
         }
     )?;
     let width = r
@@ -309,4 +316,16 @@ fn write_human(out: &mut impl Write, r: &Inspection) -> std::io::Result<()> {
         100.0 * r.resident_fraction
     )?;
     Ok(())
+}
+
+/// A relative change as a percentage, to two decimals below 10% (`less than 0.01%` under it).
+fn percent(x: f64) -> String {
+    let p = x * 100.0;
+    if p < 0.01 {
+        "less than 0.01%".into()
+    } else if p < 10.0 {
+        format!("{p:.2}%")
+    } else {
+        format!("{p:.0}%")
+    }
 }
