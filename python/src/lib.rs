@@ -128,8 +128,8 @@ fn tokens<'py>(this: &Bound<'py, Batch>) -> PyResult<Bound<'py, PyAny>> {
 struct Loader {
     loader: Mutex<RustLoader>,
     /// How far rounding to a period of `MAX_PERIOD` samples moved the shares of the weights
-    /// given (configured and scheduled, or `set_weights`'): `Weights::largest_change`, the
-    /// largest of them; `None` when all are exact.
+    /// given (configured and scheduled, or `set_weights`'): `Mixture::rounding`, the largest
+    /// change of a share; `None` when all are exact.
     rounding: Option<f64>,
 }
 
@@ -160,16 +160,6 @@ impl Loader {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The largest change that rounding made to any of `weights` (`Weights::largest_change`);
-/// `None` when all of them are exact.
-fn rounding_of<'a>(weights: impl IntoIterator<Item = &'a Weights>) -> Option<f64> {
-    weights
-        .into_iter()
-        .filter(|w| !w.exact())
-        .map(Weights::largest_change)
-        .reduce(f64::max)
 }
 
 fn parse_output(dtype: &str) -> PyResult<Output> {
@@ -339,16 +329,13 @@ impl Loader {
             .detach(move || {
                 let mixture =
                     open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
-                let mut rounding = rounding_of(
-                    std::iter::once(mixture.weights())
-                        .chain(mixture.scheduled().iter().map(|(_, w)| w)),
-                );
+                let mut rounding = mixture.rounding();
                 let state = match (state, reweight) {
                     (Some(st), Some(texts)) => {
                         let names: Vec<String> =
                             mixture.parts().iter().map(|p| p.name.clone()).collect();
                         let weights = Weights::parse(&names, &texts)?;
-                        rounding = rounding_of([&weights]);
+                        rounding = (!weights.exact()).then(|| weights.largest_change());
                         Some(st.reweighted(&weights)?)
                     }
                     (state, _) => state,

@@ -197,7 +197,7 @@ fn main() {
         fmt(&mixed, m),
         m / s
     );
-    // Each round's pair was measured minutes apart at most: the median of the rounds' own
+    // Each round's pair was measured seconds apart: the median of the rounds' own
     // ratios is steadier than the ratio of the medians while the host's speed drifts; the
     // fastest quarter of each is what the code does when nothing else takes the core.
     let paired = median(mixed.iter().zip(&single).map(|(m, s)| m / s).collect());

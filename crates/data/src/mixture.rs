@@ -772,6 +772,16 @@ impl Mixture {
         &self.schedule
     }
 
+    /// How far rounding moved a share in any of the mixture's weights, the first ones or a
+    /// scheduled change ([`Weights::largest_change`]); `None` when all of them are exact.
+    pub fn rounding(&self) -> Option<f64> {
+        std::iter::once(&self.weights)
+            .chain(self.schedule.iter().map(|(_, w)| w))
+            .filter(|w| !w.exact())
+            .map(Weights::largest_change)
+            .reduce(f64::max)
+    }
+
     /// Whether this is one source read whole (its state is the single-source state).
     pub fn is_single(&self) -> bool {
         self.parts.len() == 1 && self.schedule.is_empty()
@@ -863,7 +873,10 @@ mod tests {
         assert!(!odd.exact());
         assert_eq!(odd.shares().iter().sum::<u64>(), MAX_PERIOD);
         assert!(odd.largest_change() < 1e-5, "{}", odd.largest_change());
-        assert_eq!(w(&["0.7", "0.3"]).largest_change().to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            w(&["0.7", "0.3"]).largest_change().to_bits(),
+            0.0f64.to_bits()
+        );
     }
 
     #[test]

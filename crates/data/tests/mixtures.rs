@@ -259,6 +259,26 @@ fn weight_changes_come_at_increasing_steps_after_0() {
     mix.change_at_step(11, weights(&["0", "1", "0"])).unwrap();
 }
 
+/// A mixture's rounding is the largest of its weights', the first ones and the schedule's.
+#[test]
+fn rounding_counts_the_scheduled_weights_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mix = three(dir.path());
+    assert_eq!(mix.rounding(), None);
+    // 1/3 as a double moves a share by about 10^-5.
+    mix.change_at_step(5, weights(&["0.3333333333333333", "0.3", "0.2"]))
+        .unwrap();
+    let small = mix.rounding().unwrap();
+    assert!(small > 0.0 && small < 1e-4, "{small}");
+    // 1e-9 beside 1 and 1 keeps one share of 2^18: thousands of times more.
+    mix.change_at_step(9, weights(&["1", "1e-9", "1"])).unwrap();
+    let large = mix.rounding().unwrap();
+    assert!(
+        (large - (2.0 / (262_144.0 * 1e-9) - 1.0)).abs() < 1.0,
+        "{large}"
+    );
+}
+
 /// A mixture file's schedule resumed under another global batch: the record holds only
 /// the weights up to the cursor, a stage it reached is not gone back to, and the later
 /// steps start at step boundaries of the new global batch.

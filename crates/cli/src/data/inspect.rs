@@ -37,10 +37,11 @@ struct MixtureReport {
     schema_version: u32,
     split: Option<String>,
     subset: &'static str,
-    /// Whether the weights' shares are exact (else rounded to a period of 2^18 samples).
+    /// Whether the weights' shares, the first ones and the schedule's, are exact (else
+    /// rounded to a period of 2^18 samples).
     exact_weights: bool,
-    /// The most that rounding moved a source's share, relative to its given share (0 when
-    /// exact): `Weights::largest_change`.
+    /// The most that rounding moved a source's share in any of them, relative to its given
+    /// share (0 when exact): `Mixture::rounding`.
     largest_share_change: f64,
     sources: Vec<SourceReport>,
     /// With --tokens: the run described.
@@ -132,8 +133,8 @@ fn run_mixture(args: &InspectArgs, spec: Option<MixtureSpec>) -> Result<ExitCode
         schema_version: 1,
         split: args.split.clone().or(spec.split.clone()),
         subset: subset.name(),
-        exact_weights: mixture.weights().exact(),
-        largest_share_change: mixture.weights().largest_change(),
+        exact_weights: mixture.rounding().is_none(),
+        largest_share_change: mixture.rounding().unwrap_or(0.0),
         sources,
         run,
     };
