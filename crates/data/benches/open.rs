@@ -5,6 +5,11 @@
 //! `cargo bench -p osml-data --bench open`. The `.bin` is a sparse 2 GB file: opening maps
 //! it and checks its size but never reads its tokens, so its content cannot change the figure.
 //! The `.idx` is real: 2,000,000 documents of 1 to 999 tokens (mean 500).
+//!
+//! Then the scan for an end-of-document token that a raw stream needs before a loader with
+//! `documents=True` (or `inspect --eod-token`) can give its first batch: a 512 MB raw `uint16`
+//! stream (GPT-2's end-of-text 50,256 after documents of 1 to 999 tokens), in the page cache,
+//! against reading the same mapping (a sum of its words), interleaved, median of 5.
 
 #![allow(
     clippy::disallowed_methods,
@@ -17,7 +22,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use osml_data::MegatronDataset;
+use osml_data::{MegatronDataset, OpenOptions, TokenDataset, TokenSource};
 
 const DOCS: u64 = 2_000_000;
 
@@ -140,5 +145,87 @@ fn main() {
     println!(
         "warm: validation costs {:.1}x the floor",
         rows[1].1 .0.as_secs_f64() / rows[0].1 .0.as_secs_f64().max(1e-9)
+    );
+    println!();
+    eod_scan(dir.path());
+}
+
+/// The end-of-document scan of a raw stream against a read of the same bytes.
+fn eod_scan(dir: &Path) {
+    const TOKENS: usize = 256 << 20;
+    const EOD: u16 = 50_256;
+    let path = dir.join("raw.bin");
+    let mut tokens = vec![0u16; TOKENS];
+    let (mut x, mut next, mut documents) = (0x2545_F491_4F6C_DD1Du64, 0usize, 0usize);
+    for (i, t) in tokens.iter_mut().enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if i == next {
+            *t = EOD;
+            next = i + 1 + usize::try_from(x % 999).unwrap();
+            documents += 1;
+        } else {
+            *t = u16::try_from(x % 50_000).unwrap();
+        }
+    }
+    std::fs::write(&path, bytemuck::cast_slice::<u16, u8>(&tokens)).unwrap();
+    drop(tokens);
+    let warm = || std::hint::black_box(std::fs::read(&path).unwrap().len());
+    let read = || {
+        // SAFETY: the benchmark's own file, written above and not modified while mapped.
+        #[allow(unsafe_code)]
+        let m = unsafe { osml_sys::MappedFile::open(&path).unwrap() };
+        let t = Instant::now();
+        let words: &[u8] = m.bytes();
+        let sum = words.chunks_exact(8).fold(0u64, |s, w| {
+            s.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()))
+        });
+        std::hint::black_box(sum);
+        t.elapsed()
+    };
+    let scan = || {
+        let options = OpenOptions {
+            eod_token: Some(u64::from(EOD)),
+            ..OpenOptions::default()
+        };
+        let ds = TokenDataset::open(&path, options).unwrap();
+        let t = Instant::now();
+        let found = ds.num_documents();
+        let took = t.elapsed();
+        // The stream starts with the token, so each occurrence starts a document.
+        assert_eq!(found, documents, "documents");
+        took
+    };
+    let (mut reads, mut scans) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        warm();
+        reads.push(read());
+        warm();
+        scans.push(scan());
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (r, s) = (median(reads).0, median(scans).0);
+    let gbs = |d: Duration| (TOKENS * 2) as f64 / d.as_secs_f64() / 1e9;
+    println!(
+        "end-of-document scan of {} M uint16 tokens ({documents} documents), in the page cache, median of 5; load average {}",
+        TOKENS >> 20,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!("| what | median ms | GB/s |");
+    println!("|---|---|---|");
+    println!(
+        "| a read of the mapping (floor) | {:.1} | {:.2} |",
+        r.as_secs_f64() * 1e3,
+        gbs(r)
+    );
+    println!(
+        "| the scan (`documents=True`, `--eod-token`) | {:.1} | {:.2} |",
+        s.as_secs_f64() * 1e3,
+        gbs(s)
+    );
+    println!(
+        "the scan costs {:.2}x the read",
+        s.as_secs_f64() / r.as_secs_f64().max(1e-9)
     );
 }

@@ -446,7 +446,10 @@ impl TokenDataset {
     /// The document starts of the end-of-document split, scanning the stream once.
     fn eod_starts(&self) -> Option<&[u64]> {
         let eod = self.eod.as_ref()?;
-        Some(eod.starts.get_or_init(|| self.scan_eod(eod.token)))
+        Some(
+            eod.starts
+                .get_or_init(|| self.scan_eod(eod.token, EOD_PIECE)),
+        )
     }
 
     /// The end-of-document starts and their block table.
@@ -462,29 +465,40 @@ impl TokenDataset {
     /// Where documents start when `token` separates them. A stream that begins with the token
     /// has it before each document (llm.c's convention: `<|endoftext|>` opens every
     /// document), so each occurrence starts one; otherwise it follows each document
-    /// (nanoGPT's and Megatron's), so a document starts after each occurrence. Shards are
-    /// scanned in parallel.
-    fn scan_eod(&self, token: u64) -> Vec<u64> {
+    /// (nanoGPT's and Megatron's), so a document starts after each occurrence. The stream is
+    /// scanned in pieces of `piece` tokens, on as many threads as this process may use.
+    fn scan_eod(&self, token: u64, piece: u64) -> Vec<u64> {
         let total = self.num_tokens();
         let leading = self.window(0, 1).and_then(|w| w.get(0)) == i64::try_from(token).ok();
         let shift = u64::from(!leading);
+        let size = self.dtype.size();
+        // (the piece's bytes, the global index of its first token), in stream order.
+        let pieces: Vec<(&[u8], u64)> = self
+            .runs
+            .iter()
+            .flat_map(|r| {
+                let bytes = self.run_bytes(r);
+                let step = usize::try_from(piece.max(1)).unwrap_or(usize::MAX);
+                bytes
+                    .chunks(step.saturating_mul(size))
+                    .zip((r.start..).step_by(step))
+            })
+            .collect();
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let chunk = self.runs.len().div_ceil(threads).max(1);
+        let chunk = pieces.len().div_ceil(threads).max(1);
         let found: Vec<Vec<u64>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .runs
+            let handles: Vec<_> = pieces
                 .chunks(chunk)
-                .map(|runs| {
+                .map(|mine| {
                     s.spawn(move || {
                         let mut out = Vec::new();
-                        for r in runs {
-                            let bytes = self.run_bytes(r);
-                            for i in Tokens::new(self.dtype, bytes).positions_of(token) {
-                                let at = r.start + i as u64 + shift;
+                        for &(bytes, first) in mine {
+                            Tokens::new(self.dtype, bytes).each_position_of(token, |i| {
+                                let at = first + i as u64 + shift;
                                 if at > 0 && at < total {
                                     out.push(at);
                                 }
-                            }
+                            });
                         }
                         out
                     })
@@ -505,6 +519,9 @@ impl TokenDataset {
         bytes.get(r.offset..r.offset + n).unwrap_or(&[])
     }
 }
+
+/// Tokens per piece of the end-of-document scan: one large shard is scanned by every thread.
+const EOD_PIECE: u64 = 1 << 24;
 
 fn eod_refused(format: Format) -> DataError {
     DataError::Usage(format!(
@@ -753,5 +770,60 @@ impl TokenSource for TokenDataset {
         });
         let first = pieces.next().unwrap_or(Tokens::new(self.dtype, &[]));
         Some(Window::new(first, pieces.collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan finds the same starts whatever its pieces (one token, a few, more than the
+    /// stream), across shards, and for both conventions: the token before each document
+    /// (the stream starts with it) or after each.
+    #[test]
+    fn the_scan_finds_every_start_in_any_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let eod = 7u16;
+        let mut x = 0x9E37_79B9u64;
+        for leading in [true, false] {
+            let mut paths = Vec::new();
+            let mut all = Vec::new();
+            for shard in 0..3 {
+                let tokens: Vec<u16> = (0..1_000 + shard * 333)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if (leading && shard == 0 && i == 0) || x.is_multiple_of(41) {
+                            eod
+                        } else {
+                            u16::try_from(x % 7).unwrap()
+                        }
+                    })
+                    .collect();
+                let path = dir.path().join(format!("{leading}_{shard}.bin"));
+                std::fs::write(&path, bytemuck::cast_slice::<u16, u8>(&tokens)).unwrap();
+                all.extend(tokens);
+                paths.push(path);
+            }
+            let options = OpenOptions {
+                eod_token: Some(u64::from(eod)),
+                ..OpenOptions::default()
+            };
+            let ds = TokenDataset::open_source(&paths, &options).unwrap();
+            let shift = u64::from(!leading);
+            let want: Vec<u64> = (0..all.len())
+                .filter(|&i| all[i] == eod)
+                .map(|i| i as u64 + shift)
+                .filter(|&at| at > 0 && at < all.len() as u64)
+                .collect();
+            for piece in [1, 3, 64, 999, 1 << 24] {
+                assert_eq!(
+                    ds.scan_eod(u64::from(eod), piece),
+                    want,
+                    "leading {leading}, piece {piece}"
+                );
+            }
+        }
     }
 }

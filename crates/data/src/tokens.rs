@@ -30,6 +30,39 @@ macro_rules! widen {
     };
 }
 
+/// Calls `$f` with the index of each `$n`-byte little-endian element of `$bytes` equal to
+/// `$want` (a `$t`), in order: a block of 64 compares into a mask, then its set bits.
+macro_rules! each_equal {
+    ($bytes:expr, $want:expr, $f:expr, $n:literal, $t:ty) => {{
+        const LANES: usize = 64;
+        let want: $t = $want;
+        let equal = |c: &[u8]| {
+            let mut a = [0u8; $n];
+            a.copy_from_slice(c);
+            <$t>::from_le_bytes(a) == want
+        };
+        let mut blocks = $bytes.chunks_exact(LANES * $n);
+        let mut base = 0usize;
+        for block in &mut blocks {
+            // A count of the block's matches, which vectorises; most blocks have none.
+            let hits: u32 = block.chunks_exact($n).map(|c| u32::from(equal(c))).sum();
+            if hits > 0 {
+                for (k, c) in block.chunks_exact($n).enumerate() {
+                    if equal(c) {
+                        $f(base + k);
+                    }
+                }
+            }
+            base += LANES;
+        }
+        for (k, c) in blocks.remainder().chunks_exact($n).enumerate() {
+            if equal(c) {
+                $f(base + k);
+            }
+        }
+    }};
+}
+
 impl<'a> Tokens<'a> {
     /// Wraps bytes; a trailing partial element is ignored.
     pub fn new(dtype: DType, bytes: &'a [u8]) -> Self {
@@ -138,17 +171,24 @@ impl<'a> Tokens<'a> {
         }
     }
 
-    /// Indices of the tokens equal to `token` (an integer dtype's value; floats match none).
-    pub fn positions_of(&self, token: u64) -> impl Iterator<Item = usize> + 'a {
-        let n = self.dtype.size();
-        let want = token.to_le_bytes();
-        let fits = !self.dtype.is_float() && token <= self.dtype.max_value();
-        let bytes = if fits { self.bytes } else { &[] };
-        bytes
-            .chunks_exact(n)
-            .enumerate()
-            .filter(move |(_, c)| *c == &want[..n] && want[n..].iter().all(|&b| b == 0))
-            .map(|(i, _)| i)
+    /// Calls `f` with the index of each token equal to `token`, in order (an integer dtype's
+    /// value; floats match none). 64 tokens at a time are compared into a bit mask, which the
+    /// compiler makes vector compares of, and the mask's set bits are visited: the scan for
+    /// an end-of-document token that `documents=True` makes of a raw stream before its first
+    /// batch then costs about a read of the stream, not a branch per token.
+    pub fn each_position_of(&self, token: u64, mut f: impl FnMut(usize)) {
+        if self.dtype.is_float() || token > self.dtype.max_value() {
+            return;
+        }
+        // `token` fits the dtype (checked above), so its low bytes are the element's bytes:
+        // a signed dtype's non-negative values have the same bits as the unsigned type's.
+        #[allow(clippy::cast_possible_truncation)]
+        match self.dtype.size() {
+            1 => each_equal!(self.bytes, token as u8, f, 1, u8),
+            2 => each_equal!(self.bytes, token as u16, f, 2, u16),
+            4 => each_equal!(self.bytes, token as u32, f, 4, u32),
+            _ => each_equal!(self.bytes, token, f, 8, u64),
+        }
     }
 
     /// All tokens as `i64`.
@@ -314,6 +354,44 @@ mod tests {
             i32::MAX.unsigned_abs().into()
         ));
         assert!(!Tokens::may_not_fit(DType::U32, i64::MAX.unsigned_abs()));
+    }
+
+    proptest::proptest! {
+        /// Against comparing every token, for each width, runs of any length (whole blocks
+        /// of 64 and a remainder), any offset (unaligned), and tokens that are common, rare,
+        /// absent or too large for the dtype.
+        #[test]
+        fn positions_are_every_equal_token(
+            values in proptest::collection::vec(0u64..6, 0..300),
+            offset in 0usize..8,
+            token in proptest::prop_oneof![0u64..6, proptest::strategy::Just(u64::MAX)],
+            width in proptest::sample::select(vec![DType::U8, DType::I16, DType::U16, DType::U32, DType::I32, DType::U64]),
+        ) {
+            let n = width.size();
+            let mut bytes = vec![0xEEu8; offset];
+            for &v in &values {
+                bytes.extend_from_slice(&v.to_le_bytes()[..n]);
+            }
+            let t = Tokens::new(width, &bytes[offset..]);
+            let mut found = Vec::new();
+            t.each_position_of(token, |i| found.push(i));
+            let want: Vec<usize> = (0..values.len()).filter(|&i| values[i] == token).collect();
+            proptest::prop_assert_eq!(found, want);
+        }
+    }
+
+    #[test]
+    fn floats_and_ids_past_the_dtype_match_nothing() {
+        let f: Vec<u8> = [1.0f32, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut found = Vec::new();
+        Tokens::new(DType::F32, &f).each_position_of(0, |i| found.push(i));
+        // 65,536 + 1 would be 1 in a u16 if it were truncated.
+        let b: Vec<u8> = [1u16, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tokens::new(DType::U16, &b).each_position_of(65_537, |i| found.push(i));
+        // i16's 65,535 is -1, not a token id.
+        let b: Vec<u8> = [-1i16].iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tokens::new(DType::I16, &b).each_position_of(65_535, |i| found.push(i));
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
