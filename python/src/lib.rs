@@ -162,6 +162,53 @@ impl Loader {
     }
 }
 
+/// Runs `open` on a thread of its own while this one waits for it in slices of
+/// [`WAIT_SLICE`], checking for signals between them: a Ctrl-C while a loader opens (the
+/// end-of-document scan of a raw stream read from disk takes as long as reading it) raises
+/// `KeyboardInterrupt` within a slice. The interrupted open goes on to its end on its own
+/// thread and is dropped there; a panic in it is passed on.
+fn interruptible<T: Send + 'static>(
+    py: Python<'_>,
+    open: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let (tx, mut rx) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name("osml-open".into())
+        .spawn(move || {
+            // The receiver is gone when the caller was interrupted: the result is dropped.
+            let _ = tx.send(open());
+        })
+        .map_err(|e| {
+            pyo3::exceptions::PyOSError::new_err(format!(
+                "cannot start a thread to open the loader: {e}"
+            ))
+        })?;
+    loop {
+        let got;
+        (rx, got) = py.detach(move || {
+            let got = rx.recv_timeout(WAIT_SLICE);
+            (rx, got)
+        });
+        match got {
+            Ok(value) => {
+                // It has sent its result: it ends now.
+                let _ = handle.join();
+                return Ok(value);
+            }
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return match handle.join() {
+                    Err(panic) => std::panic::resume_unwind(panic),
+                    Ok(()) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "the thread opening the loader ended without a result",
+                    )),
+                }
+            }
+        }
+    }
+}
+
 fn parse_output(dtype: &str) -> PyResult<Output> {
     match dtype {
         "int64" | "i64" | "long" => Ok(Output::I64),
@@ -272,10 +319,16 @@ impl Loader {
     ) -> PyResult<Self> {
         let mode = Mode::parse(mode, block).map_err(data_err)?;
         let subset = subset.map(Subset::parse).transpose().map_err(data_err)?;
+        // `stall_open`: the open waits that many seconds first (for the test of Ctrl-C then).
+        let mut open_stall = None;
         let fault = match fault.as_ref().map(|(k, s)| (k.as_str(), *s)) {
             None => None,
             Some(("panic", step)) => Some(Fault::Panic { step }),
             Some(("stall", step)) => Some(Fault::Stall { step }),
+            Some(("stall_open", secs)) => {
+                open_stall = Some(Duration::from_secs(secs));
+                None
+            }
             Some((other, _)) => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
                     "unknown fault {other:?}"
@@ -325,24 +378,25 @@ impl Loader {
                         "not an osml loader state: {e}"
                     ))
                 })?;
-        let loader = py
-            .detach(move || {
-                let mixture =
-                    open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
-                let mut rounding = mixture.rounding();
-                let state = match (state, reweight) {
-                    (Some(st), Some(texts)) => {
-                        let names: Vec<String> =
-                            mixture.parts().iter().map(|p| p.name.clone()).collect();
-                        let weights = Weights::parse(&names, &texts)?;
-                        rounding = (!weights.exact()).then(|| weights.largest_change());
-                        Some(st.reweighted(&weights)?)
-                    }
-                    (state, _) => state,
-                };
-                RustLoader::with_mixture(mixture, &cfg, state.as_ref()).map(|l| (l, rounding))
-            })
-            .map_err(data_err)?;
+        let loader = interruptible(py, move || {
+            if let Some(d) = open_stall {
+                std::thread::sleep(d);
+            }
+            let mixture = open_mixture(&paths, sources, schedule, &open, split.as_deref(), subset)?;
+            let mut rounding = mixture.rounding();
+            let state = match (state, reweight) {
+                (Some(st), Some(texts)) => {
+                    let names: Vec<String> =
+                        mixture.parts().iter().map(|p| p.name.clone()).collect();
+                    let weights = Weights::parse(&names, &texts)?;
+                    rounding = (!weights.exact()).then(|| weights.largest_change());
+                    Some(st.reweighted(&weights)?)
+                }
+                (state, _) => state,
+            };
+            RustLoader::with_mixture(mixture, &cfg, state.as_ref()).map(|l| (l, rounding))
+        })?
+        .map_err(data_err)?;
         Ok(Self {
             loader: Mutex::new(loader.0),
             rounding: loader.1,

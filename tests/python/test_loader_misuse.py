@@ -81,6 +81,40 @@ def test_ctrl_c_interrupts_a_blocked_wait_within_100_ms(arange_bin):
     assert latency < 0.1 + 0.15, f"{latency:.3f} s (budget 100 ms, plus the pipe on a loaded host)"
 
 
+def test_ctrl_c_interrupts_a_loader_that_is_still_opening(arange_bin):
+    # The open waits 60 s first (a test hook), as a scan of a large raw stream from disk
+    # would: Ctrl-C raises at once, and the loader made afterwards works.
+    script = textwrap.dedent(
+        f"""
+        import sys, time, osml
+        print("opening", flush=True)
+        try:
+            osml.TokenLoader({str(arange_bin)!r}, 4, 16, workers=1, _fault=("stall_open", 60))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        else:
+            print("opened", flush=True)
+        x, y = next(osml.TokenLoader({str(arange_bin)!r}, 4, 16, workers=1))
+        print(x.shape, y.shape, flush=True)
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "opening"
+            time.sleep(0.5)  # inside the open's wait (the import is done)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            line = proc.stdout.readline().strip()
+            latency = time.monotonic() - sent
+            assert line == "interrupted"
+            assert proc.stdout.readline().strip() == "(4, 16) (4, 16)"
+            assert proc.wait(timeout=10) == 0
+        finally:
+            proc.kill()
+    print(f"\nKeyboardInterrupt {latency * 1e3:.0f} ms after SIGINT, while opening")
+    assert latency < 0.1 + 0.15, f"{latency:.3f} s (budget 100 ms, plus the pipe on a loaded host)"
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
