@@ -66,33 +66,6 @@ impl BlockIndex {
         usize::try_from(local >> FINE_SHIFT).ok()
     }
 
-    /// The documents that a search for the starts in `[from, to)` reads, as far as the
-    /// table already knows them: from the first of `from`'s block to the first after
-    /// `to`'s. Reading their ends ahead, for many windows at once, lets the windows' cache
-    /// misses overlap instead of following one another.
-    pub fn known_span(&self, from: u64, to: u64) -> (Option<usize>, Option<usize>) {
-        let entry = |at: u64, next: usize| {
-            let b = usize::try_from(at >> FINE_SHIFT).ok()?.checked_add(next)?;
-            known(self.fine.get(b)?)
-        };
-        (entry(from, 0), entry(to, 1))
-    }
-
-    /// Asks for the cache lines of the entries [`BlockIndex::known_span`] reads.
-    pub fn prefetch_span(&self, from: u64, to: u64) {
-        let (Ok(a), Ok(b)) = (
-            usize::try_from(from >> FINE_SHIFT),
-            usize::try_from(to >> FINE_SHIFT),
-        ) else {
-            return;
-        };
-        for i in [a, b.saturating_add(1)] {
-            if let Some(entry) = self.fine.get(i..=i) {
-                osml_sys::prefetch(entry, 1);
-            }
-        }
-    }
-
     /// The first document starting at or after the first token of fine block `b`.
     fn fine(&self, b: usize, start: &impl Fn(usize) -> u64) -> usize {
         let Some(entry) = self.fine.get(b) else {

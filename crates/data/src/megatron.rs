@@ -280,26 +280,6 @@ impl MegatronDataset {
             .then(|| (&pointers[first * 8..], self.dtype.size().trailing_zeros()))
     }
 
-    /// Asks for the cache lines that [`MegatronDataset::document_start`] reads for documents
-    /// `first..=last`: their pointers when each document is one sequence, else their entries
-    /// of the document index (the pointers they lead to are not known yet).
-    pub(crate) fn prefetch_documents(&self, first: usize, last: usize) {
-        let lines = |bytes: &[u8], from: usize, to: usize| {
-            if let Some(b) = bytes.get(from * 8..(to + 1) * 8) {
-                osml_sys::prefetch(b, 4);
-            }
-        };
-        if self.one_sequence_each {
-            lines(
-                self.pointers(),
-                first,
-                last.min(self.sequences.saturating_sub(1)),
-            );
-        } else {
-            lines(self.doc_index(), first, last);
-        }
-    }
-
     /// Token range `[start, end)` of document `i` in the stream.
     pub fn document_range(&self, i: usize) -> (u64, u64) {
         let (first, last) = self.document_sequences(i);

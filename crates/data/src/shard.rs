@@ -16,15 +16,6 @@ use crate::{DType, Format};
 /// bisected.
 const WALK: usize = 16;
 
-/// The two steps of preparing a document search ahead of it: the table entries that
-/// narrow it are asked for first, and the documents they name some rows later, once the
-/// entries are in the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PrefetchStage {
-    Table,
-    Documents,
-}
-
 /// One shard of a source: its own stream of tokens, and the documents it records.
 #[derive(Debug)]
 pub struct Shard {
@@ -131,31 +122,6 @@ impl Shard {
                 BlockIndex::new(self.num_tokens(), self.recorded_documents().unwrap_or(1))
             })
             .as_ref()
-    }
-
-    /// Prepares the search for the document starts in `[from, to)` of this shard's stream,
-    /// some rows before it runs (see [`crate::TokenDataset::prefetch_documents`]).
-    pub(crate) fn prefetch_documents(&self, from: u64, to: u64, stage: PrefetchStage) {
-        let Some(Some(index)) = self.starts.get() else {
-            return;
-        };
-        match stage {
-            PrefetchStage::Table => index.prefetch_span(from, to),
-            PrefetchStage::Documents => {
-                let docs = self.recorded_documents().unwrap_or(1);
-                let (Some(a), Some(b)) = index.known_span(from, to) else {
-                    return;
-                };
-                let b = b.min(docs.saturating_sub(1));
-                if let Kind::Megatron(m) = &self.kind {
-                    m.prefetch_documents(a, b);
-                } else {
-                    // Arrow offsets are read through its own reader: read the two ends.
-                    let ends = [a, b].into_iter().filter(|&i| i < docs);
-                    std::hint::black_box(ends.map(|i| self.document_start(i)).sum::<u64>());
-                }
-            }
-        }
     }
 
     /// Calls `f` with the start of each recorded document that starts in `(local, to)` of

@@ -16,7 +16,7 @@ use crate::arrow::ArrowTokens;
 use crate::block_index::BlockIndex;
 use crate::flat::FlatTokens;
 use crate::megatron::{self, MegatronDataset};
-use crate::shard::{PrefetchStage, Shard};
+use crate::shard::Shard;
 use crate::tokens::Window;
 use crate::{DType, DataError, FileFormat, Tokens};
 
@@ -376,32 +376,6 @@ impl TokenDataset {
                 emit(base);
             }
             shard.document_starts_between(local, to - base, |s| emit(base + s));
-        }
-    }
-
-    /// Prepares `document_starts_in(from, to, …)` some rows before the loader calls it:
-    /// each search is a short chain of dependent cache misses (table entry, then document
-    /// entries), and asked for ahead, in two stages, the misses of several rows overlap
-    /// with the writing of the rows before them instead of stalling it. Without it,
-    /// measured on the `mixtures` bench, the searches of a batch cost more than its
-    /// document fields' stores.
-    pub(crate) fn prefetch_documents(&self, from: u64, to: u64, stage: PrefetchStage) {
-        if let Some((starts, index)) = self.eod_index() {
-            let Some(index) = index else { return };
-            match stage {
-                PrefetchStage::Table => index.prefetch_span(from, to),
-                PrefetchStage::Documents => {
-                    if let (Some(a), Some(b)) = index.known_span(from, to) {
-                        if let Some(s) = starts.get(a..b.min(starts.len())) {
-                            osml_sys::prefetch(s, 4);
-                        }
-                    }
-                }
-            }
-            return;
-        }
-        if let Some((shard, local)) = self.locate(from) {
-            shard.prefetch_documents(local, local.saturating_add(to - from), stage);
         }
     }
 

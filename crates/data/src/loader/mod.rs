@@ -60,7 +60,6 @@ pub use config::{
 pub use error::LoaderError;
 
 use crate::mixture::Mixture;
-use crate::shard::PrefetchStage as Stage;
 use crate::{DType, DataError, TokenDataset, TokenSource};
 use config::{Layout, Plan};
 use documents::DocFields;
@@ -146,7 +145,7 @@ const SEARCH_AHEAD: usize = 1;
 /// Rows whose segment counts are kept: those from the row written to the one searched.
 const SEGMENTS: usize = SEARCH_AHEAD + 1;
 // A row's window must still be in `ahead` when its boundaries are found (`Shared::fill`).
-const _: () = assert!(SEARCH_AHEAD >= 1 && SEARCH_AHEAD < 2 * AHEAD);
+const _: () = assert!(SEARCH_AHEAD >= 1 && SEARCH_AHEAD < AHEAD);
 
 /// Cache lines of a window asked for ahead (512 bytes): the stream prefetcher takes over a
 /// sequential read after its first misses, and a prefetch that finds every fill buffer busy
@@ -206,21 +205,17 @@ impl Shared {
                 &self.ramp,
             )
         });
-        // Rows are prepared ahead of their writing (`Shared::prepare`): row `j + 2·AHEAD`'s
-        // window is found while row `j` is written, and its data asked for in two stages.
+        // Rows are prepared ahead of their writing (`Shared::prepare`): row `j + AHEAD`'s
+        // window is found, and its first tokens asked for, while row `j` is written.
         let rows = self.batch_size;
         let window = |j: usize| {
             self.window(step, j)
                 .ok_or(LoaderError::SampleOverflow { step })
         };
-        let documents = docs.is_some();
-        let mut ahead = [(0usize, 0u64); 2 * AHEAD];
+        let mut ahead = [(0usize, 0u64); AHEAD];
         for (j, w) in ahead.iter_mut().enumerate().take(rows) {
             *w = window(j)?;
-            self.prepare(*w, Stage::Table, documents);
-        }
-        for w in ahead.iter().take(rows.min(AHEAD)) {
-            self.prepare(*w, Stage::Documents, documents);
+            self.prepare(*w);
         }
         // Rows `0..SEARCH_AHEAD` have their boundaries found before the loop, which finds
         // row `j + SEARCH_AHEAD`'s at row `j`, before `ahead` takes its later windows.
@@ -231,18 +226,11 @@ impl Shared {
             }
         }
         for (j, row) in tokens_part.chunks_exact_mut(row_bytes).enumerate() {
-            let (source, start) = ahead[j % (2 * AHEAD)];
-            if j + 2 * AHEAD < rows {
-                let next = window(j + 2 * AHEAD)?;
-                self.prepare(next, Stage::Table, documents);
-                ahead[j % (2 * AHEAD)] = next;
-            }
+            let (source, start) = ahead[j % AHEAD];
             if j + AHEAD < rows {
-                self.prepare(
-                    ahead[(j + AHEAD) % (2 * AHEAD)],
-                    Stage::Documents,
-                    documents,
-                );
+                let next = window(j + AHEAD)?;
+                self.prepare(next);
+                ahead[j % AHEAD] = next;
                 if let Some(d) = &docs {
                     osml_sys::prefetch(d.last_slot(j + AHEAD, t1 - 1), 1);
                 }
@@ -262,11 +250,11 @@ impl Shared {
             // dependent reads, which the stores of this row's tokens after it overlap; this
             // row's positions last.
             // `ahead` holds row `r`'s window until the loop reaches row `r` (which replaces
-            // it with row `r + 2·AHEAD`'s), so it is still there at row `j < r`.
+            // it with row `r + AHEAD`'s), so it is still there at row `j < r`.
             if let Some(d) = docs.as_mut() {
                 let r = j + SEARCH_AHEAD;
                 if r < rows {
-                    let (s, at) = ahead[r % (2 * AHEAD)];
+                    let (s, at) = ahead[r % AHEAD];
                     segments[r % SEGMENTS] = d.write_boundaries(r, t1 - 1, s, at, self.dataset(s));
                 }
             }
@@ -283,30 +271,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Asks for what writing a window will read, some rows before: rows start at random
-    /// places in data far larger than the caches, so each row's first lines miss to memory,
-    /// and each document search is a chain of dependent misses (block table, then document
-    /// entries). Asked for ahead, those misses overlap with the writing of the rows before.
-    /// `Stage::Table` (2·AHEAD rows ahead) asks for the block-table entries; `Stage::Documents`
-    /// (AHEAD rows ahead) for the tokens and the document entries the table names.
-    fn prepare(&self, (source, start): (usize, u64), stage: Stage, documents: bool) {
-        let dataset = self.dataset(source);
-        let end = start + self.layout.row as u64;
-        match stage {
-            Stage::Table => {
-                if documents {
-                    dataset.prefetch_documents(start, end, Stage::Table);
-                }
-            }
-            Stage::Documents => {
-                if let Some(w) = dataset.window(start, self.layout.row) {
-                    for piece in w.pieces() {
-                        osml_sys::prefetch(piece.bytes(), PREFETCH_LINES);
-                    }
-                }
-                if documents {
-                    dataset.prefetch_documents(start, end, Stage::Documents);
-                }
+    /// Asks for the first lines of a window's tokens, some rows before it is written: rows
+    /// start at random places in data far larger than the caches, so each row's first lines
+    /// miss to memory, and asked for ahead those misses overlap with the writing of the rows
+    /// before. (The document search needs no such help: its reads are a few lines of the
+    /// block table and the index, and asking for them ahead, in two stages, measured the same
+    /// as not, on a small index and on one of 2 M documents, `mixtures` bench.)
+    fn prepare(&self, (source, start): (usize, u64)) {
+        if let Some(w) = self.dataset(source).window(start, self.layout.row) {
+            for piece in w.pieces() {
+                osml_sys::prefetch(piece.bytes(), PREFETCH_LINES);
             }
         }
     }
