@@ -8,7 +8,9 @@
 //!    ids, `cu_seqlens`, sources, offsets) against one source of the same tokens without them,
 //!    both Megatron datasets warm in the page cache, random windows, in interleaved rounds;
 //!    median of the rounds and the ratio of the medians.
-//! 2. Opening a mixture of 100 sparse raw sources (100 M tokens each: 10 B tokens, 20 GB
+//! 2. The same pair over one source of 200 M tokens (400 MB of tokens, 400 k documents): the
+//!    tokens and the document index far larger than the caches, as real datasets are.
+//! 3. Opening a mixture of 100 sparse raw sources (100 M tokens each: 10 B tokens, 20 GB
 //!    mapped, nothing read) with odd weights and taking the first batch, against one source.
 
 #![allow(
@@ -34,6 +36,7 @@ const SOURCES: usize = 10;
 const SOURCE_TOKENS: usize = 2_500_000;
 const ROUNDS: usize = 5;
 const STEPS: usize = 20_000;
+const LARGE_TOKENS: usize = 200_000_000;
 
 /// A positive count from the environment variable `name`, `default` when it is unset.
 fn from_env(name: &str, default: usize) -> usize {
@@ -54,10 +57,18 @@ fn token(i: usize) -> u32 {
 fn write_megatron(prefix: &Path, from: usize, n: usize) {
     let mut w = MegatronWriter::create(prefix, DType::U16).unwrap();
     let (mut at, mut len) = (from, 300usize);
-    let tokens: Vec<u32> = (from..from + n).map(token).collect();
+    // Tokens made a million at a time: the large source would need 800 MB at once.
+    let mut chunk = (from, Vec::new());
     while at < from + n {
         let end = (at + len).min(from + n);
-        w.add_document(&tokens[at - from..end - from]).unwrap();
+        if end > chunk.0 + chunk.1.len() {
+            chunk = (
+                at,
+                (at..(at + 1_000_000).min(from + n)).map(token).collect(),
+            );
+        }
+        w.add_document(&chunk.1[at - chunk.0..end - chunk.0])
+            .unwrap();
         at = end;
         len = len * 7919 % 999 + 1;
     }
@@ -131,6 +142,41 @@ fn open_mixture(dir: &Path, n: usize) -> (Duration, Duration) {
     let mut loader = Loader::with_mixture(mixture, &cfg, None).unwrap();
     drop(loader.next_batch().unwrap());
     (opened, t.elapsed())
+}
+
+/// Section 2: one source larger than the caches, with and without the fields.
+fn large_source(dir: &Path, rounds: usize, steps: usize) {
+    let large = dir.join("large");
+    write_megatron(&large, 0, LARGE_TOKENS);
+    let load_large = loadavg();
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        warm(std::slice::from_ref(&large));
+        without.push(tokens_per_s(Mixture::single(open(&large)), false, steps));
+        with.push(tokens_per_s(Mixture::single(open(&large)), true, steps));
+    }
+    println!();
+    println!(
+        "one source of {} M tokens, larger than the caches, {rounds} interleaved rounds of {steps} batches; load average {load_large} → {}",
+        LARGE_TOKENS / 1_000_000,
+        loadavg()
+    );
+    println!("| source | median tokens/s (min–max) | ratio |");
+    println!("|---|---|---|");
+    let w0 = median(without.clone());
+    println!(
+        "| without document fields (baseline) | {} | 1.00 |",
+        common::rate_cell(&without, w0)
+    );
+    let w1 = median(with.clone());
+    println!(
+        "| documents=true | {} | {:.2} |",
+        common::rate_cell(&with, w1),
+        w1 / w0
+    );
+    let paired_large = median(with.iter().zip(&without).map(|(a, b)| a / b).collect());
+    println!("documents=true against the baseline: median of the rounds' ratios {paired_large:.2}");
+    std::fs::remove_file(large.with_extension("bin")).unwrap();
 }
 
 fn main() {
@@ -211,6 +257,8 @@ fn main() {
         "documents=true against the baseline: median of the rounds' ratios {paired:.2}, ratio of the fastest quarters {:.2}",
         fast(&mixed) / fast(&single)
     );
+
+    large_source(dir.path(), rounds, steps);
 
     let big = tempfile::tempdir_in(&root).unwrap();
     let load1 = loadavg();
