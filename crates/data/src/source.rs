@@ -443,7 +443,14 @@ impl TokenDataset {
     /// scanned in pieces of `piece` tokens, on as many threads as this process may use.
     fn scan_eod(&self, token: u64, piece: u64) -> Vec<u64> {
         let total = self.num_tokens();
-        let leading = self.window(0, 1).and_then(|w| w.get(0)) == i64::try_from(token).ok();
+        // Matched as the scan matches (the element's bits: a uint64 id past i64::MAX too).
+        let leading = self.window(0, 1).is_some_and(|w| {
+            let mut hit = false;
+            for piece in w.pieces() {
+                piece.each_position_of(token, |_| hit = true);
+            }
+            hit
+        });
         let shift = u64::from(!leading);
         let size = self.dtype.size();
         // (the piece's bytes, the global index of its first token), in stream order.
@@ -799,5 +806,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A uint64 id past `i64::MAX` opening the stream is found leading, as the scan finds it
+    /// (the first token is not compared as an `i64`).
+    #[test]
+    fn a_uint64_id_past_i64_max_is_found_leading() {
+        let dir = tempfile::tempdir().unwrap();
+        let eod = 1u64 << 63;
+        let tokens = [eod, 5, 6, eod, 7, 8, 9];
+        let path = dir.path().join("wide.bin");
+        std::fs::write(&path, bytemuck::cast_slice::<u64, u8>(&tokens)).unwrap();
+        let options = OpenOptions {
+            dtype: Some(DType::U64),
+            eod_token: Some(eod),
+            ..OpenOptions::default()
+        };
+        let ds = TokenDataset::open_source(&[path], &options).unwrap();
+        let mut starts = Vec::new();
+        ds.document_starts_in(0, 7, |at| starts.push(at));
+        assert_eq!(starts, [3]);
     }
 }

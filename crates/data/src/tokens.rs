@@ -31,7 +31,8 @@ macro_rules! widen {
 }
 
 /// Calls `$f` with the index of each `$n`-byte little-endian element of `$bytes` equal to
-/// `$want` (a `$t`), in order: a block of 64 compares into a mask, then its set bits.
+/// `$want` (a `$t`), in order: the matches of a block of 64 counted (vector compares), and
+/// only a block with any compared again, one element at a time, for their indices.
 macro_rules! each_equal {
     ($bytes:expr, $want:expr, $f:expr, $n:literal, $t:ty) => {{
         const LANES: usize = 64;
@@ -172,10 +173,11 @@ impl<'a> Tokens<'a> {
     }
 
     /// Calls `f` with the index of each token equal to `token`, in order (an integer dtype's
-    /// value; floats match none). 64 tokens at a time are compared into a bit mask, which the
-    /// compiler makes vector compares of, and the mask's set bits are visited: the scan for
-    /// an end-of-document token that `documents=True` makes of a raw stream before its first
-    /// batch then costs about a read of the stream, not a branch per token.
+    /// value; floats match none). The matches among 64 tokens at a time are counted, which
+    /// the compiler makes vector compares of, and only a block with any is compared again for
+    /// their indices: the scan for an end-of-document token that `documents=True` makes of a
+    /// raw stream before its first batch then costs about a read of the stream, not a branch
+    /// per token.
     pub fn each_position_of(&self, token: u64, mut f: impl FnMut(usize)) {
         if self.dtype.is_float() || token > self.dtype.max_value() {
             return;
