@@ -202,7 +202,8 @@ class Documents:
 
     - ``x``, ``y``: ``[B, T]`` inputs and targets, as without documents.
     - ``position_ids``: ``[B, T]`` int32, each input's position in its document, restarting
-      at 0 where a document starts inside the window (the window's first token is position 0).
+      at 0 where a document starts inside the window (the window's first token is position 0);
+      ``None`` from a loader made with ``position_ids=False``.
     - ``cu_seqlens``: ``[B, T + 1]`` int32, per row the boundaries ``0 < … < T`` of its
       documents (no empty segment), then ``-1`` padding: row ``r``'s segments are
       ``cu_seqlens[r, :k + 1]`` with ``k + 1 = (cu_seqlens[r] >= 0).sum()``. The shape never
@@ -318,7 +319,9 @@ class TokenLoader:
     every change, so resuming reproduces the sequence. ``split="969,30,1"`` with
     ``subset="train"|"valid"|"test"`` reads that part of every source's documents, cut as
     megatron-core cuts them. ``documents=True`` makes each batch a ``Documents``
-    (``x, y, position_ids, cu_seqlens, sources, offsets``) written into the same buffer.
+    (``x, y, position_ids, cu_seqlens, sources, offsets``) written into the same buffer;
+    ``position_ids=False`` leaves the positions out (``None``), for models that take
+    ``cu_seqlens`` alone: they are 4 bytes per token, most of what the fields cost.
     ``plan(tokens)`` says how many epochs of each source a run of that many tokens reads.
     """
 
@@ -345,6 +348,7 @@ class TokenLoader:
         split: Optional[str] = None,
         subset: str = "train",
         documents: bool = False,
+        position_ids: bool = True,
         _interleave: Tuple[int, int] = (0, 1),
         _fault: Optional[Tuple[str, int]] = None,
     ) -> None:
@@ -356,6 +360,8 @@ class TokenLoader:
         else:
             self.paths = _source_paths(source)
         self.path = " ".join(self.paths)
+        if not position_ids and not documents:
+            raise ValueError("position_ids=False needs documents=True: without it a batch has no document fields")
         self.documents = documents
         self.batch_size = batch_size
         self.seq_len = seq_len
@@ -381,6 +387,7 @@ class TokenLoader:
             split=split,
             subset=subset,
             documents=documents,
+            positions=position_ids,
             fault=_fault,
         )
         self._source_paths = self.paths if self.mixture is None else []

@@ -153,15 +153,15 @@ class TorchTokenLoader(TokenLoader):
             # x and y from numpy slices, as in `__next__`: cheaper than slicing a tensor.
             tokens, pos, cu, src, off = arrays
             x, y = torch.from_numpy(tokens[:, :-1]), torch.from_numpy(tokens[:, 1:])
-            return Documents(x, y, *(torch.from_numpy(a) for a in (pos, cu, src, off)))
-        tensors = [torch.from_numpy(a) for a in arrays]
-        if self.device is not None:
-            cpu = tensors
-            asynchronous = self._copies_are_async()
-            tensors = [t.to(self.device, non_blocking=asynchronous) for t in cpu]
-            if asynchronous:
-                self._in_flight.append((self._record_copy(), cpu))
-        tokens, pos, cu, src, off = tensors
+            fields = (None if a is None else torch.from_numpy(a) for a in (pos, cu, src, off))
+            return Documents(x, y, *fields)
+        # position_ids is None from a loader made with position_ids=False.
+        cpu = [torch.from_numpy(a) for a in arrays if a is not None]
+        asynchronous = self._copies_are_async()
+        moved = iter([t.to(self.device, non_blocking=asynchronous) for t in cpu])
+        if asynchronous:
+            self._in_flight.append((self._record_copy(), cpu))
+        tokens, pos, cu, src, off = (None if a is None else next(moved) for a in arrays)
         return Documents(tokens[:, :-1], tokens[:, 1:], pos, cu, src, off)
 
 

@@ -83,7 +83,10 @@ fn documents(
         .batch
         .documents()
         .ok_or_else(|| OsmlError::new_err("the loader was made without documents=True"))?;
-    let positions = Batch::view_of(&this, d.positions, rows, cols - 1)?;
+    let positions = match d.positions {
+        Some(p) => Batch::view_of(&this, p, rows, cols - 1)?,
+        None => py.None().into_bound(py),
+    };
     let cu = Batch::view_of(&this, d.cu_seqlens, rows, cols)?;
     let sources = Batch::view1(&this, d.sources);
     let offsets = Batch::view1(&this, d.offsets);
@@ -286,7 +289,7 @@ fn open_mixture(
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (paths, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, column, eod_token, block, state_json, max_buffers, interleave, sources = None, schedule = Vec::new(), split = None, subset = None, documents = false, reweight = None, fault = None))]
+    #[pyo3(signature = (paths, batch_size, seq_len, *, mode, seed, rank, world_size, workers, prefetch, dtype, cpus, format, raw_dtype, column, eod_token, block, state_json, max_buffers, interleave, sources = None, schedule = Vec::new(), split = None, subset = None, documents = false, positions = true, reweight = None, fault = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -314,6 +317,7 @@ impl Loader {
         split: Option<String>,
         subset: Option<&str>,
         documents: bool,
+        positions: bool,
         reweight: Option<Vec<String>>,
         fault: Option<(String, u64)>,
     ) -> PyResult<Self> {
@@ -366,6 +370,7 @@ impl Loader {
                 count: interleave.1,
             },
             documents,
+            positions,
             fault,
             ..LoaderConfig::default()
         };
@@ -411,7 +416,8 @@ impl Loader {
     }
 
     /// The next batch with its document fields: `(tokens, position_ids, cu_seqlens, sources,
-    /// offsets)`, numpy arrays viewing one pool buffer.
+    /// offsets)`, numpy arrays viewing one pool buffer (`position_ids` `None` when the loader
+    /// was made with `positions=False`).
     fn next_documents<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
         documents(py, self.wait(py)?)
     }

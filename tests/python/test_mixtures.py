@@ -336,6 +336,36 @@ def test_torch_loader_delivers_document_fields_as_tensors(sources):
             np.testing.assert_array_equal(getattr(t, name).numpy(), getattr(a, name), err_msg=name)
 
 
+def test_position_ids_can_be_left_out(sources):
+    """position_ids=False: the same batches with the other fields, positions None, from
+    numpy and torch (on a device too: the copy path skips the missing field)."""
+    from osml.torch import TorchTokenLoader
+
+    mix = {p: 1 for p in sources}
+    full = TokenLoader(mix, 5, T, documents=True, seed=4)
+    loaders = [
+        TokenLoader(mix, 5, T, documents=True, position_ids=False, seed=4),
+        TorchTokenLoader(mix, 5, T, documents=True, position_ids=False, seed=4),
+        TorchTokenLoader(mix, 5, T, documents=True, position_ids=False, seed=4, device="cpu"),
+    ]
+    for _ in range(30):
+        want = next(full)
+        for loader in loaders:
+            b = next(loader)
+            assert b.position_ids is None
+            for name in ("x", "y", "cu_seqlens", "sources", "offsets"):
+                got = getattr(b, name)
+                got = got.numpy() if isinstance(got, torch.Tensor) else got
+                np.testing.assert_array_equal(got, getattr(want, name), err_msg=name)
+    # The state resumes such a loader as any other.
+    state = loaders[0].state_dict()
+    again = TokenLoader(mix, 5, T, documents=True, position_ids=False, seed=4)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(next(again).cu_seqlens, next(loaders[0]).cu_seqlens)
+    with pytest.raises(ValueError, match="needs documents=True"):
+        TokenLoader(mix, 5, T, position_ids=False)
+
+
 @pytest.mark.parametrize(
     "weights, want",
     [

@@ -7,7 +7,8 @@
 //! 1. Loader tokens/s of a 10-source mixture with document fields (`documents`: position
 //!    ids, `cu_seqlens`, sources, offsets) against one source of the same tokens without them,
 //!    both Megatron datasets warm in the page cache, random windows, in interleaved rounds;
-//!    median of the rounds and the ratio of the medians.
+//!    median of the rounds and the ratio of the medians; and the mixture with the fields but
+//!    `positions: false` (no `position_ids`).
 //! 2. The same pair over one source of 200 M tokens (400 MB of tokens, 400 k documents): the
 //!    tokens and the document index far larger than the caches, as real datasets are.
 //! 3. Opening a mixture of 100 sparse raw sources (100 M tokens each: 10 B tokens, 20 GB
@@ -87,12 +88,22 @@ fn warm(paths: &[PathBuf]) {
     }
 }
 
-fn tokens_per_s(mixture: Mixture, documents: bool, steps: usize) -> f64 {
+/// Which document fields the loader writes.
+#[derive(Debug, Clone, Copy)]
+enum Fields {
+    None,
+    All,
+    /// `cu_seqlens`, sources and offsets, no `position_ids`.
+    NoPositions,
+}
+
+fn tokens_per_s(mixture: Mixture, fields: Fields, steps: usize) -> f64 {
     let cfg = LoaderConfig {
         batch_size: 12,
         seq_len: 1024,
         workers: 1,
-        documents,
+        documents: !matches!(fields, Fields::None),
+        positions: !matches!(fields, Fields::NoPositions),
         ..LoaderConfig::default()
     };
     let mut loader = Loader::with_mixture(mixture, &cfg, None).unwrap();
@@ -144,6 +155,93 @@ fn open_mixture(dir: &Path, n: usize) -> (Duration, Duration) {
     (opened, t.elapsed())
 }
 
+/// Section 1: one source, the mixture, the mixture with its fields, in interleaved rounds.
+fn mixture_section(
+    one: &PathBuf,
+    sources: &[PathBuf],
+    rounds: usize,
+    steps: usize,
+    threads: usize,
+) {
+    let load0 = loadavg();
+    let (mut single, mut plain, mut mixed, mut cu_only) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mix = |fields: Fields| {
+        let parts = sources
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Part::whole(format!("s{i}"), open(p)))
+            .collect();
+        tokens_per_s(
+            Mixture::new(parts, weights(SOURCES)).unwrap(),
+            fields,
+            steps,
+        )
+    };
+    for _ in 0..rounds {
+        warm(std::slice::from_ref(one));
+        single.push(tokens_per_s(
+            Mixture::single(open(one)),
+            Fields::None,
+            steps,
+        ));
+        warm(sources);
+        plain.push(mix(Fields::None));
+        mixed.push(mix(Fields::All));
+        cu_only.push(mix(Fields::NoPositions));
+    }
+    let (s, p, m) = (
+        median(single.clone()),
+        median(plain.clone()),
+        median(mixed.clone()),
+    );
+    println!(
+        "loader, B=12 T=1024 int64, 1 worker, random windows, {rounds} interleaved rounds of {steps} batches, {} busy threads beside it; load average {load0} → {}",
+        threads,
+        loadavg()
+    );
+    println!("| source | median tokens/s (min–max) | ratio |");
+    println!("|---|---|---|");
+    let fmt = common::rate_cell;
+    println!(
+        "| one Megatron source, {} M tokens (baseline) | {} | 1.00 |",
+        SOURCES * SOURCE_TOKENS / 1_000_000,
+        fmt(&single, s)
+    );
+    println!(
+        "| {SOURCES}-source mixture of the same tokens | {} | {:.2} |",
+        fmt(&plain, p),
+        p / s
+    );
+    println!(
+        "| {SOURCES}-source mixture of the same tokens, documents=true | {} | {:.2} |",
+        fmt(&mixed, m),
+        m / s
+    );
+    let c = median(cu_only.clone());
+    println!(
+        "| {SOURCES}-source mixture of the same tokens, documents=true, positions=false | {} | {:.2} |",
+        fmt(&cu_only, c),
+        c / s
+    );
+    // Each round's pair was measured seconds apart: the median of the rounds' own
+    // ratios is steadier than the ratio of the medians while the host's speed drifts; the
+    // fastest quarter of each is what the code does when nothing else takes the core.
+    let paired = median(mixed.iter().zip(&single).map(|(m, s)| m / s).collect());
+    let fast = |rates: &[f64]| {
+        let mut sorted = rates.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let quarter = sorted.len().div_ceil(4);
+        sorted[..quarter].iter().sum::<f64>() / quarter as f64
+    };
+    println!(
+        "documents=true against the baseline: median of the rounds' ratios {paired:.2}, ratio of the fastest quarters {:.2}",
+        fast(&mixed) / fast(&single)
+    );
+    let paired_cu = median(cu_only.iter().zip(&single).map(|(c, s)| c / s).collect());
+    println!("documents=true, positions=false: median of the rounds' ratios {paired_cu:.2}");
+}
+
 /// Section 2: one source larger than the caches, with and without the fields.
 fn large_source(dir: &Path, rounds: usize, steps: usize) {
     let large = dir.join("large");
@@ -152,8 +250,16 @@ fn large_source(dir: &Path, rounds: usize, steps: usize) {
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         warm(std::slice::from_ref(&large));
-        without.push(tokens_per_s(Mixture::single(open(&large)), false, steps));
-        with.push(tokens_per_s(Mixture::single(open(&large)), true, steps));
+        without.push(tokens_per_s(
+            Mixture::single(open(&large)),
+            Fields::None,
+            steps,
+        ));
+        with.push(tokens_per_s(
+            Mixture::single(open(&large)),
+            Fields::All,
+            steps,
+        ));
     }
     println!();
     println!(
@@ -198,66 +304,7 @@ fn main() {
         from_env("OSML_BENCH_ROUNDS", ROUNDS),
         from_env("OSML_BENCH_STEPS", STEPS),
     );
-    let load0 = loadavg();
-    let (mut single, mut plain, mut mixed) = (Vec::new(), Vec::new(), Vec::new());
-    let mix = |docs: bool| {
-        let parts = sources
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Part::whole(format!("s{i}"), open(p)))
-            .collect();
-        tokens_per_s(Mixture::new(parts, weights(SOURCES)).unwrap(), docs, steps)
-    };
-    for _ in 0..rounds {
-        warm(std::slice::from_ref(&one));
-        single.push(tokens_per_s(Mixture::single(open(&one)), false, steps));
-        warm(&sources);
-        plain.push(mix(false));
-        mixed.push(mix(true));
-    }
-    let (s, p, m) = (
-        median(single.clone()),
-        median(plain.clone()),
-        median(mixed.clone()),
-    );
-    println!(
-        "loader, B=12 T=1024 int64, 1 worker, random windows, {rounds} interleaved rounds of {steps} batches, {} busy threads beside it; load average {load0} → {}",
-        contend.threads,
-        loadavg()
-    );
-    println!("| source | median tokens/s (min–max) | ratio |");
-    println!("|---|---|---|");
-    let fmt = common::rate_cell;
-    println!(
-        "| one Megatron source, {} M tokens (baseline) | {} | 1.00 |",
-        SOURCES * SOURCE_TOKENS / 1_000_000,
-        fmt(&single, s)
-    );
-    println!(
-        "| {SOURCES}-source mixture of the same tokens | {} | {:.2} |",
-        fmt(&plain, p),
-        p / s
-    );
-    println!(
-        "| {SOURCES}-source mixture of the same tokens, documents=true | {} | {:.2} |",
-        fmt(&mixed, m),
-        m / s
-    );
-    // Each round's pair was measured seconds apart: the median of the rounds' own
-    // ratios is steadier than the ratio of the medians while the host's speed drifts; the
-    // fastest quarter of each is what the code does when nothing else takes the core.
-    let paired = median(mixed.iter().zip(&single).map(|(m, s)| m / s).collect());
-    let fast = |rates: &[f64]| {
-        let mut sorted = rates.to_vec();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        let quarter = sorted.len().div_ceil(4);
-        sorted[..quarter].iter().sum::<f64>() / quarter as f64
-    };
-    println!(
-        "documents=true against the baseline: median of the rounds' ratios {paired:.2}, ratio of the fastest quarters {:.2}",
-        fast(&mixed) / fast(&single)
-    );
-
+    mixture_section(&one, &sources, rounds, steps, contend.threads);
     large_source(dir.path(), rounds, steps);
 
     let big = tempfile::tempdir_in(&root).unwrap();

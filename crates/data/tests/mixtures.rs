@@ -343,7 +343,15 @@ fn reference_docs(starts: &[u64], off: u64, t: usize) -> (Vec<i64>, Vec<i32>) {
     (pos, cu)
 }
 
-fn check_documents(loader: &mut Loader, starts: &[Vec<u64>], t: usize, steps: usize) -> usize {
+/// Checks `steps` batches' fields against the reference; `positions`: whether the loader
+/// was asked for `position_ids`.
+fn check_documents(
+    loader: &mut Loader,
+    starts: &[Vec<u64>],
+    t: usize,
+    steps: usize,
+    positions: bool,
+) -> usize {
     let mut on_boundary = 0;
     for _ in 0..steps {
         let b = loader.next_batch().unwrap();
@@ -352,11 +360,17 @@ fn check_documents(loader: &mut Loader, starts: &[Vec<u64>], t: usize, steps: us
             let (s, off) = b.origin(i).unwrap();
             assert_eq!((d.sources[i] as usize, d.offsets[i] as u64), (s, off));
             let (pos, cu) = reference_docs(&starts[s], off, t);
-            let got_pos: Vec<i64> = d.positions[i * t..(i + 1) * t]
-                .iter()
-                .map(|&x| i64::from(x))
-                .collect();
-            assert_eq!(got_pos, pos, "row {i}, offset {off}");
+            match d.positions {
+                Some(got) => {
+                    assert!(positions, "positions delivered without being asked for");
+                    let got: Vec<i64> = got[i * t..(i + 1) * t]
+                        .iter()
+                        .map(|&x| i64::from(x))
+                        .collect();
+                    assert_eq!(got, pos, "row {i}, offset {off}");
+                }
+                None => assert!(!positions, "positions asked for, none delivered"),
+            }
             assert_eq!(&d.cu_seqlens[i * (t + 1)..(i + 1) * (t + 1)], &cu[..]);
             // No empty segment.
             let valid: Vec<i32> = cu.iter().copied().filter(|&x| x >= 0).collect();
@@ -377,17 +391,22 @@ fn document_fields_equal_the_idx_boundaries() {
     let parts = vec![Part::whole("a", open(&pa)), Part::whole("b", open(&pb))];
     let mix = Mixture::new(parts, weights(&["1", "2"])).unwrap();
     let t = 32;
-    // Batches of more rows than the loader prepares ahead (17 > 2·4) as well as fewer.
-    for (b, output) in [
-        (5, osml_data::loader::Output::I64),
-        (17, osml_data::loader::Output::I64),
-        (17, osml_data::loader::Output::I32),
+    // Batches of more rows than the loader prepares ahead (17 > 4) as well as fewer, and
+    // without positions.
+    for (b, output, positions) in [
+        (3, osml_data::loader::Output::I64, true),
+        (5, osml_data::loader::Output::I64, true),
+        (17, osml_data::loader::Output::I64, true),
+        (17, osml_data::loader::Output::I32, true),
+        (5, osml_data::loader::Output::I64, false),
+        (17, osml_data::loader::Output::I32, false),
     ] {
         let mut c = cfg(b, t, Mode::Random);
         c.documents = true;
+        c.positions = positions;
         c.output = output;
         let mut l = Loader::with_mixture(mix.clone(), &c, None).unwrap();
-        let on_boundary = check_documents(&mut l, &[sa.clone(), sb.clone()], t, 300);
+        let on_boundary = check_documents(&mut l, &[sa.clone(), sb.clone()], t, 300, positions);
         assert!(
             on_boundary > 0,
             "some windows start or end exactly on a boundary"
@@ -425,7 +444,7 @@ fn document_fields_follow_the_eod_token_of_raw_files() {
     let mut c = cfg(4, t, Mode::Epoch { block: None });
     c.documents = true;
     let mut l = Loader::new(ds, &c, None).unwrap();
-    let on_boundary = check_documents(&mut l, &[starts], t, 60);
+    let on_boundary = check_documents(&mut l, &[starts], t, 60, true);
     assert!(on_boundary > 0);
 }
 

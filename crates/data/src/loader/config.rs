@@ -89,6 +89,11 @@ pub struct LoaderConfig {
     /// Also deliver each row's document boundaries (`position_ids`, `cu_seqlens`), source
     /// and offset, in the same buffer ([`super::Batch::documents`]).
     pub documents: bool,
+    /// With `documents`, deliver `position_ids` too (the default). Without them a batch
+    /// carries `cu_seqlens`, sources and offsets only: the positions are 4 bytes per token, most
+    /// of what the fields cost, and a model that takes `cu_seqlens` (`FlashAttention`'s varlen
+    /// functions, a THD layout) can do without them.
+    pub positions: bool,
     /// Test hook: a fault injected into one step's fill.
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -113,6 +118,7 @@ impl Default for LoaderConfig {
             max_buffers: DEFAULT_MAX_BUFFERS,
             interleave: Interleave::default(),
             documents: false,
+            positions: true,
             fault: None,
         }
     }
@@ -204,8 +210,8 @@ impl LoaderState {
 /// Where a batch's document fields lie in its buffer (byte offsets, each 64-byte aligned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DocLayout {
-    /// `position_ids`: B × T int32.
-    pub positions: usize,
+    /// `position_ids`: B × T int32 (`None` when the loader was asked not to deliver them).
+    pub positions: Option<usize>,
     /// `cu_seqlens`: B × (T + 1) int32.
     pub cu_seqlens: usize,
     /// The source of each row: B int32.
@@ -518,7 +524,11 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
     if cfg.documents {
         // Positions count up to T - 1 < 2^31 (checked below): int32, whatever the tokens.
         let positions = align64(need);
-        let cu_seqlens = align64(positions + b * t * 4);
+        let cu_seqlens = if cfg.positions {
+            align64(positions + b * t * 4)
+        } else {
+            positions
+        };
         let sources = align64(cu_seqlens + b * (t + 1) * 4);
         let offsets = align64(sources + b * 4);
         let padded = align64(offsets + b * 8);
@@ -538,7 +548,7 @@ fn layout(cfg: &LoaderConfig, dtype: DType) -> Result<Layout, DataError> {
         ) {
             (Some(positions), Some(cu_seqlens), Some(sources), Some(offsets), Some(padded)) => {
                 Some(DocLayout {
-                    positions,
+                    positions: cfg.positions.then_some(positions),
                     cu_seqlens,
                     sources,
                     offsets,

@@ -2,7 +2,8 @@
 //!
 //! Layout per batch of B rows of T inputs (each field 64-byte aligned, see `DocLayout`):
 //!
-//! - `position_ids` `[B, T]` int32: the position of each input token within its document,
+//! - `position_ids` `[B, T]` int32 (unless `LoaderConfig::positions` is off: then no bytes
+//!   are kept for them): the position of each input token within its document,
 //!   restarting at 0 wherever a document starts inside the window (the window's first token
 //!   is position 0 whatever its place in its document: a model attends within the window
 //!   only). Int32 whatever the tokens: positions are below T < 2^31, torch indexes and
@@ -47,7 +48,11 @@ pub(crate) struct Ramp(Box<[i32]>);
 
 impl Ramp {
     pub fn new(layout: Option<DocLayout>, t: usize) -> Self {
-        let t = if layout.is_some() { t } else { 0 };
+        let t = if layout.is_some_and(|d| d.positions.is_some()) {
+            t
+        } else {
+            0
+        };
         Self((0..t).map(|k| k as i32).collect())
     }
 }
@@ -72,8 +77,10 @@ impl<'a> DocFields<'a> {
         rows: usize,
         ramp: &'a Ramp,
     ) -> Self {
-        let (_, rest) = rest.split_at_mut(layout.positions - base);
-        let (positions, rest) = rest.split_at_mut(layout.cu_seqlens - layout.positions);
+        // Without positions, an empty field where they would be.
+        let at = layout.positions.unwrap_or(layout.cu_seqlens);
+        let (_, rest) = rest.split_at_mut(at - base);
+        let (positions, rest) = rest.split_at_mut(layout.cu_seqlens - at);
         let (cu, rest) = rest.split_at_mut(layout.sources - layout.cu_seqlens);
         let (sources, rest) = rest.split_at_mut(layout.offsets - layout.sources);
         let (offsets, padded) = rest.split_at_mut(layout.padded - layout.offsets);
@@ -132,8 +139,11 @@ impl<'a> DocFields<'a> {
     }
 
     /// The positions of row `j`, whose boundaries [`DocFields::write_boundaries`] wrote (`m`
-    /// segments).
+    /// segments); nothing when the loader delivers no positions.
     pub fn write_positions(&mut self, j: usize, t: usize, m: usize) {
+        if self.positions.is_empty() {
+            return;
+        }
         let cu_row = &self.cu_seqlens[j * (t + 1)..=j * (t + 1) + m];
         let row = &mut self.positions[j * t..(j + 1) * t];
         for w in cu_row.windows(2) {

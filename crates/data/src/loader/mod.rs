@@ -408,8 +408,9 @@ pub struct Loader {
 /// A batch's document fields, views of its buffer (layout: the `documents` module).
 #[derive(Debug, Clone, Copy)]
 pub struct Documents<'a> {
-    /// `[B, T]` int32: each input's position within its document.
-    pub positions: &'a [i32],
+    /// `[B, T]` int32: each input's position within its document (`None` when the loader
+    /// was made with [`LoaderConfig::positions`] off).
+    pub positions: Option<&'a [i32]>,
     /// `[B, T + 1]` int32: each row's boundaries `0 … T`, then `-1`.
     pub cu_seqlens: &'a [i32],
     /// `[B]`: each row's source.
@@ -465,7 +466,9 @@ impl Batch {
         let buf = self.buffer.as_ref()?.as_slice();
         let (b, t) = (self.rows(), self.row_len() - 1);
         Some(Documents {
-            positions: bytemuck::cast_slice(&buf[d.positions..d.positions + b * t * 4]),
+            positions: d
+                .positions
+                .map(|at| bytemuck::cast_slice(&buf[at..at + b * t * 4])),
             cu_seqlens: bytemuck::cast_slice(&buf[d.cu_seqlens..d.cu_seqlens + b * (t + 1) * 4]),
             sources: bytemuck::cast_slice(&buf[d.sources..d.sources + b * 4]),
             offsets: bytemuck::cast_slice(&buf[d.offsets..d.offsets + b * 8]),
